@@ -1,0 +1,2 @@
+//! Placeholder bench target; the models engineer replaces it.
+fn main() {}

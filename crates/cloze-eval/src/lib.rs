@@ -1,0 +1,1 @@
+//! `cloze-eval`: being built; see docs/ARCHITECTURE.md for its place in the layers.

@@ -1,0 +1,1 @@
+//! `cloze-mask`: being built; see docs/ARCHITECTURE.md for its place in the layers.

@@ -1,0 +1,30 @@
+//! `cloze bench ...`: throughput measurements printed as JSON lines and a summary.
+//!
+//! Each bench is a module with its own arguments; peers (HF transformers) are
+//! compared by running their scripts in the same invocation where a bench supports it.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+pub mod gemm;
+
+/// Arguments of `cloze bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: BenchCmd,
+}
+
+/// The benches.
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// fp32 matrix-multiply throughput: the machine's practical compute peak.
+    Gemm(gemm::GemmArgs),
+}
+
+/// Runs the chosen bench.
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.which {
+        BenchCmd::Gemm(a) => gemm::run(a),
+    }
+}
