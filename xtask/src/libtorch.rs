@@ -427,10 +427,21 @@ fn link(root: &Path, target: &Path) -> Result<()> {
     if fs::read_link(&link).ok().as_deref() == Some(target) {
         return Ok(());
     }
+    let previous = fs::read_link(&link).ok();
     let tmp = root.join(format!(".libtorch.tmp-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)?;
     fs::rename(&tmp, &link).with_context(|| format!("updating {}", link.display()))?;
+    if previous.is_some() {
+        // tch's build script only reruns when LIBTORCH's value changes, and the link's
+        // path stays the same, so a switch of install must rebuild it explicitly.
+        eprintln!("libtorch changed; rebuilding torch-sys on the next build");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let _ = std::process::Command::new(cargo)
+            .args(["clean", "-p", "torch-sys"])
+            .current_dir(root)
+            .status();
+    }
     Ok(())
 }
 
@@ -446,4 +457,103 @@ fn sha256_file(path: &Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_install(dir: &Path) {
+        fs::create_dir_all(dir.join("lib")).unwrap();
+        let mut files = Vec::new();
+        for name in required_libs(&Options::default()) {
+            fs::write(dir.join("lib").join(name), name.as_bytes()).unwrap();
+            files.push(format!(
+                "{{\"file\":\"lib/{name}\",\"bytes\":{}}}",
+                name.len()
+            ));
+        }
+        fs::write(dir.join("build-version"), "2.13.0+cu130\n").unwrap();
+        let marker = format!(
+            "{{\"version\":\"2.13.0\",\"flavour\":\"cpu\",\"files\":[{}]}}",
+            files.join(",")
+        );
+        fs::write(dir.join(MARKER), marker).unwrap();
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn complete_install_verifies() {
+        let d = scratch("ok");
+        fake_install(&d);
+        assert_eq!(verify(&d, &Options::default()).unwrap(), "2.13.0+cu130");
+        assert!(
+            verify(
+                &d,
+                &Options {
+                    cuda: true,
+                    force: false
+                }
+            )
+            .is_err(),
+            "flavour must match"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn truncated_library_or_missing_marker_is_not_trusted() {
+        let d = scratch("trunc");
+        fake_install(&d);
+        fs::write(d.join("lib/libtorch_cpu.so"), b"x").unwrap();
+        assert!(verify(&d, &Options::default()).is_err());
+        fake_install(&d);
+        fs::remove_file(d.join(MARKER)).unwrap();
+        assert!(verify(&d, &Options::default()).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn wrong_version_is_refused() {
+        let d = scratch("ver");
+        fake_install(&d);
+        fs::write(d.join("build-version"), "2.12.1+cpu\n").unwrap();
+        let err = verify(&d, &Options::default()).unwrap_err().to_string();
+        assert!(err.contains("2.12.1"), "{err}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn partial_dirs_of_dead_processes_are_removed() {
+        let d = scratch("partial");
+        let dead = d.join(".libtorch-2.13.0-cpu.partial-999999999");
+        let alive = d.join(format!(
+            ".libtorch-2.13.0-cpu.partial-{}",
+            std::process::id()
+        ));
+        fs::create_dir_all(&dead).unwrap();
+        fs::create_dir_all(&alive).unwrap();
+        clean_stale_partials(&d, "libtorch-2.13.0-cpu");
+        assert!(!dead.exists());
+        assert!(alive.exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn version_is_read_from_version_py() {
+        let d = scratch("py");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("torch-version.py"),
+            "x = 1\n__version__ = '2.13.0+cu130'\n",
+        )
+        .unwrap();
+        assert_eq!(read_version(&d).unwrap(), "2.13.0+cu130");
+        fs::remove_dir_all(&d).unwrap();
+    }
 }

@@ -5,12 +5,13 @@
 //!   through pip into a cache outside the clone, verified and atomically installed,
 //!   then point `.libtorch` in the repository at it (or at the user's `LIBTORCH`).
 //! - `env`: print the shell exports that make the built binaries run from any shell.
-//! - `test [--ignored] [ARGS..]`: provision if needed, then run every test.
+//! - `test [--offline] [--cuda] [ARGS..]`: provision if needed, then run every test.
 //! - `demo`: the main job, end to end.
 //! - `bench [NAME]`: the criterion benches.
 //! - `ci`: what `.ci/run` does (formatting check, then `test`).
 
 #![allow(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod libtorch;
 
@@ -80,7 +81,7 @@ fn print_help() {
          commands:\n  \
            libtorch [--cuda] [--force]  provision libtorch 2.13.0 (CPU by default) through pip\n  \
            env                          print shell exports for running built binaries elsewhere\n  \
-           test [--ignored] [ARGS..]    provision libtorch if missing, then run every test\n  \
+           test [--offline] [--cuda]     provision libtorch if missing, then run every test\n  \
            demo                         the main job, end to end\n  \
            bench [NAME]                 run the criterion benches (all, or one by name)\n  \
            ci                           formatting check, then `test` (what .ci/run does)"
@@ -127,14 +128,21 @@ fn has_nextest() -> bool {
         .unwrap_or(false)
 }
 
+/// Runs every test. Tests marked `#[ignore = "network: ..."]` fetch real data through
+/// the package clients and run too, unless `--offline`; tests whose name contains
+/// `cuda` need a GPU and run only with `--cuda`.
 fn test(mut args: Vec<String>) -> Result<()> {
-    let ignored = take_flag(&mut args, "--ignored");
-    libtorch::ensure(&libtorch::Options::default())?;
+    let offline = take_flag(&mut args, "--offline");
+    let cuda = take_flag(&mut args, "--cuda");
+    libtorch::ensure(&libtorch::Options { cuda, force: false })?;
     let extra: Vec<&str> = args.iter().map(String::as_str).collect();
     if has_nextest() {
         let mut a = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
-        if ignored {
+        if !offline {
             a.push("--run-ignored=all");
+        }
+        if !cuda {
+            a.extend(["-E", "not test(/cuda/)"]);
         }
         a.extend(&extra);
         cargo(&a)?;
@@ -143,8 +151,12 @@ fn test(mut args: Vec<String>) -> Result<()> {
     } else {
         let mut a = vec!["test", "--workspace", "--no-fail-fast"];
         a.extend(&extra);
-        if ignored {
-            a.extend(["--", "--include-ignored"]);
+        a.push("--");
+        if !offline {
+            a.push("--include-ignored");
+        }
+        if !cuda {
+            a.extend(["--skip", "cuda"]);
         }
         cargo(&a)
     }
