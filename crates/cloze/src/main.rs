@@ -16,6 +16,9 @@ struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Threads for libtorch and for the data pipeline (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,9 +46,27 @@ fn install_tracing(verbose: u8, quiet: bool) {
         .init();
 }
 
+/// Sets libtorch's intra-op threads and rayon's global pool explicitly, so runs are
+/// reproducible and do not oversubscribe the cores.
+fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    let n = match threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+    };
+    tch::set_num_threads(i32::try_from(n)?);
+    rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     install_tracing(cli.verbose, cli.quiet);
+    tracing::debug!(command = ?cli.command, "starting");
+    if let Err(e) = set_threads(cli.threads) {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Info(a) => cmd::info::run(a),
         Command::Bench(a) => cmd::bench::run(a),
