@@ -2,8 +2,17 @@
 //! pretraining instances, on-disk shards.
 //!
 //! Neighbours: nothing below it; `cloze-mask` consumes its [`Instance`]s and
-//! [`SpecialTokens`]. This crate never links libtorch.
+//! [`SpecialTokens`]; `cloze-train` reads shards through [`shards::ShardSet`];
+//! the `cloze` driver exposes [`datasets`] as `cloze data fetch|list`. This
+//! crate never links libtorch.
 
+mod archive;
+pub mod datasets;
+pub mod error;
 pub mod instance;
+pub mod progress;
+pub mod sentences;
 
+pub use error::{Error, Result};
 pub use instance::{Instance, PairLabel, SpecialTokens, NO_WORD};
+pub use progress::{NoProgress, Progress};

@@ -29,6 +29,8 @@ enum Command {
     Info(cmd::info::InfoArgs),
     /// Throughput benchmarks (JSON lines), compared with the peer where one exists.
     Bench(cmd::bench::BenchArgs),
+    /// Datasets: fetch real corpora and checkpoints, list the cache, prepare and inspect shards.
+    Data(cmd::data::DataArgs),
 }
 
 fn install_tracing(verbose: u8, quiet: bool) {
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Info(a) => cmd::info::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Data(a) => cmd::data::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

