@@ -1,0 +1,288 @@
+//! `BertConfig`: HuggingFace's `config.json` for BERT, read and written with HF's field names.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The activation functions HF configs name in `hidden_act`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// Exact GELU, `x * Phi(x)` with the error function (HF `gelu`).
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// GELU with the tanh approximation (HF `gelu_new`).
+    #[serde(rename = "gelu_new")]
+    GeluNew,
+    /// The same tanh approximation under PyTorch's name.
+    #[serde(rename = "gelu_pytorch_tanh")]
+    GeluPytorchTanh,
+    /// The same tanh approximation, HF's "fast" spelling.
+    #[serde(rename = "gelu_fast")]
+    GeluFast,
+    /// `x * sigmoid(1.702 x)`.
+    #[serde(rename = "quick_gelu")]
+    QuickGelu,
+    /// Rectified linear unit.
+    #[serde(rename = "relu")]
+    Relu,
+    /// `x * sigmoid(x)`.
+    #[serde(rename = "silu")]
+    Silu,
+    /// Same as `silu`, older name.
+    #[serde(rename = "swish")]
+    Swish,
+    /// Hyperbolic tangent.
+    #[serde(rename = "tanh")]
+    Tanh,
+}
+
+impl Activation {
+    /// Applies the activation.
+    pub fn apply(self, xs: &tch::Tensor) -> Result<tch::Tensor> {
+        Ok(match self {
+            Activation::Gelu => xs.f_gelu("none")?,
+            Activation::GeluNew | Activation::GeluPytorchTanh | Activation::GeluFast => {
+                xs.f_gelu("tanh")?
+            }
+            Activation::QuickGelu => xs.f_mul(&xs.f_mul_scalar(1.702)?.f_sigmoid()?)?,
+            Activation::Relu => xs.f_relu()?,
+            Activation::Silu | Activation::Swish => xs.f_silu()?,
+            Activation::Tanh => xs.f_tanh()?,
+        })
+    }
+}
+
+/// BERT hyper-parameters under HuggingFace `config.json` names.
+///
+/// Fields this crate does not interpret (`architectures`, `transformers_version`,
+/// `use_cache`, ...) are kept in [`BertConfig::extra`] so that a read-then-write
+/// round trip loses nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BertConfig {
+    /// Rows of the word embedding table.
+    pub vocab_size: i64,
+    /// Width of every hidden state.
+    pub hidden_size: i64,
+    /// Number of encoder layers.
+    pub num_hidden_layers: i64,
+    /// Attention heads per layer; must divide `hidden_size`.
+    pub num_attention_heads: i64,
+    /// Width of the feed-forward block.
+    pub intermediate_size: i64,
+    /// Activation of the feed-forward block and of the MLM head transform.
+    pub hidden_act: Activation,
+    /// Dropout on embeddings and sub-layer outputs.
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities.
+    pub attention_probs_dropout_prob: f64,
+    /// Rows of the position embedding table: the longest sequence the model accepts.
+    pub max_position_embeddings: i64,
+    /// Rows of the token-type (segment) embedding table.
+    pub type_vocab_size: i64,
+    /// Standard deviation of the normal initialisation.
+    pub initializer_range: f64,
+    /// Epsilon of every LayerNorm.
+    pub layer_norm_eps: f64,
+    /// Padding token id; its word-embedding row starts at zero and gets no gradient.
+    pub pad_token_id: Option<i64>,
+    /// Only `"absolute"` is supported; kept so configs round-trip.
+    pub position_embedding_type: String,
+    /// HF's model type, `"bert"`.
+    pub model_type: String,
+    /// The HF classes this checkpoint is meant for; `save_pretrained` fills it in.
+    pub architectures: Option<Vec<String>>,
+    /// Every other field of the file, written back unchanged.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for BertConfig {
+    /// HF's `BertConfig()` defaults (bert-base-uncased sizes).
+    fn default() -> Self {
+        BertConfig {
+            vocab_size: 30522,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            hidden_act: Activation::Gelu,
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            initializer_range: 0.02,
+            layer_norm_eps: 1e-12,
+            pad_token_id: Some(0),
+            position_embedding_type: "absolute".to_string(),
+            model_type: "bert".to_string(),
+            architectures: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
+impl BertConfig {
+    /// Reads and validates a `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: BertConfig = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Serialises to pretty JSON with HF's field names.
+    pub fn to_json_string(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).map_err(|source| Error::Json {
+            path: "config.json".into(),
+            source,
+        })
+    }
+
+    /// Per-head width, `hidden_size / num_attention_heads`.
+    pub fn head_dim(&self) -> i64 {
+        self.hidden_size / self.num_attention_heads.max(1)
+    }
+
+    /// Checks every size and probability; models call this before creating variables.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ];
+        for (field, v) in positive {
+            if v <= 0 {
+                return Err(Error::InvalidConfig {
+                    field,
+                    reason: format!("{v} must be positive"),
+                });
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(Error::InvalidConfig {
+                field: "num_attention_heads",
+                reason: format!(
+                    "{} does not divide hidden_size {}",
+                    self.num_attention_heads, self.hidden_size
+                ),
+            });
+        }
+        for (field, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::InvalidConfig {
+                    field,
+                    reason: format!("{p} is not in [0, 1)"),
+                });
+            }
+        }
+        if !(self.initializer_range >= 0.0 && self.initializer_range.is_finite()) {
+            return Err(Error::InvalidConfig {
+                field: "initializer_range",
+                reason: format!("{} must be finite and non-negative", self.initializer_range),
+            });
+        }
+        if !(self.layer_norm_eps > 0.0) {
+            return Err(Error::InvalidConfig {
+                field: "layer_norm_eps",
+                reason: format!("{} must be positive", self.layer_norm_eps),
+            });
+        }
+        if let Some(pad) = self.pad_token_id {
+            if pad < 0 || pad >= self.vocab_size {
+                return Err(Error::InvalidConfig {
+                    field: "pad_token_id",
+                    reason: format!("{pad} is outside the vocabulary of {}", self.vocab_size),
+                });
+            }
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(Error::InvalidConfig {
+                field: "position_embedding_type",
+                reason: format!(
+                    "{:?} is not supported (only \"absolute\")",
+                    self.position_embedding_type
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_hf_names_and_keeps_unknown_fields() {
+        let json = r#"{"vocab_size": 96, "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu_new",
+            "transformers_version": "5.24.0", "architectures": ["BertForPreTraining"]}"#;
+        let c: BertConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(c.hidden_act, Activation::GeluNew);
+        assert_eq!(c.max_position_embeddings, 512, "defaults fill the rest");
+        assert_eq!(c.extra["transformers_version"], "5.24.0");
+        let back: serde_json::Value = serde_json::from_str(&c.to_json_string().unwrap()).unwrap();
+        assert_eq!(back["transformers_version"], "5.24.0");
+        assert_eq!(back["hidden_act"], "gelu_new");
+        assert_eq!(back["num_attention_heads"], 4);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let c = BertConfig {
+            hidden_size: 30,
+            num_attention_heads: 4,
+            ..Default::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(Error::InvalidConfig {
+                field: "num_attention_heads",
+                ..
+            })
+        ));
+        let c = BertConfig {
+            pad_token_id: Some(99999),
+            ..Default::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(Error::InvalidConfig {
+                field: "pad_token_id",
+                ..
+            })
+        ));
+        assert!(serde_json::from_str::<BertConfig>(r#"{"hidden_act": "bogus"}"#).is_err());
+    }
+
+    #[test]
+    fn activations_match_their_formulas() {
+        let x = tch::Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 0.5, 2.0]);
+        let gelu = Vec::<f32>::try_from(Activation::Gelu.apply(&x).unwrap()).unwrap();
+        // 0.5 * x * (1 + erf(x / sqrt 2)) at x = 0.5 is 0.345731...
+        assert!((gelu[3] - 0.345_731_1).abs() < 1e-6);
+        let tanh = Vec::<f32>::try_from(Activation::GeluNew.apply(&x).unwrap()).unwrap();
+        assert!((tanh[3] - 0.345_714).abs() < 1e-5);
+        let relu = Vec::<f32>::try_from(Activation::Relu.apply(&x).unwrap()).unwrap();
+        assert_eq!(relu, vec![0.0, 0.0, 0.0, 0.5, 2.0]);
+    }
+}

@@ -1,0 +1,259 @@
+//! `BertModel` (the encoder) and `BertForPreTraining` (encoder + MLM head + NSP/SOP head).
+
+use tch::nn::{Init, Path};
+use tch::{Kind, Tensor};
+
+use super::layers::{BertEmbeddings, BertLayer, LayerNorm, Linear, Pooler};
+use super::{BertConfig, MlmInput};
+use crate::{Error, Result};
+
+/// What the encoder returns.
+#[derive(Debug)]
+pub struct BertOutput {
+    /// Hidden states of the last layer, `[B, L, H]`.
+    pub last_hidden_state: Tensor,
+    /// `tanh(dense(h[:, 0]))`, `[B, H]`; `None` for a model built without a pooler.
+    pub pooler_output: Option<Tensor>,
+}
+
+/// The BERT encoder: embeddings, `num_hidden_layers` post-LN layers, optional pooler.
+///
+/// Variables live under the given path with HF's names (`embeddings.*`,
+/// `encoder.layer.{i}.*`, `pooler.dense.*`), so a `BertModel` built at the root of a
+/// `VarStore` has exactly the keys of HF's `BertModel`.
+#[derive(Debug)]
+pub struct BertModel {
+    embeddings: BertEmbeddings,
+    layers: Vec<BertLayer>,
+    pooler: Option<Pooler>,
+    config: BertConfig,
+}
+
+impl BertModel {
+    /// The encoder with its pooler, as HF's `BertModel`.
+    pub fn new(p: &Path, config: &BertConfig) -> Result<Self> {
+        Self::build(p, config, true)
+    }
+
+    /// The encoder without a pooler, as inside HF's `BertForMaskedLM`.
+    pub fn new_without_pooler(p: &Path, config: &BertConfig) -> Result<Self> {
+        Self::build(p, config, false)
+    }
+
+    fn build(p: &Path, config: &BertConfig, pooler: bool) -> Result<Self> {
+        config.validate()?;
+        let _span = tracing::debug_span!("bert_new", layers = config.num_hidden_layers).entered();
+        let enc = p / "encoder" / "layer";
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| BertLayer::new(&(&enc / i), config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(BertModel {
+            embeddings: BertEmbeddings::new(&(p / "embeddings"), config)?,
+            layers,
+            pooler: if pooler {
+                Some(Pooler::new(&(p / "pooler"), config)?)
+            } else {
+                None
+            },
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration the model was built with.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// The embedding block (its word-embedding matrix is the tied MLM decoder).
+    pub fn embeddings(&self) -> &BertEmbeddings {
+        &self.embeddings
+    }
+
+    /// Embedding output `[B, L, H]` (what HF reports as `hidden_states[0]`).
+    pub fn embed(&self, input: &MlmInput, train: bool) -> Result<Tensor> {
+        input.validate(&self.config)?;
+        self.embeddings.forward_t(input, train)
+    }
+
+    /// Runs the encoder; `train` switches dropout on.
+    pub fn forward_t(&self, input: &MlmInput, train: bool) -> Result<BertOutput> {
+        input.validate(&self.config)?;
+        self.forward_validated(input, train)
+    }
+
+    pub(crate) fn forward_validated(&self, input: &MlmInput, train: bool) -> Result<BertOutput> {
+        let mut hidden = self.embeddings.forward_t(input, train)?;
+        let bias = input.attention_bias(hidden.kind())?;
+        for layer in &self.layers {
+            hidden = layer.forward_t(&hidden, bias.as_ref(), train)?;
+        }
+        let pooler_output = match &self.pooler {
+            Some(p) => Some(p.forward(&hidden)?),
+            None => None,
+        };
+        Ok(BertOutput {
+            last_hidden_state: hidden,
+            pooler_output,
+        })
+    }
+}
+
+/// The MLM head (`cls.predictions`): dense + activation + LayerNorm, then the decoder,
+/// which is the word-embedding matrix itself (tied, not copied) plus an output bias.
+#[derive(Debug)]
+pub struct MlmHead {
+    dense: Linear,
+    layer_norm: LayerNorm,
+    act: super::Activation,
+    decoder: Tensor,
+    bias: Tensor,
+}
+
+impl MlmHead {
+    /// Creates `transform.dense`, `transform.LayerNorm` and `bias` under `p`
+    /// (`cls/predictions`); `decoder` is the tied word-embedding matrix `[V, H]`.
+    pub fn new(p: &Path, config: &BertConfig, decoder: &Tensor) -> Result<Self> {
+        let t = p / "transform";
+        let h = config.hidden_size;
+        Ok(MlmHead {
+            dense: Linear::new(&(&t / "dense"), h, h, config)?,
+            layer_norm: LayerNorm::new(&(&t / "LayerNorm"), config)?,
+            act: config.hidden_act,
+            decoder: decoder.shallow_clone(),
+            bias: p.f_var("bias", &[config.vocab_size], Init::Const(0.0))?,
+        })
+    }
+
+    /// Vocabulary logits for hidden states of any leading shape `[..., H]` -> `[..., V]`.
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        let t = self
+            .layer_norm
+            .forward(&self.act.apply(&self.dense.forward(hidden)?)?)?;
+        Ok(t.f_linear(&self.decoder, Some(&self.bias))?)
+    }
+}
+
+/// What [`BertForPreTraining::forward_t`] returns.
+#[derive(Debug)]
+pub struct PreTrainingOutput {
+    /// MLM logits: `[N, V]` for N gathered masked positions, else `[B, L, V]`.
+    pub mlm_logits: Tensor,
+    /// NSP/SOP logits `[B, 2]`; `None` for a model built by
+    /// [`BertForPreTraining::new_masked_lm`].
+    pub pair_logits: Option<Tensor>,
+}
+
+/// BERT with its pretraining heads; the same keys as HF's `BertForPreTraining`
+/// (`bert.*`, `cls.predictions.*`, `cls.seq_relationship.*`), or as HF's
+/// `BertForMaskedLM` when built by [`BertForPreTraining::new_masked_lm`].
+#[derive(Debug)]
+pub struct BertForPreTraining {
+    bert: BertModel,
+    mlm: MlmHead,
+    pair: Option<Linear>,
+}
+
+impl BertForPreTraining {
+    /// Encoder with pooler, MLM head and the 2-way pair head (NSP or SOP).
+    /// `p` is normally `vs.root()`; variables get HF's names under it.
+    pub fn new(p: &Path, config: &BertConfig) -> Result<Self> {
+        let bert = BertModel::new(&(p / "bert"), config)?;
+        let cls = p / "cls";
+        let mlm = MlmHead::new(
+            &(&cls / "predictions"),
+            config,
+            bert.embeddings().word_embeddings(),
+        )?;
+        let pair = Linear::new(&(&cls / "seq_relationship"), config.hidden_size, 2, config)?;
+        Ok(BertForPreTraining {
+            bert,
+            mlm,
+            pair: Some(pair),
+        })
+    }
+
+    /// Encoder without pooler plus the MLM head only (HF's `BertForMaskedLM` layout),
+    /// for MLM-only objectives where a pair head would be dead weight.
+    pub fn new_masked_lm(p: &Path, config: &BertConfig) -> Result<Self> {
+        let bert = BertModel::new_without_pooler(&(p / "bert"), config)?;
+        let mlm = MlmHead::new(
+            &(p / "cls" / "predictions"),
+            config,
+            bert.embeddings().word_embeddings(),
+        )?;
+        Ok(BertForPreTraining {
+            bert,
+            mlm,
+            pair: None,
+        })
+    }
+
+    /// The encoder.
+    pub fn bert(&self) -> &BertModel {
+        &self.bert
+    }
+
+    /// The MLM head.
+    pub fn mlm_head(&self) -> &MlmHead {
+        &self.mlm
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BertConfig {
+        self.bert.config()
+    }
+
+    /// Runs encoder and heads. With `masked_positions` (1-D int64 flat indices into
+    /// the `B * L` positions, e.g. `b * L + i`), only those rows are projected onto
+    /// the vocabulary, which is most of the compute saved in training a small model.
+    pub fn forward_t(
+        &self,
+        input: &MlmInput,
+        masked_positions: Option<&Tensor>,
+        train: bool,
+    ) -> Result<PreTrainingOutput> {
+        let (b, l) = input.validate(self.config())?;
+        if let Some(pos) = masked_positions {
+            check_positions(pos, b * l)?;
+        }
+        let out = self.bert.forward_validated(input, train)?;
+        let hidden = out.last_hidden_state;
+        let mlm_logits = match masked_positions {
+            Some(pos) => {
+                let h = self.config().hidden_size;
+                let picked = hidden.f_reshape([b * l, h])?.f_index_select(0, pos)?;
+                self.mlm.forward(&picked)?
+            }
+            None => self.mlm.forward(&hidden)?,
+        };
+        let pair_logits = match (&self.pair, &out.pooler_output) {
+            (Some(pair), Some(pooled)) => Some(pair.forward(pooled)?),
+            _ => None,
+        };
+        Ok(PreTrainingOutput {
+            mlm_logits,
+            pair_logits,
+        })
+    }
+}
+
+fn check_positions(pos: &Tensor, limit: i64) -> Result<()> {
+    if pos.dim() != 1 || pos.kind() != Kind::Int64 {
+        return Err(Error::MaskedPositions {
+            limit,
+            reason: format!("got shape {:?} of {:?}", pos.size(), pos.kind()),
+        });
+    }
+    if pos.numel() == 0 {
+        return Ok(());
+    }
+    let (lo, hi) = pos.f_aminmax(None::<i64>, false)?;
+    let (min, max) = (lo.f_int64_value(&[])?, hi.f_int64_value(&[])?);
+    if min < 0 || max >= limit {
+        return Err(Error::MaskedPositions {
+            limit,
+            reason: format!("values span [{min}, {max}]"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,475 @@
+//! HuggingFace checkpoint io: `config.json` + `model.safetensors` in, the same out.
+//!
+//! Variable names in the `VarStore` are HF's keys, so loading is a name lookup with
+//! three normalisations: an optional `bert.` prefix (HF's `BertModel` saves without
+//! it, `BertForPreTraining` with it), legacy TF-era LayerNorm names
+//! (`gamma`/`beta` -> `weight`/`bias`), and the tied decoder (`cls.predictions.decoder.*`
+//! duplicates the word embeddings and `cls.predictions.bias`, so it is skipped).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, View};
+use safetensors::SafeTensors;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::bert::{BertConfig, BertForPreTraining, BertModel};
+use crate::{Error, Result};
+
+/// Whether a head of the model received weights from the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadStatus {
+    /// Every variable of the head was in the checkpoint.
+    Loaded,
+    /// The model has the head but the checkpoint does not (it keeps its random init).
+    Absent,
+    /// Only part of the head was in the checkpoint.
+    Partial,
+    /// The model was built without this head.
+    NotBuilt,
+}
+
+/// What a load did, key by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Number of model variables that received checkpoint values.
+    pub loaded: usize,
+    /// Model variables the checkpoint did not provide (they keep their initialisation).
+    pub missing: Vec<String>,
+    /// Checkpoint keys that no model variable takes.
+    pub unexpected: Vec<String>,
+    /// `(checkpoint key, variable name)` pairs whose names differ (prefix, gamma/beta).
+    pub renamed: Vec<(String, String)>,
+    /// Checkpoint keys skipped on purpose: buffers such as `embeddings.position_ids`
+    /// and the tied decoder.
+    pub ignored: Vec<String>,
+    /// State of the MLM head (`cls.predictions`).
+    pub mlm_head: HeadStatus,
+    /// State of the NSP/SOP head (`cls.seq_relationship`).
+    pub pair_head: HeadStatus,
+}
+
+impl LoadReport {
+    /// True when nothing was missing and nothing unexpected.
+    pub fn is_exact(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} tensors loaded, {} missing, {} unexpected, {} ignored; MLM head {:?}, pair head {:?}",
+            self.loaded,
+            self.missing.len(),
+            self.unexpected.len(),
+            self.ignored.len(),
+            self.mlm_head,
+            self.pair_head
+        )?;
+        if !self.missing.is_empty() {
+            write!(f, "; missing: {}", self.missing.join(", "))?;
+        }
+        if !self.unexpected.is_empty() {
+            write!(f, "; unexpected: {}", self.unexpected.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// A model loaded from a checkpoint directory, with the `VarStore` that owns its weights.
+#[derive(Debug)]
+pub struct Pretrained<M> {
+    /// The variables (HF names).
+    pub vs: VarStore,
+    /// The model built over `vs`.
+    pub model: M,
+    /// The checkpoint's configuration.
+    pub config: BertConfig,
+    /// What was loaded, missing, unexpected.
+    pub report: LoadReport,
+}
+
+/// Reads `dir/config.json`.
+pub fn read_config(dir: &Path) -> Result<BertConfig> {
+    BertConfig::from_file(&dir.join("config.json"))
+}
+
+/// Loads a checkpoint as [`BertForPreTraining`]. An encoder-only checkpoint loads too:
+/// the report then says `mlm_head: Absent` and the head keeps its initialisation.
+/// Errors if any encoder weight is missing or the checkpoint holds encoder weights
+/// the config does not describe (e.g. more layers): those mean config and weights disagree.
+pub fn load_pretrained(dir: &Path, device: Device) -> Result<Pretrained<BertForPreTraining>> {
+    let config = read_config(dir)?;
+    let vs = VarStore::new(device);
+    let model = BertForPreTraining::new(&vs.root(), &config)?;
+    let report = load_weights(&vs, dir)?;
+    check_encoder_complete(&report)?;
+    Ok(Pretrained {
+        vs,
+        model,
+        config,
+        report,
+    })
+}
+
+/// Loads the encoder only (HF's `BertModel`), from any BERT checkpoint; heads in the
+/// file are reported as unexpected and otherwise ignored.
+pub fn load_encoder(dir: &Path, device: Device) -> Result<Pretrained<BertModel>> {
+    let config = read_config(dir)?;
+    let vs = VarStore::new(device);
+    let model = BertModel::new(&vs.root(), &config)?;
+    let report = load_weights(&vs, dir)?;
+    check_encoder_complete(&report)?;
+    Ok(Pretrained {
+        vs,
+        model,
+        config,
+        report,
+    })
+}
+
+fn is_head_or_pooler(name: &str) -> bool {
+    let bare = name.strip_prefix("bert.").unwrap_or(name);
+    bare.starts_with("cls.") || bare.starts_with("pooler.")
+}
+
+fn check_encoder_complete(report: &LoadReport) -> Result<()> {
+    let missing: Vec<String> = report
+        .missing
+        .iter()
+        .filter(|k| !is_head_or_pooler(k))
+        .cloned()
+        .collect();
+    let unexpected: Vec<String> = report
+        .unexpected
+        .iter()
+        .filter(|k| {
+            let bare = k.strip_prefix("bert.").unwrap_or(k);
+            bare.starts_with("embeddings.") || bare.starts_with("encoder.")
+        })
+        .cloned()
+        .collect();
+    if missing.is_empty() && unexpected.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::CheckpointMismatch {
+            missing,
+            unexpected,
+        })
+    }
+}
+
+/// Copies every checkpoint tensor of `dir` into the matching variable of `vs`, whatever
+/// model was built in it, and reports what matched. Shape disagreements are errors.
+pub fn load_weights(vs: &VarStore, dir: &Path) -> Result<LoadReport> {
+    let _span = tracing::info_span!("load_weights", dir = %dir.display()).entered();
+    let tensors = read_weights(dir)?;
+    assign(vs, tensors)
+}
+
+fn legacy_rename(key: &str) -> String {
+    if let Some(stem) = key.strip_suffix(".gamma") {
+        format!("{stem}.weight")
+    } else if let Some(stem) = key.strip_suffix(".beta") {
+        format!("{stem}.bias")
+    } else {
+        key.to_string()
+    }
+}
+
+fn assign(vs: &VarStore, tensors: BTreeMap<String, Tensor>) -> Result<LoadReport> {
+    let vars = vs.variables();
+    let prefixed = vars.keys().any(|k| k.starts_with("bert."));
+    let mut filled: BTreeSet<String> = BTreeSet::new();
+    let mut report = LoadReport {
+        loaded: 0,
+        missing: vec![],
+        unexpected: vec![],
+        renamed: vec![],
+        ignored: vec![],
+        mlm_head: HeadStatus::NotBuilt,
+        pair_head: HeadStatus::NotBuilt,
+    };
+    let has_output_bias = tensors.keys().any(|k| k == "cls.predictions.bias");
+    for (key, src) in &tensors {
+        let name = legacy_rename(key);
+        let bare = name.strip_prefix("bert.").unwrap_or(&name);
+        let target = match bare {
+            // Buffers HF keeps in state dicts of older versions; recomputed here.
+            "embeddings.position_ids" | "embeddings.token_type_ids" => {
+                report.ignored.push(key.clone());
+                continue;
+            }
+            // The decoder is the word-embedding matrix (tied), never a separate variable.
+            "cls.predictions.decoder.weight" => {
+                report.ignored.push(key.clone());
+                continue;
+            }
+            // HF ties decoder.bias to predictions.bias; use it only if the latter is absent.
+            "cls.predictions.decoder.bias" if has_output_bias => {
+                report.ignored.push(key.clone());
+                continue;
+            }
+            "cls.predictions.decoder.bias" => "cls.predictions.bias".to_string(),
+            b if b.starts_with("cls.") => b.to_string(),
+            b if prefixed => format!("bert.{b}"),
+            b => b.to_string(),
+        };
+        let Some(var) = vars.get(&target) else {
+            report.unexpected.push(key.clone());
+            continue;
+        };
+        if filled.contains(&target) {
+            // A second key for the same variable (both `x` and `bert.x`): keep the first.
+            report.unexpected.push(key.clone());
+            continue;
+        }
+        if var.size() != src.size() {
+            return Err(Error::CheckpointShape {
+                key: key.clone(),
+                expected: var.size(),
+                found: src.size(),
+            });
+        }
+        if !src.is_floating_point() && var.is_floating_point() {
+            return Err(Error::UnsupportedDtype {
+                key: key.clone(),
+                dtype: format!("{:?}", src.kind()),
+            });
+        }
+        let mut var = var.shallow_clone();
+        tch::no_grad(|| var.f_copy_(src))?;
+        if &target != key {
+            report.renamed.push((key.clone(), target.clone()));
+        }
+        filled.insert(target);
+        report.loaded += 1;
+    }
+    let mut missing: Vec<String> = vars
+        .keys()
+        .filter(|k| !filled.contains(*k))
+        .cloned()
+        .collect();
+    missing.sort();
+    report.missing = missing;
+    report.mlm_head = head_status(&vars, &filled, "cls.predictions.");
+    report.pair_head = head_status(&vars, &filled, "cls.seq_relationship.");
+    tracing::info!(%report, "checkpoint loaded");
+    Ok(report)
+}
+
+fn head_status(
+    vars: &HashMap<String, Tensor>,
+    filled: &BTreeSet<String>,
+    prefix: &str,
+) -> HeadStatus {
+    let total = vars.keys().filter(|k| k.starts_with(prefix)).count();
+    let got = filled.iter().filter(|k| k.starts_with(prefix)).count();
+    match (total, got) {
+        (0, _) => HeadStatus::NotBuilt,
+        (_, 0) => HeadStatus::Absent,
+        (t, g) if t == g => HeadStatus::Loaded,
+        _ => HeadStatus::Partial,
+    }
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        _ => return None,
+    })
+}
+
+fn dtype_of(kind: Kind) -> Option<Dtype> {
+    Some(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Double => Dtype::F64,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Int16 => Dtype::I16,
+        Kind::Int8 => Dtype::I8,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Bool => Dtype::BOOL,
+        _ => return None,
+    })
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads every tensor of one safetensors file onto the CPU, keyed by name.
+pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|source| Error::Safetensors {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let kind = kind_of(view.dtype()).ok_or_else(|| Error::UnsupportedDtype {
+            key: name.clone(),
+            dtype: format!("{:?}", view.dtype()),
+        })?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// Reads `model.safetensors`, or the shards listed in `model.safetensors.index.json`.
+fn read_weights(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return read_safetensors(&single);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        return Err(Error::NoWeights {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let text = std::fs::read_to_string(&index).map_err(io_err(&index))?;
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let idx: Index = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: index.clone(),
+        source,
+    })?;
+    let shards: BTreeSet<&String> = idx.weight_map.values().collect();
+    let mut out = BTreeMap::new();
+    for shard in shards {
+        out.extend(read_safetensors(&dir.join(shard))?);
+    }
+    Ok(out)
+}
+
+struct Owned {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Owned {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn to_owned(name: &str, t: &Tensor) -> Result<Owned> {
+    let dtype = dtype_of(t.kind()).ok_or_else(|| Error::UnsupportedDtype {
+        key: name.to_string(),
+        dtype: format!("{:?}", t.kind()),
+    })?;
+    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
+    let numel = t.numel();
+    let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+    t.f_copy_data_u8(&mut data, numel)?;
+    Ok(Owned {
+        dtype,
+        shape: t.size().iter().map(|&d| d as usize).collect(),
+        data,
+    })
+}
+
+/// Writes named tensors as a safetensors file with `{"format": "pt"}` metadata (which
+/// transformers requires), atomically.
+pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    let owned = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), to_owned(k, t)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes =
+        safetensors::tensor::serialize(owned.iter().map(|(k, o)| (k.as_str(), o)), Some(meta))
+            .map_err(|source| Error::Safetensors {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, fsyncs it
+/// and renames it into place, so a reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        // Make the rename itself durable.
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&dir))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The HF class whose key set a `VarStore` matches, for `config.json`'s `architectures`.
+fn architecture(names: &BTreeSet<&str>) -> &'static str {
+    let has = |p: &str| names.iter().any(|k| k.starts_with(p));
+    if has("cls.seq_relationship.") {
+        "BertForPreTraining"
+    } else if has("cls.predictions.") {
+        "BertForMaskedLM"
+    } else {
+        "BertModel"
+    }
+}
+
+/// Saves `vs` as `dir/model.safetensors` + `dir/config.json` in HF's format, each
+/// written atomically. The tied decoder is not a variable, so its key is omitted
+/// exactly as transformers omits it; `architectures` is set from the key set.
+pub fn save_pretrained(vs: &VarStore, config: &BertConfig, dir: &Path) -> Result<()> {
+    let _span = tracing::info_span!("save_pretrained", dir = %dir.display()).entered();
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    let names: BTreeSet<&str> = tensors.keys().map(String::as_str).collect();
+    let mut config = config.clone();
+    config.architectures = Some(vec![architecture(&names).to_string()]);
+    write_safetensors(&dir.join("model.safetensors"), &tensors)?;
+    let json = config.to_json_string()?;
+    write_atomic(&dir.join("config.json"), json.as_bytes())
+}
