@@ -1,0 +1,97 @@
+//! The BERT model of `cloze-models` behind the trainer's [`PretrainModel`] trait.
+
+use std::path::Path;
+
+use cloze_models::{BertConfig, BertForPreTraining, MlmInput};
+use tch::nn::VarStore;
+use tch::Device;
+
+use crate::batch::{ModelOutput, PretrainModel, TensorBatch};
+use crate::config::ModelConfig;
+use crate::error::Result;
+
+/// A BERT pretraining model and the variable store that owns its weights.
+#[derive(Debug)]
+pub struct BertPretrainer {
+    /// The variables (HuggingFace names).
+    pub vs: VarStore,
+    /// The model.
+    pub model: BertForPreTraining,
+    /// Its HF configuration (written as `config.json` with every save).
+    pub config: BertConfig,
+}
+
+/// HF configuration for a `[model]` section and a tokenizer's vocabulary.
+pub fn bert_config(m: &ModelConfig, vocab_size: u32, pad_id: u32) -> BertConfig {
+    BertConfig {
+        vocab_size: i64::from(vocab_size),
+        hidden_size: m.hidden_size,
+        num_hidden_layers: m.num_hidden_layers,
+        num_attention_heads: m.num_attention_heads,
+        intermediate_size: m.intermediate_size,
+        hidden_dropout_prob: m.hidden_dropout_prob,
+        attention_probs_dropout_prob: m.attention_probs_dropout_prob,
+        max_position_embeddings: m.max_position_embeddings,
+        type_vocab_size: m.type_vocab_size,
+        initializer_range: m.initializer_range,
+        layer_norm_eps: m.layer_norm_eps,
+        pad_token_id: Some(i64::from(pad_id)),
+        ..BertConfig::default()
+    }
+}
+
+impl BertPretrainer {
+    /// A freshly initialised model; initialisation is seeded by `seed`.
+    /// `pair_head` adds the NSP/SOP classifier (and pooler).
+    pub fn new(config: BertConfig, pair_head: bool, seed: u64, device: Device) -> Result<Self> {
+        tch::manual_seed((crate::trainer::mix_seed(seed, 0x1417, 0) >> 1) as i64);
+        let vs = VarStore::new(device);
+        let model = if pair_head {
+            BertForPreTraining::new(&vs.root(), &config)?
+        } else {
+            BertForPreTraining::new_masked_lm(&vs.root(), &config)?
+        };
+        Ok(Self { vs, model, config })
+    }
+
+    /// Loads a saved model (HF format) from `dir`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let p = cloze_models::load_pretrained(dir, device)?;
+        Ok(Self {
+            vs: p.vs,
+            model: p.model,
+            config: p.config,
+        })
+    }
+}
+
+impl PretrainModel for BertPretrainer {
+    fn forward(&self, batch: &TensorBatch, train: bool) -> Result<ModelOutput> {
+        let input = MlmInput::new(batch.input_ids.shallow_clone())
+            .with_token_type_ids(batch.token_type_ids.shallow_clone())
+            .with_attention_mask(batch.attention_mask.shallow_clone());
+        let out = self
+            .model
+            .forward_t(&input, Some(&batch.masked_positions), train)?;
+        Ok(ModelOutput {
+            mlm_logits: out.mlm_logits,
+            pair_logits: out.pair_logits,
+        })
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        cloze_models::save_pretrained(&self.vs, &self.config, dir)?;
+        Ok(())
+    }
+
+    fn load_weights(&self, dir: &Path) -> Result<()> {
+        let report = cloze_models::hf::load_weights(&self.vs, dir)?;
+        if !report.missing.is_empty() || !report.unexpected.is_empty() {
+            return Err(crate::Error::CorruptCheckpoint {
+                path: dir.to_owned(),
+                problem: format!("weights do not match the model: {report}"),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,280 @@
+//! Checkpoints: written atomically, verified on load, pruned to the last K and the best.
+//!
+//! A checkpoint is a directory `checkpoints/step-NNNNNNNN/` holding the model in
+//! HuggingFace format, `optimizer.safetensors` (AdamW moments) and `state.json`
+//! (step, data cursor, best evaluation, SHA-256 of every other file). It is
+//! assembled under a `.tmp-` name, every file and the directory are fsynced,
+//! and only then is it renamed into place, so a crash or `kill -9` at any point
+//! leaves either the complete new checkpoint or none, and never touches the
+//! previous one. Dropout randomness is re-seeded from (seed, step) at every step,
+//! so no generator state needs saving for an exact resume.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::Tensor;
+
+use crate::batch::PretrainModel;
+use crate::error::{io_err, Error, Result};
+use crate::optim::{AdamW, ParamSlot};
+
+/// Where the trainer is: everything besides tensors that an exact resume needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimiser steps completed.
+    pub step: u64,
+    /// Data cursor: the epoch being read.
+    pub epoch: u64,
+    /// Data cursor: examples of that epoch's order already consumed.
+    pub offset: usize,
+    /// Non-padding tokens trained on.
+    pub tokens_seen: u64,
+    /// Batches skipped for a non-finite loss.
+    pub skipped: u64,
+    /// Best evaluation so far: (step, eval MLM loss).
+    pub best: Option<(u64, f64)>,
+    /// The master seed the run was started with.
+    pub seed: u64,
+    /// libtorch threads the run used (bit-identical resume needs the same count).
+    pub threads: i32,
+}
+
+impl TrainState {
+    /// The state of a run that has not started.
+    pub fn fresh(seed: u64, threads: i32) -> Self {
+        Self {
+            step: 0,
+            epoch: 0,
+            offset: 0,
+            tokens_seen: 0,
+            skipped: 0,
+            best: None,
+            seed,
+            threads,
+        }
+    }
+}
+
+/// What `state.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Format version of this layout.
+    pub format: u32,
+    /// Trainer state.
+    pub state: TrainState,
+    /// The optimiser's parameter layout (checked on resume).
+    pub optimizer_slots: Vec<ParamSlot>,
+    /// SHA-256 (hex) of every other file in the checkpoint, by file name.
+    pub sha256: BTreeMap<String, String>,
+}
+
+const FORMAT: u32 = 1;
+const STATE_FILE: &str = "state.json";
+const OPTIM_FILE: &str = "optimizer.safetensors";
+
+/// The checkpoints directory of a run.
+pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+fn step_dir_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+fn parse_step(name: &str) -> Option<u64> {
+    name.strip_prefix("step-").and_then(|s| s.parse().ok())
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(io_err("opening", path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn fsync_path(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("syncing", path))
+}
+
+/// Writes a checkpoint for `state` atomically; returns its directory.
+pub fn save(
+    run_dir: &Path,
+    model: &dyn PretrainModel,
+    opt: &AdamW,
+    state: &TrainState,
+) -> Result<PathBuf> {
+    let _span = tracing::info_span!("checkpoint", step = state.step).entered();
+    let root = checkpoints_dir(run_dir);
+    std::fs::create_dir_all(&root).map_err(io_err("creating", &root))?;
+    let tmp = root.join(format!(
+        ".tmp-{}-{}",
+        step_dir_name(state.step),
+        std::process::id()
+    ));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err("removing", &tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io_err("creating", &tmp))?;
+    model.save(&tmp)?;
+    let named: Vec<(&str, &Tensor)> = opt.state_tensors();
+    Tensor::write_safetensors(&named, tmp.join(OPTIM_FILE))?;
+    let mut sha256 = BTreeMap::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&tmp)
+        .map_err(io_err("listing", &tmp))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .map_err(io_err("listing", &tmp))?;
+    entries.sort();
+    for p in &entries {
+        if p.is_file() {
+            fsync_path(p)?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            sha256.insert(name, sha256_file(p)?);
+        }
+    }
+    let meta = CheckpointMeta {
+        format: FORMAT,
+        state: state.clone(),
+        optimizer_slots: opt.slots().to_vec(),
+        sha256,
+    };
+    let state_path = tmp.join(STATE_FILE);
+    let text = serde_json::to_string_pretty(&meta).map_err(|source| Error::Json {
+        path: state_path.clone(),
+        source,
+    })?;
+    std::fs::write(&state_path, text).map_err(io_err("writing", &state_path))?;
+    fsync_path(&state_path)?;
+    fsync_path(&tmp)?;
+    let dst = root.join(step_dir_name(state.step));
+    if dst.exists() {
+        // Only reachable when a resumed run re-saves the step it resumed from: the
+        // old copy is moved aside first so the name is never half-written.
+        let old = root.join(format!(
+            ".old-{}-{}",
+            step_dir_name(state.step),
+            std::process::id()
+        ));
+        std::fs::rename(&dst, &old).map_err(io_err("renaming", &dst))?;
+        std::fs::rename(&tmp, &dst).map_err(io_err("renaming", &tmp))?;
+        std::fs::remove_dir_all(&old).map_err(io_err("removing", &old))?;
+    } else {
+        std::fs::rename(&tmp, &dst).map_err(io_err("renaming", &tmp))?;
+    }
+    fsync_path(&root)?;
+    tracing::debug!(path = %dst.display(), "checkpoint written");
+    Ok(dst)
+}
+
+/// Complete checkpoints of a run, oldest first.
+pub fn list(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let root = checkpoints_dir(run_dir);
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&root).map_err(io_err("listing", &root))? {
+        let e = e.map_err(io_err("listing", &root))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(step) = parse_step(&name) {
+            out.push((step, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes leftovers of interrupted writes (`.tmp-*`, `.old-*`).
+pub fn clean_partial(run_dir: &Path) -> Result<()> {
+    let root = checkpoints_dir(run_dir);
+    if !root.exists() {
+        return Ok(());
+    }
+    for e in std::fs::read_dir(&root).map_err(io_err("listing", &root))? {
+        let e = e.map_err(io_err("listing", &root))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") || name.starts_with(".old-") {
+            std::fs::remove_dir_all(e.path()).map_err(io_err("removing", e.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes all but the newest `keep_last` checkpoints and (if `keep_step`) the best one.
+pub fn prune(run_dir: &Path, keep_last: usize, keep_step: Option<u64>) -> Result<()> {
+    let all = list(run_dir)?;
+    let cut = all.len().saturating_sub(keep_last);
+    for (step, path) in &all[..cut] {
+        if Some(*step) != keep_step {
+            std::fs::remove_dir_all(path).map_err(io_err("removing", path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads and verifies a checkpoint's metadata: every file must exist and match its checksum.
+pub fn verify(dir: &Path) -> Result<CheckpointMeta> {
+    let state_path = dir.join(STATE_FILE);
+    let corrupt = |problem: String| Error::CorruptCheckpoint {
+        path: dir.to_owned(),
+        problem,
+    };
+    let text = std::fs::read_to_string(&state_path)
+        .map_err(|e| corrupt(format!("cannot read {STATE_FILE}: {e}")))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text)
+        .map_err(|e| corrupt(format!("{STATE_FILE} does not parse: {e}")))?;
+    if meta.format != FORMAT {
+        return Err(corrupt(format!(
+            "format {} (this build reads {FORMAT})",
+            meta.format
+        )));
+    }
+    if !meta.sha256.contains_key(OPTIM_FILE) {
+        return Err(corrupt(format!("{OPTIM_FILE} is not listed")));
+    }
+    for (name, want) in &meta.sha256 {
+        let p = dir.join(name);
+        if !p.is_file() {
+            return Err(corrupt(format!("{name} is missing")));
+        }
+        let got = sha256_file(&p)?;
+        if &got != want {
+            return Err(corrupt(format!(
+                "{name} does not match its SHA-256 (file damaged)"
+            )));
+        }
+    }
+    Ok(meta)
+}
+
+/// Restores model weights and optimiser state from `dir`; returns the trainer state.
+pub fn restore(dir: &Path, model: &dyn PretrainModel, opt: &mut AdamW) -> Result<TrainState> {
+    let meta = verify(dir)?;
+    model.load_weights(dir)?;
+    let tensors = Tensor::read_safetensors(dir.join(OPTIM_FILE))?;
+    opt.load_state(&tensors, meta.state.step, &meta.optimizer_slots)?;
+    Ok(meta.state)
+}
+
+/// The newest complete checkpoint of a run.
+pub fn latest(run_dir: &Path) -> Result<(u64, PathBuf)> {
+    list(run_dir)?
+        .pop()
+        .ok_or_else(|| Error::NoCheckpoint(run_dir.to_owned()))
+}

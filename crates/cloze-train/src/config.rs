@@ -1,0 +1,513 @@
+//! The training configuration: one TOML file with a section per concern.
+//!
+//! Every section denies unknown fields so that a typo (`lr_rate`) is an error
+//! naming the field rather than a silently ignored setting. Presets ship in the
+//! repository's `configs/` directory and are embedded here so the binary works
+//! from any directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io_err, Error, Result};
+
+/// The whole configuration of a pretraining run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seeds, threads, length of the run, logging.
+    pub run: RunConfig,
+    /// Transformer shape (the vocabulary size comes from the tokenizer).
+    pub model: ModelConfig,
+    /// The masking scheme, passed to `cloze-mask` as is.
+    pub masking: cloze_mask::MaskingConfig,
+    /// Which losses are trained and their weights.
+    #[serde(default)]
+    pub objective: ObjectiveConfig,
+    /// AdamW hyper-parameters and gradient clipping.
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule.
+    pub schedule: ScheduleConfig,
+    /// Where the prepared data lives and how it is batched.
+    pub data: DataConfig,
+    /// Held-out evaluation during training.
+    pub eval: EvalConfig,
+    /// Checkpoint cadence and retention.
+    pub checkpoint: CheckpointConfig,
+}
+
+/// What to do when a batch's loss is NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNonFinite {
+    /// Stop the run with an error; the last checkpoint stays intact.
+    #[default]
+    Stop,
+    /// Drop the batch (no parameter update) and continue; stop after 10 in a row.
+    Skip,
+}
+
+/// `[run]`: seeds, threads and length.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Master seed: initialisation, data order, masking and dropout derive from it.
+    pub seed: u64,
+    /// libtorch intra-op threads (results are bit-identical only for the same count).
+    pub threads: i32,
+    /// Number of optimiser steps.
+    pub max_steps: u64,
+    /// Log a metrics line every this many optimiser steps.
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    /// Reaction to a non-finite loss.
+    #[serde(default)]
+    pub on_nonfinite: OnNonFinite,
+}
+
+fn default_log_every() -> u64 {
+    10
+}
+
+/// `[model]`: the BERT shape, with HuggingFace `config.json` field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Width of the hidden states.
+    pub hidden_size: i64,
+    /// Number of transformer layers.
+    pub num_hidden_layers: i64,
+    /// Attention heads per layer (must divide `hidden_size`).
+    pub num_attention_heads: i64,
+    /// Width of the feed-forward block.
+    pub intermediate_size: i64,
+    /// Longest sequence the position embeddings cover.
+    pub max_position_embeddings: i64,
+    /// Number of segment (token type) ids.
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: i64,
+    /// Dropout on hidden states.
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities.
+    pub attention_probs_dropout_prob: f64,
+    /// Standard deviation of the normal initialisation.
+    #[serde(default = "default_init_range")]
+    pub initializer_range: f64,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_ln_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn default_type_vocab() -> i64 {
+    2
+}
+fn default_init_range() -> f64 {
+    0.02
+}
+fn default_ln_eps() -> f64 {
+    1e-12
+}
+
+/// The training objective: masked LM alone or with a sentence-pair task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectiveKind {
+    /// Masked language modelling only.
+    #[default]
+    Mlm,
+    /// MLM plus next-sentence prediction (original BERT).
+    MlmNsp,
+    /// MLM plus sentence-order prediction (ALBERT).
+    MlmSop,
+}
+
+/// `[objective]`: the losses and their weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectiveConfig {
+    /// Which objective.
+    #[serde(default)]
+    pub kind: ObjectiveKind,
+    /// Weight of the masked-LM loss.
+    #[serde(default = "one")]
+    pub mlm_weight: f64,
+    /// Weight of the NSP/SOP loss (ignored for `mlm`).
+    #[serde(default = "one")]
+    pub pair_weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        Self {
+            kind: ObjectiveKind::Mlm,
+            mlm_weight: 1.0,
+            pair_weight: 1.0,
+        }
+    }
+}
+
+/// `[optimizer]`: AdamW with decoupled weight decay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Peak learning rate (reached at the end of warm-up).
+    pub lr: f64,
+    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
+    pub weight_decay: f64,
+    /// First-moment decay.
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    /// Second-moment decay.
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    /// Denominator epsilon.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    #[serde(default = "one")]
+    pub max_grad_norm: f64,
+}
+
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+
+/// Shape of the learning-rate decay after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    /// Linear to `min_lr_ratio * lr` at `max_steps`.
+    #[default]
+    Linear,
+    /// Half-cosine to `min_lr_ratio * lr` at `max_steps`.
+    Cosine,
+    /// Constant after warm-up.
+    Constant,
+}
+
+/// `[schedule]`: linear warm-up, then decay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Steps of linear warm-up from 0 to the peak learning rate (capped at `run.max_steps`).
+    pub warmup_steps: u64,
+    /// Decay shape after warm-up.
+    #[serde(default)]
+    pub decay: Decay,
+    /// Final learning rate as a fraction of the peak.
+    #[serde(default)]
+    pub min_lr_ratio: f64,
+}
+
+/// `[data]`: the prepared data directory and batching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Directory written by `cloze data prepare` (overridden by `--data`).
+    #[serde(default)]
+    pub dir: PathBuf,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches accumulated per optimiser step.
+    #[serde(default = "one_usize")]
+    pub grad_accum: usize,
+}
+
+fn one_usize() -> usize {
+    1
+}
+
+/// `[eval]`: held-out evaluation with fixed masks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluate every this many optimiser steps (and at the end); 0 only at the end.
+    pub every_steps: u64,
+    /// At most this many held-out sequences are evaluated.
+    pub max_examples: usize,
+    /// Sequences per evaluation batch.
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+    /// Seed of the evaluation masks, independent of the training seed so that
+    /// runs with different seeds are scored on the same masks.
+    #[serde(default = "default_eval_seed")]
+    pub mask_seed: u64,
+}
+
+fn default_eval_batch() -> usize {
+    64
+}
+fn default_eval_seed() -> u64 {
+    20_240_601
+}
+
+/// `[checkpoint]`: cadence and retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Write a checkpoint every this many optimiser steps (and at the end); 0 only at the end.
+    pub every_steps: u64,
+    /// How many of the newest checkpoints to keep.
+    pub keep_last: usize,
+    /// Also keep the checkpoint with the lowest evaluation loss.
+    #[serde(default = "yes")]
+    pub keep_best: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The presets shipped in `configs/`, embedded at build time.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("bert-tiny", include_str!("../../../configs/bert-tiny.toml")),
+    ("bert-mini", include_str!("../../../configs/bert-mini.toml")),
+    (
+        "bert-small",
+        include_str!("../../../configs/bert-small.toml"),
+    ),
+    ("bert-base", include_str!("../../../configs/bert-base.toml")),
+];
+
+impl TrainConfig {
+    /// Parses a configuration from TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| Error::ConfigParse {
+            path: origin.to_owned(),
+            source: Box::new(e),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io_err("reading config", path))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// A shipped preset by name (`bert-tiny`, `bert-mini`, `bert-small`, `bert-base`).
+    pub fn preset(name: &str) -> Option<Self> {
+        PRESETS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(n, text)| {
+                Self::from_toml(text, Path::new(&format!("configs/{n}.toml"))).ok()
+            })
+    }
+
+    /// Loads `spec` as a file path if one exists, else as a preset name.
+    pub fn load_or_preset(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.exists() {
+            return Self::load(path);
+        }
+        match PRESETS.iter().find(|(n, _)| *n == spec) {
+            Some((n, text)) => Self::from_toml(text, Path::new(&format!("configs/{n}.toml"))),
+            None => Err(Error::Io {
+                op: "reading config (not a file, nor one of bert-tiny, bert-mini, bert-small, bert-base)",
+                path: path.to_owned(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+        }
+    }
+
+    /// Serialises the configuration as TOML (what is saved into the run directory).
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// Applies `key=value` overrides with dotted keys (`optimizer.lr=3e-4`).
+    ///
+    /// The value is parsed as a TOML value (a bare word that is not valid TOML is
+    /// taken as a string). The key must already exist in the configuration or be a
+    /// field the section accepts; the result is re-validated.
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self> {
+        if overrides.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut doc: toml::Table = toml::Table::try_from(self)?;
+        for o in overrides {
+            let (key, raw) = o
+                .split_once('=')
+                .ok_or_else(|| Error::BadOverride(o.clone()))?;
+            let value = parse_value(raw.trim());
+            let mut parts: Vec<&str> = key.trim().split('.').collect();
+            let last = parts
+                .pop()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| Error::BadOverride(o.clone()))?;
+            let mut table = &mut doc;
+            for p in parts {
+                table = table
+                    .get_mut(p)
+                    .and_then(toml::Value::as_table_mut)
+                    .ok_or_else(|| Error::BadOverride(o.clone()))?;
+            }
+            table.insert(last.to_owned(), value);
+        }
+        let text = toml::to_string(&doc)?;
+        Self::from_toml(&text, Path::new("<command-line overrides>"))
+    }
+
+    /// Checks ranges that serde cannot express.
+    pub fn validate(&self) -> Result<()> {
+        fn bad(field: &'static str, problem: impl Into<String>) -> Error {
+            Error::InvalidConfig {
+                field,
+                problem: problem.into(),
+            }
+        }
+        let m = &self.model;
+        if m.hidden_size <= 0
+            || m.num_hidden_layers <= 0
+            || m.num_attention_heads <= 0
+            || m.intermediate_size <= 0
+        {
+            return Err(bad("model", "sizes must be positive"));
+        }
+        if m.hidden_size % m.num_attention_heads != 0 {
+            return Err(bad(
+                "model.num_attention_heads",
+                format!(
+                    "must divide hidden_size {} (got {})",
+                    m.hidden_size, m.num_attention_heads
+                ),
+            ));
+        }
+        for (field, p) in [
+            ("model.hidden_dropout_prob", m.hidden_dropout_prob),
+            (
+                "model.attention_probs_dropout_prob",
+                m.attention_probs_dropout_prob,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(bad(field, format!("must be in [0, 1), got {p}")));
+            }
+        }
+        let o = &self.optimizer;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(bad(
+                "optimizer.lr",
+                format!("must be positive and finite, got {}", o.lr),
+            ));
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return Err(bad("optimizer.weight_decay", "must be >= 0"));
+        }
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+            return Err(bad("optimizer.beta1/beta2", "must be in [0, 1)"));
+        }
+        if !(o.eps > 0.0) {
+            return Err(bad("optimizer.eps", "must be positive"));
+        }
+        if !(o.max_grad_norm >= 0.0) {
+            return Err(bad("optimizer.max_grad_norm", "must be >= 0"));
+        }
+        if self.run.max_steps == 0 {
+            return Err(bad("run.max_steps", "must be at least 1"));
+        }
+        if self.run.threads <= 0 {
+            return Err(bad("run.threads", "must be at least 1"));
+        }
+        if self.run.log_every == 0 {
+            return Err(bad("run.log_every", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.schedule.min_lr_ratio) {
+            return Err(bad("schedule.min_lr_ratio", "must be in [0, 1]"));
+        }
+        if self.data.batch_size == 0 {
+            return Err(bad("data.batch_size", "must be at least 1"));
+        }
+        if self.data.grad_accum == 0 {
+            return Err(bad("data.grad_accum", "must be at least 1"));
+        }
+        if self.eval.batch_size == 0 {
+            return Err(bad("eval.batch_size", "must be at least 1"));
+        }
+        if self.checkpoint.keep_last == 0 {
+            return Err(bad("checkpoint.keep_last", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Sequences consumed by one optimiser step.
+    pub fn sequences_per_step(&self) -> usize {
+        self.data.batch_size * self.data.grad_accum
+    }
+}
+
+/// Parses an override value as TOML, falling back to a plain string.
+fn parse_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses_and_validates() {
+        for (name, _) in PRESETS {
+            let cfg = TrainConfig::preset(name);
+            assert!(cfg.is_some(), "preset {name} does not parse");
+        }
+    }
+
+    #[test]
+    fn typo_is_an_error_naming_the_field() {
+        let (_, text) = PRESETS[0];
+        let bad = text.replace("weight_decay", "weight_decya");
+        let err = TrainConfig::from_toml(&bad, Path::new("x.toml")).unwrap_err();
+        let chain = format!("{:?}", anyhow_like(&err));
+        assert!(chain.contains("weight_decya"), "{chain}");
+    }
+
+    fn anyhow_like(e: &Error) -> String {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(c) = src {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            src = c.source();
+        }
+        s
+    }
+
+    #[test]
+    fn overrides_apply_and_reject_unknown_keys() -> Result<()> {
+        let cfg = TrainConfig::preset("bert-tiny").ok_or(Error::BadOverride("preset".into()))?;
+        let o = cfg.with_overrides(&["optimizer.lr=0.5".into(), "run.max_steps=7".into()])?;
+        assert_eq!(o.optimizer.lr, 0.5);
+        assert_eq!(o.run.max_steps, 7);
+        assert!(cfg.with_overrides(&["optimizer.lrr=0.5".into()]).is_err());
+        assert!(cfg.with_overrides(&["nosection.lr=0.5".into()]).is_err());
+        assert!(cfg.with_overrides(&["optimizer.lr=-1".into()]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn effective_config_round_trips() -> Result<()> {
+        let cfg = TrainConfig::preset("bert-small").ok_or(Error::BadOverride("preset".into()))?;
+        let back = TrainConfig::from_toml(&cfg.to_toml()?, Path::new("x"))?;
+        assert_eq!(cfg, back);
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! Prepared shards as masked training batches and a fixed-mask evaluation set.
+//!
+//! The training stream is a seeded permutation per epoch; the masks of the
+//! example at position `k` of epoch `e` come from `cloze-mask` keyed by
+//! `(seed, e, k)`, so a resumed run that restores the cursor `(e, k)` sees
+//! exactly the batches an uninterrupted run would. The evaluation split is
+//! masked once with `eval.mask_seed`, independent of the training seed.
+
+use std::path::{Path, PathBuf};
+
+use cloze_eval::mlm_eval::UnigramBaseline;
+use cloze_mask::batch::Batch;
+use cloze_mask::masker::Masker;
+use cloze_text::{Instance, SpecialTokens};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::PretrainModel;
+use crate::config::TrainConfig;
+use crate::error::{io_err, Error, Result};
+use crate::trainer::{mix_seed, DataSource, EvalSet};
+
+/// Random access to unmasked instances.
+pub trait Instances {
+    /// Number of instances.
+    fn len(&self) -> usize;
+    /// True when there is none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Instance `i`.
+    fn get(&self, i: usize) -> Result<Instance>;
+}
+
+impl Instances for Vec<Instance> {
+    fn len(&self) -> usize {
+        <[Instance]>::len(self)
+    }
+    fn get(&self, i: usize) -> Result<Instance> {
+        self.as_slice()
+            .get(i)
+            .cloned()
+            .ok_or_else(|| Error::DataMismatch(format!("instance {i} out of range")))
+    }
+}
+
+/// A seeded permutation of `0..n` for `epoch` (Fisher-Yates over SplitMix64 draws).
+pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let r = mix_seed(seed, 0xE90C ^ epoch, i as u64);
+        // Multiply-shift maps the draw onto 0..=i without modulo bias worth noting.
+        let j = ((u128::from(r) * (i as u128 + 1)) >> 64) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+/// Training batches: instances masked on the fly.
+pub struct MaskedSource<I> {
+    instances: I,
+    masker: Masker,
+    seed: u64,
+}
+
+impl<I: Instances> MaskedSource<I> {
+    /// Masks `instances` with `masker` under `seed`.
+    pub fn new(instances: I, masker: Masker, seed: u64) -> Self {
+        Self {
+            instances,
+            masker,
+            seed,
+        }
+    }
+
+    /// Number of training examples.
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// True when there is no example.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+}
+
+impl<I: Instances> DataSource for MaskedSource<I> {
+    fn num_examples(&self) -> usize {
+        self.instances.len()
+    }
+    fn epoch_order(&self, epoch: u64) -> Result<Vec<usize>> {
+        Ok(epoch_order(self.instances.len(), self.seed, epoch))
+    }
+    fn batch(&self, epoch: u64, first_index: u64, indices: &[usize]) -> Result<Batch> {
+        let inst = indices
+            .iter()
+            .map(|&i| self.instances.get(i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self
+            .masker
+            .mask_batch(&inst, self.seed, epoch, first_index)?)
+    }
+}
+
+/// Token frequencies over every instance (for the unigram baseline).
+pub fn unigram_counts(instances: &dyn Instances, vocab_size: u32) -> Result<Vec<u64>> {
+    let mut counts = vec![0u64; vocab_size as usize];
+    for i in 0..instances.len() {
+        for &t in &instances.get(i)?.tokens {
+            if let Some(c) = counts.get_mut(t as usize) {
+                *c += 1;
+            } else {
+                return Err(Error::DataMismatch(format!(
+                    "token id {t} in instance {i} is outside the vocabulary of {vocab_size}"
+                )));
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// The first `max_examples` held-out instances, masked once under `mask_seed`.
+pub fn build_eval_set(
+    instances: &dyn Instances,
+    masker: &Masker,
+    mask_seed: u64,
+    max_examples: usize,
+    batch_size: usize,
+    baseline: Option<UnigramBaseline>,
+) -> Result<EvalSet> {
+    let n = instances.len().min(max_examples);
+    let mut batches = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + batch_size).min(n);
+        let inst = (start..end)
+            .map(|i| instances.get(i))
+            .collect::<Result<Vec<_>>>()?;
+        batches.push(masker.mask_batch(&inst, mask_seed, 0, start as u64)?);
+        start = end;
+    }
+    Ok(EvalSet { batches, baseline })
+}
+
+/// What a run directory and an exported model record about their data, so that
+/// a model is never silently trained or scored with another tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataRecord {
+    /// SHA-256 of the tokenizer the shards were made with.
+    pub tokenizer_sha256: String,
+    /// Its vocabulary size.
+    pub vocab_size: u32,
+    /// The prepared data directory.
+    pub data_dir: PathBuf,
+}
+
+/// The file name of a [`DataRecord`].
+pub const DATA_RECORD: &str = "cloze_data.json";
+
+/// Prepared data: training and held-out instances plus the tokenizer they were made with.
+pub struct PreparedData {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Training instances.
+    pub train: Box<dyn Instances>,
+    /// Held-out instances, when the data has an evaluation split.
+    pub eval: Option<Box<dyn Instances>>,
+    /// Special token ids and vocabulary size.
+    pub specials: SpecialTokens,
+    /// The tokenizer file.
+    pub tokenizer_path: PathBuf,
+    /// Its SHA-256.
+    pub tokenizer_sha256: String,
+}
+
+impl std::fmt::Debug for PreparedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedData")
+            .field("dir", &self.dir)
+            .field("train", &self.train.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedData {
+    /// The record of this data.
+    pub fn record(&self) -> DataRecord {
+        DataRecord {
+            tokenizer_sha256: self.tokenizer_sha256.clone(),
+            vocab_size: self.specials.vocab_size,
+            data_dir: self.dir.clone(),
+        }
+    }
+
+    /// A masker for `cfg.masking` over this data's special tokens.
+    pub fn masker(&self, cfg: &TrainConfig) -> Result<Masker> {
+        Ok(Masker::new(cfg.masking.clone(), self.specials.clone())?)
+    }
+
+    /// The training stream of `cfg`.
+    pub fn train_source<'a>(
+        &'a self,
+        cfg: &TrainConfig,
+    ) -> Result<MaskedSource<&'a dyn Instances>> {
+        Ok(MaskedSource::new(
+            self.train.as_ref(),
+            self.masker(cfg)?,
+            cfg.run.seed,
+        ))
+    }
+
+    /// The unigram baseline of the training split.
+    pub fn unigram_baseline(&self) -> Result<Option<UnigramBaseline>> {
+        let counts = unigram_counts(self.train.as_ref(), self.specials.vocab_size)?;
+        Ok(UnigramBaseline::from_counts(
+            &counts,
+            &self.specials.all_special,
+        ))
+    }
+
+    /// The fixed-mask evaluation set of `cfg`, if the data has a held-out split.
+    pub fn eval_set(&self, cfg: &TrainConfig) -> Result<Option<EvalSet>> {
+        let Some(eval) = &self.eval else {
+            return Ok(None);
+        };
+        let masker = self.masker(cfg)?;
+        let baseline = self.unigram_baseline()?;
+        Ok(Some(build_eval_set(
+            eval.as_ref(),
+            &masker,
+            cfg.eval.mask_seed,
+            cfg.eval.max_examples,
+            cfg.eval.batch_size,
+            baseline,
+        )?))
+    }
+}
+
+impl<T: Instances + ?Sized> Instances for &T {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn get(&self, i: usize) -> Result<Instance> {
+        (**self).get(i)
+    }
+}
+
+/// Reads the data record of a run or model directory, if it has one.
+pub fn read_record(dir: &Path) -> Result<Option<DataRecord>> {
+    let p = dir.join(DATA_RECORD);
+    if !p.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&p).map_err(io_err("reading", &p))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|source| Error::Json { path: p, source })
+}
+
+/// Writes the data record into `dir`.
+pub fn record_data(dir: &Path, data: &PreparedData) -> Result<()> {
+    let p = dir.join(DATA_RECORD);
+    let text = serde_json::to_string_pretty(&data.record()).map_err(|source| Error::Json {
+        path: p.clone(),
+        source,
+    })?;
+    std::fs::write(&p, text).map_err(io_err("writing", &p))
+}
+
+/// Errors when the run or model in `dir` was made with another tokenizer than `data`.
+pub fn check_model_matches(dir: &Path, data: &PreparedData) -> Result<()> {
+    if let Some(rec) = read_record(dir)? {
+        if rec.tokenizer_sha256 != data.tokenizer_sha256
+            || rec.vocab_size != data.specials.vocab_size
+        {
+            return Err(Error::DataMismatch(format!(
+                "{} was trained with tokenizer {} ({} ids) from {}, but {} was prepared with tokenizer {} ({} ids)",
+                dir.display(),
+                short(&rec.tokenizer_sha256),
+                rec.vocab_size,
+                rec.data_dir.display(),
+                data.dir.display(),
+                short(&data.tokenizer_sha256),
+                data.specials.vocab_size
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+/// Saves `model` in HF format into `dir` with the tokenizer and the data record.
+pub fn export_model(model: &dyn PretrainModel, data: &PreparedData, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    model.save(dir)?;
+    let tok = dir.join("tokenizer.json");
+    std::fs::copy(&data.tokenizer_path, &tok).map_err(io_err("copying the tokenizer to", &tok))?;
+    record_data(dir, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(100, 1, 0);
+        let mut s = a.clone();
+        s.sort_unstable();
+        assert_eq!(s, (0..100).collect::<Vec<_>>());
+        assert_eq!(a, epoch_order(100, 1, 0));
+        assert_ne!(a, epoch_order(100, 1, 1));
+        assert_ne!(a, epoch_order(100, 2, 0));
+    }
+}

@@ -1,0 +1,517 @@
+//! The training loop: data cursor, gradient accumulation, clipping, AdamW,
+//! periodic evaluation, checkpoints, interruption and non-finite losses.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cloze_eval::mlm_eval::{MlmEvalAccumulator, MlmEvalMetrics, UnigramBaseline};
+use cloze_mask::batch::Batch;
+use tch::Device;
+
+use crate::batch::{PretrainModel, TensorBatch};
+use crate::checkpoint::{self, TrainState};
+use crate::config::{OnNonFinite, TrainConfig};
+use crate::error::{io_err, Error, Result};
+use crate::metrics::{EvalRecord, MetricsLog, MetricsRecord, TrainMetrics};
+use crate::objective::{self, scalar, Objective};
+use crate::optim::AdamW;
+use crate::schedule::LrSchedule;
+
+/// Masked training batches, deterministic in (seed, epoch, example index).
+pub trait DataSource {
+    /// Examples in one epoch.
+    fn num_examples(&self) -> usize;
+    /// The order examples are read in during `epoch` (a permutation of `0..num_examples`).
+    fn epoch_order(&self, epoch: u64) -> Result<Vec<usize>>;
+    /// Masks and collates the examples `indices` of `epoch`; they sit at positions
+    /// `first_index..` of that epoch's order, which keys the masking randomness.
+    fn batch(&self, epoch: u64, first_index: u64, indices: &[usize]) -> Result<Batch>;
+}
+
+/// Held-out batches with fixed masks, plus the unigram baseline to compare with.
+#[derive(Debug, Clone)]
+pub struct EvalSet {
+    /// The batches, masked once with the evaluation seed.
+    pub batches: Vec<Batch>,
+    /// The most-frequent-training-token predictor, when known.
+    pub baseline: Option<UnigramBaseline>,
+}
+
+/// Evaluates `model` on `set` without dropout or gradients.
+pub fn evaluate(
+    model: &dyn PretrainModel,
+    set: &EvalSet,
+    device: Device,
+) -> Result<MlmEvalMetrics> {
+    let _span = tracing::info_span!("eval", batches = set.batches.len()).entered();
+    let mut acc = MlmEvalAccumulator::new();
+    tch::no_grad(|| -> Result<()> {
+        for b in &set.batches {
+            let tb = TensorBatch::from_batch(b, device)?;
+            let out = model.forward(&tb, false)?;
+            acc.add_mlm(&out.mlm_logits, &tb.targets)?;
+            if let (Some(l), Some(y)) = (&out.pair_logits, &tb.pair_labels) {
+                acc.add_pair(l, y)?;
+            }
+            if let Some(base) = &set.baseline {
+                acc.add_baseline(base, b.masked.iter().map(|m| m.target));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(acc.finish())
+}
+
+/// Callbacks from the loop to whoever drives it (progress bars, Ctrl-C).
+pub trait Observer {
+    /// After every optimiser step.
+    fn on_step(&mut self, _step: u64, _max_steps: u64, _loss: f64, _lr: f64, _tokens_per_s: f64) {}
+    /// After every logged window.
+    fn on_log(&mut self, _m: &TrainMetrics) {}
+    /// After every evaluation.
+    fn on_eval(&mut self, _step: u64, _m: &MlmEvalMetrics) {}
+    /// After every checkpoint.
+    fn on_checkpoint(&mut self, _step: u64, _dir: &Path) {}
+    /// Polled between steps; `true` makes the trainer checkpoint and return.
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Default)]
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// How a call to [`Trainer::run`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// All `run.max_steps` steps are done; the final checkpoint is at the path.
+    Finished {
+        /// Final checkpoint.
+        checkpoint: PathBuf,
+        /// Final evaluation, if an evaluation set was given.
+        eval: Option<MlmEvalMetrics>,
+    },
+    /// [`Observer::should_stop`] asked to stop; a checkpoint was written.
+    Interrupted {
+        /// The checkpoint to resume from.
+        checkpoint: PathBuf,
+        /// Steps completed.
+        step: u64,
+    },
+}
+
+/// Mixes a seed with two counters into an independent 64-bit seed (SplitMix64 finaliser).
+pub fn mix_seed(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED69);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Seeds libtorch's global generator for step `step` (dropout draws from it).
+fn seed_step(seed: u64, step: u64) {
+    // Masked to 63 bits: libtorch takes a signed seed.
+    tch::manual_seed((mix_seed(seed, 0xD80F, step) >> 1) as i64);
+}
+
+/// One complete optimiser step on one batch: zero the gradients, forward,
+/// losses, backward, global-norm clipping (0 = off) and AdamW at `lr`.
+/// Returns the total loss. This is what `cloze bench train` times; the
+/// [`Trainer`] does the same with gradient accumulation around it.
+pub fn train_step(
+    model: &dyn PretrainModel,
+    objective: &dyn Objective,
+    opt: &mut AdamW,
+    batch: &TensorBatch,
+    lr: f64,
+    max_grad_norm: f64,
+) -> Result<f64> {
+    opt.zero_grad()?;
+    let out = model.forward(batch, true)?;
+    let losses = objective.losses(&out, batch)?;
+    losses.total.f_backward()?;
+    opt.clip_grad_norm(max_grad_norm)?;
+    opt.step(lr)?;
+    scalar(&losses.total)
+}
+
+/// A pretraining run over one model.
+pub struct Trainer<'m> {
+    cfg: TrainConfig,
+    model: &'m dyn PretrainModel,
+    opt: AdamW,
+    schedule: LrSchedule,
+    objective: Box<dyn Objective>,
+    run_dir: PathBuf,
+    device: Device,
+    state: TrainState,
+    metrics: MetricsLog,
+    last_checkpoint: Option<PathBuf>,
+    order: Option<(u64, Vec<usize>)>,
+}
+
+impl std::fmt::Debug for Trainer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("run_dir", &self.run_dir)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The file the effective configuration is saved to.
+pub fn config_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("config.toml")
+}
+
+impl<'m> Trainer<'m> {
+    /// Starts a fresh run in `run_dir` (created; an existing `metrics.jsonl` is replaced).
+    ///
+    /// `vs` must hold all of `model`'s variables; the optimiser takes them over.
+    pub fn new(
+        cfg: TrainConfig,
+        model: &'m dyn PretrainModel,
+        vs: &tch::nn::VarStore,
+        run_dir: &Path,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(run_dir).map_err(io_err("creating", run_dir))?;
+        let cfg_path = config_path(run_dir);
+        std::fs::write(&cfg_path, cfg.to_toml()?).map_err(io_err("writing", &cfg_path))?;
+        let opt = AdamW::new(vs, &cfg.optimizer)?;
+        let metrics = MetricsLog::open(run_dir, None)?;
+        let state = TrainState::fresh(cfg.run.seed, cfg.run.threads);
+        Ok(Self::assemble(
+            cfg,
+            model,
+            opt,
+            run_dir,
+            vs.device(),
+            state,
+            metrics,
+            None,
+        ))
+    }
+
+    /// Continues the run in `run_dir` from its newest checkpoint.
+    ///
+    /// The configuration must be the one saved in the run directory, except for
+    /// `run.max_steps` (a run may be extended); libtorch must use the same thread
+    /// count for bit-identical losses.
+    pub fn resume(
+        cfg: TrainConfig,
+        model: &'m dyn PretrainModel,
+        vs: &tch::nn::VarStore,
+        run_dir: &Path,
+    ) -> Result<Self> {
+        checkpoint::clean_partial(run_dir)?;
+        let (_, dir) = checkpoint::latest(run_dir)?;
+        let mut opt = AdamW::new(vs, &cfg.optimizer)?;
+        let state = checkpoint::restore(&dir, model, &mut opt)?;
+        if state.seed != cfg.run.seed {
+            return Err(Error::ResumeMismatch(format!(
+                "the checkpoint was trained with seed {}, the config says {}",
+                state.seed, cfg.run.seed
+            )));
+        }
+        if state.threads != cfg.run.threads {
+            tracing::warn!(
+                saved = state.threads,
+                now = cfg.run.threads,
+                "resuming with a different thread count: losses will differ from an uninterrupted run in the last bits"
+            );
+        }
+        let cfg_path = config_path(run_dir);
+        std::fs::write(&cfg_path, cfg.to_toml()?).map_err(io_err("writing", &cfg_path))?;
+        let metrics = MetricsLog::open(run_dir, Some(state.step))?;
+        tracing::info!(step = state.step, from = %dir.display(), "resuming");
+        Ok(Self::assemble(
+            cfg,
+            model,
+            opt,
+            run_dir,
+            vs.device(),
+            state,
+            metrics,
+            Some(dir),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        cfg: TrainConfig,
+        model: &'m dyn PretrainModel,
+        opt: AdamW,
+        run_dir: &Path,
+        device: Device,
+        state: TrainState,
+        metrics: MetricsLog,
+        last_checkpoint: Option<PathBuf>,
+    ) -> Self {
+        let schedule = LrSchedule::new(cfg.optimizer.lr, cfg.run.max_steps, &cfg.schedule);
+        let objective = objective::from_config(&cfg.objective);
+        Self {
+            cfg,
+            model,
+            opt,
+            schedule,
+            objective,
+            run_dir: run_dir.to_owned(),
+            device,
+            state,
+            metrics,
+            last_checkpoint,
+            order: None,
+        }
+    }
+
+    /// The trainer's state (step, data cursor, best evaluation).
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The optimiser.
+    pub fn optimizer(&self) -> &AdamW {
+        &self.opt
+    }
+
+    /// The objective being trained.
+    pub fn objective(&self) -> &dyn Objective {
+        self.objective.as_ref()
+    }
+
+    /// Next micro-batch's example indices, advancing the data cursor.
+    fn next_indices(&mut self, data: &dyn DataSource) -> Result<(u64, u64, Vec<usize>)> {
+        let n = data.num_examples();
+        let bs = self.cfg.data.batch_size;
+        if n < bs {
+            return Err(Error::DataMismatch(format!(
+                "{n} training examples, fewer than one batch of {bs}"
+            )));
+        }
+        // The incomplete tail of an epoch is dropped so every batch has the same shape.
+        if self.state.offset + bs > n {
+            self.state.epoch += 1;
+            self.state.offset = 0;
+        }
+        let epoch = self.state.epoch;
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let order = data.epoch_order(epoch)?;
+            if order.len() != n {
+                return Err(Error::DataMismatch(format!(
+                    "epoch order has {} entries for {n} examples",
+                    order.len()
+                )));
+            }
+            self.order = Some((epoch, order));
+        }
+        let order = self
+            .order
+            .as_ref()
+            .map(|(_, o)| o.as_slice())
+            .unwrap_or_default();
+        let first = self.state.offset;
+        let idx = order[first..first + bs].to_vec();
+        self.state.offset += bs;
+        Ok((epoch, first as u64, idx))
+    }
+
+    /// Writes a checkpoint now and prunes old ones.
+    pub fn checkpoint(&mut self) -> Result<PathBuf> {
+        let dir = checkpoint::save(&self.run_dir, self.model, &self.opt, &self.state)?;
+        let best = if self.cfg.checkpoint.keep_best {
+            self.state.best.map(|(s, _)| s)
+        } else {
+            None
+        };
+        checkpoint::prune(&self.run_dir, self.cfg.checkpoint.keep_last, best)?;
+        self.last_checkpoint = Some(dir.clone());
+        Ok(dir)
+    }
+
+    fn run_eval(&mut self, eval: &EvalSet, obs: &mut dyn Observer) -> Result<MlmEvalMetrics> {
+        let m = evaluate(self.model, eval, self.device)?;
+        let step = self.state.step;
+        if m.mlm_loss.is_finite() && self.state.best.is_none_or(|(_, l)| m.mlm_loss < l) {
+            self.state.best = Some((step, m.mlm_loss));
+        }
+        self.metrics.write(&MetricsRecord::Eval(EvalRecord {
+            step,
+            metrics: m.clone(),
+        }))?;
+        tracing::info!(
+            step,
+            loss = m.mlm_loss,
+            ppl = m.perplexity,
+            acc = m.accuracy,
+            "eval"
+        );
+        obs.on_eval(step, &m);
+        Ok(m)
+    }
+
+    /// Trains until `run.max_steps` or until the observer asks to stop.
+    pub fn run(
+        &mut self,
+        data: &dyn DataSource,
+        eval: Option<&EvalSet>,
+        obs: &mut dyn Observer,
+    ) -> Result<RunOutcome> {
+        let max_steps = self.cfg.run.max_steps;
+        let accum = self.cfg.data.grad_accum;
+        let log_every = self.cfg.run.log_every;
+        let started = Instant::now();
+        let mut train_secs = 0.0f64;
+        let (mut win_loss, mut win_mlm, mut win_pair, mut win_steps, mut win_tokens) =
+            (0.0, 0.0, 0.0, 0u64, 0u64);
+        let mut win_secs = 0.0f64;
+        let mut has_pair = false;
+        let mut consecutive_bad = 0u32;
+        while self.state.step < max_steps {
+            if obs.should_stop() {
+                let dir = self.checkpoint()?;
+                obs.on_checkpoint(self.state.step, &dir);
+                return Ok(RunOutcome::Interrupted {
+                    checkpoint: dir,
+                    step: self.state.step,
+                });
+            }
+            let step = self.state.step;
+            let _span = tracing::debug_span!("step", step).entered();
+            let t0 = Instant::now();
+            seed_step(self.state.seed, step);
+            let lr = self.schedule.lr(step);
+            self.opt.zero_grad()?;
+            let (mut loss_sum, mut mlm_sum, mut pair_sum, mut tokens) = (0.0, 0.0, 0.0, 0u64);
+            for _ in 0..accum {
+                let (epoch, first, idx) = self.next_indices(data)?;
+                let batch = data.batch(epoch, first, &idx)?;
+                let tb = TensorBatch::from_batch(&batch, self.device)?;
+                tokens += tb.real_tokens as u64;
+                let out = self.model.forward(&tb, true)?;
+                let losses = self.objective.losses(&out, &tb)?;
+                let scaled = if accum > 1 {
+                    losses.total.f_div_scalar(accum as f64)?
+                } else {
+                    losses.total.shallow_clone()
+                };
+                scaled.f_backward()?;
+                loss_sum += scalar(&losses.total)?;
+                for (name, t) in &losses.parts {
+                    if *name == "mlm" {
+                        mlm_sum += scalar(t)?;
+                    } else {
+                        has_pair = true;
+                        pair_sum += scalar(t)?;
+                    }
+                }
+            }
+            let loss = loss_sum / accum as f64;
+            let grad_norm = if loss.is_finite() {
+                self.opt.clip_grad_norm(self.cfg.optimizer.max_grad_norm)?
+            } else {
+                f64::NAN
+            };
+            if !loss.is_finite() || !grad_norm.is_finite() {
+                let bad = if loss.is_finite() { grad_norm } else { loss };
+                match self.cfg.run.on_nonfinite {
+                    OnNonFinite::Stop => {
+                        return Err(Error::NonFiniteLoss {
+                            step,
+                            loss: bad,
+                            last_good: self.last_checkpoint.clone(),
+                        });
+                    }
+                    OnNonFinite::Skip => {
+                        consecutive_bad += 1;
+                        self.state.skipped += 1;
+                        tracing::warn!(
+                            step,
+                            loss = bad,
+                            "non-finite loss or gradient: batch skipped"
+                        );
+                        self.opt.zero_grad()?;
+                        if consecutive_bad >= 10 {
+                            return Err(Error::TooManyNonFinite(consecutive_bad));
+                        }
+                        self.state.step += 1;
+                        continue;
+                    }
+                }
+            }
+            consecutive_bad = 0;
+            self.opt.step(lr)?;
+            self.state.step += 1;
+            self.state.tokens_seen += tokens;
+            let dt = t0.elapsed().as_secs_f64();
+            train_secs += dt;
+            win_secs += dt;
+            win_loss += loss;
+            win_mlm += mlm_sum / accum as f64;
+            win_pair += pair_sum / accum as f64;
+            win_steps += 1;
+            win_tokens += tokens;
+            obs.on_step(
+                self.state.step,
+                max_steps,
+                loss,
+                lr,
+                tokens as f64 / dt.max(1e-9),
+            );
+            let done = self.state.step;
+            if done % log_every == 0 || done == max_steps {
+                let m = TrainMetrics {
+                    step: done,
+                    loss: win_loss / win_steps as f64,
+                    mlm_loss: win_mlm / win_steps as f64,
+                    pair_loss: has_pair.then(|| win_pair / win_steps as f64),
+                    lr,
+                    grad_norm,
+                    tokens_per_s: win_tokens as f64 / win_secs.max(1e-9),
+                    tokens_seen: self.state.tokens_seen,
+                    elapsed_s: train_secs,
+                    skipped: self.state.skipped,
+                };
+                self.metrics.write(&MetricsRecord::Train(m.clone()))?;
+                tracing::debug!(
+                    step = done,
+                    loss = m.loss,
+                    lr,
+                    tok_s = m.tokens_per_s,
+                    "train"
+                );
+                obs.on_log(&m);
+                (win_loss, win_mlm, win_pair, win_steps, win_tokens, win_secs) =
+                    (0.0, 0.0, 0.0, 0, 0, 0.0);
+            }
+            let every_eval = self.cfg.eval.every_steps;
+            if let Some(e) = eval {
+                if every_eval > 0 && done % every_eval == 0 && done != max_steps {
+                    self.run_eval(e, obs)?;
+                }
+            }
+            let every_ckpt = self.cfg.checkpoint.every_steps;
+            if every_ckpt > 0 && done % every_ckpt == 0 && done != max_steps {
+                let dir = self.checkpoint()?;
+                obs.on_checkpoint(done, &dir);
+            }
+        }
+        let final_eval = match eval {
+            Some(e) => Some(self.run_eval(e, obs)?),
+            None => None,
+        };
+        let dir = self.checkpoint()?;
+        obs.on_checkpoint(self.state.step, &dir);
+        tracing::info!(
+            steps = self.state.step,
+            secs = started.elapsed().as_secs_f64(),
+            "training finished"
+        );
+        Ok(RunOutcome::Finished {
+            checkpoint: dir,
+            eval: final_eval,
+        })
+    }
+}
