@@ -1,0 +1,64 @@
+//! The error type of `cloze-eval`.
+
+use std::path::PathBuf;
+
+/// What can go wrong in inference and scoring.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model failed (bad input, checkpoint, libtorch).
+    #[error(transparent)]
+    Model(#[from] cloze_models::Error),
+    /// A libtorch operation failed.
+    #[error("libtorch")]
+    Torch(#[from] tch::TchError),
+    /// The tokenizer could not be loaded or failed on a text.
+    #[error("tokenizer {path}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: tokenizers::Error,
+    },
+    /// The tokenizer lacks a token this task needs (e.g. `[MASK]` for fill-mask).
+    #[error("tokenizer {path} has no {token} token")]
+    MissingToken {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The token.
+        token: &'static str,
+    },
+    /// The checkpoint has no trained MLM head, so fill-mask and scoring would be noise.
+    #[error("the checkpoint in {dir} has no MLM head (cls.predictions.*); it is an encoder only")]
+    NoMlmHead {
+        /// The checkpoint directory.
+        dir: PathBuf,
+    },
+    /// A text for fill-mask contains no `[MASK]` token.
+    #[error("text {index} contains no [MASK] token")]
+    NoMask {
+        /// Index of the text in the input.
+        index: usize,
+    },
+    /// A text is longer (in tokens) than the model accepts.
+    #[error("text {index} has {len} tokens, more than the model's {max}")]
+    TooLong {
+        /// Index of the text in the input.
+        index: usize,
+        /// Its token count, special tokens included.
+        len: usize,
+        /// The model's `max_position_embeddings`.
+        max: usize,
+    },
+    /// Batch size zero or another option out of its domain.
+    #[error("invalid option {name}: {reason}")]
+    InvalidOption {
+        /// The option.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
