@@ -7,12 +7,20 @@
 //! crate never links libtorch.
 
 mod archive;
+pub mod corpus;
 pub mod datasets;
 pub mod error;
 pub mod instance;
+pub mod prepare;
+pub mod pretrain;
 pub mod progress;
 pub mod sentences;
+pub mod shards;
+pub mod tokenizer;
+pub mod words;
 
 pub use error::{Error, Result};
 pub use instance::{Instance, PairLabel, SpecialTokens, NO_WORD};
 pub use progress::{NoProgress, Progress};
+pub use shards::{epoch_order, Cursor, Manifest, ShardSet, ShuffleReader, Split};
+pub use tokenizer::{Encoded, TextTokenizer, WordBoundaries};

@@ -31,6 +31,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Datasets: fetch real corpora and checkpoints, list the cache, prepare and inspect shards.
     Data(cmd::data::DataArgs),
+    /// Tokenizers: train a WordPiece vocabulary (tokenizer.json + vocab.txt).
+    Tokenizer(cmd::tokenizer::TokenizerArgs),
 }
 
 fn install_tracing(verbose: u8, quiet: bool) {
@@ -73,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Info(a) => cmd::info::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Data(a) => cmd::data::run(a),
+        Command::Tokenizer(a) => cmd::tokenizer::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

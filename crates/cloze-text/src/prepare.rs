@@ -1,0 +1,304 @@
+//! `prepare`: corpus -> tokens + word ids -> instances -> shards, streaming.
+//!
+//! The corpus is read in chunks of whole documents (about `chunk_bytes` of
+//! text each, a boundary that depends only on the corpus), each chunk is
+//! tokenized and turned into instances in parallel with rayon, and its
+//! instances are written as one shard per split. NSP's random B segment is
+//! drawn from the other documents of the same chunk and split, which keeps
+//! memory flat in corpus size. Everything is written into a temporary sibling
+//! directory that replaces `out` only when complete.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::{corpus_bytes, CorpusOptions, Document, DocumentReader};
+use crate::error::{Error, IoContext, Result};
+use crate::instance::Instance;
+use crate::pretrain::{instances_for_document, rng_for, InstanceConfig, Segment, TokenizedDoc};
+use crate::progress::Progress;
+use crate::shards::{write_shard, Manifest, Split, SplitInfo, FORMAT_VERSION, MANIFEST, TOKENIZER};
+use crate::tokenizer::{TextTokenizer, WordBoundaries};
+
+/// Settings of [`prepare`].
+#[derive(Debug, Clone)]
+pub struct PrepareConfig {
+    /// Instance settings.
+    pub instances: InstanceConfig,
+    /// Fraction of documents held out as the eval split (0 for none).
+    pub holdout_fraction: f64,
+    /// Word boundary source.
+    pub word_boundaries: WordBoundaries,
+    /// Corpus reader settings.
+    pub corpus: CorpusOptions,
+    /// Text bytes per processing chunk (and per shard).
+    pub chunk_bytes: usize,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        Self {
+            instances: InstanceConfig::default(),
+            holdout_fraction: 0.0,
+            word_boundaries: WordBoundaries::Auto,
+            corpus: CorpusOptions::default(),
+            chunk_bytes: 4 << 20,
+        }
+    }
+}
+
+/// What [`prepare`] did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareReport {
+    /// The shard directory.
+    pub out: PathBuf,
+    /// Documents read.
+    pub documents: u64,
+    /// Text tokens produced by the tokenizer (before instances).
+    pub text_tokens: u64,
+    /// Instances and tokens per split.
+    pub train: SplitInfo,
+    /// Held-out split.
+    pub eval: SplitInfo,
+    /// Wall-clock seconds for the whole prepare.
+    pub seconds: f64,
+    /// `text_tokens / seconds`: tokenize + instances + shard writing.
+    pub tokens_per_second: f64,
+    /// Peak resident memory of the process (VmHWM) in bytes, where the OS reports it.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident set size from `/proc/self/status` (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn validate(config: &PrepareConfig) -> Result<()> {
+    let i = &config.instances;
+    if i.max_seq_length < 8 {
+        return Err(Error::Config(format!(
+            "max_seq_length {} is below 8",
+            i.max_seq_length
+        )));
+    }
+    if !(0.0..=1.0).contains(&i.short_seq_prob) {
+        return Err(Error::Config(format!(
+            "short_seq_prob {} is not in [0, 1]",
+            i.short_seq_prob
+        )));
+    }
+    if !(0.0..1.0).contains(&config.holdout_fraction) {
+        return Err(Error::Config(format!(
+            "holdout fraction {} is not in [0, 1)",
+            config.holdout_fraction
+        )));
+    }
+    if config.chunk_bytes == 0 {
+        return Err(Error::Config("chunk_bytes is 0".into()));
+    }
+    Ok(())
+}
+
+/// Tokenizes one document's lines into segments.
+pub fn tokenize_document(
+    tok: &TextTokenizer,
+    doc: &Document,
+    words: WordBoundaries,
+) -> Result<TokenizedDoc> {
+    doc.lines
+        .iter()
+        .map(|line| {
+            let e = tok.encode(line, words)?;
+            Ok(Segment {
+                ids: e.ids,
+                word_ids: e.word_ids,
+            })
+        })
+        .collect()
+}
+
+struct SplitWriter {
+    split: Split,
+    info: SplitInfo,
+}
+
+impl SplitWriter {
+    fn write(&mut self, dir: &Path, docs: u64, instances: &[Instance]) -> Result<()> {
+        self.info.documents += docs;
+        if instances.is_empty() {
+            return Ok(());
+        }
+        let file = format!("{}-{:05}.bin", self.split.name(), self.info.shards.len());
+        let shard = write_shard(dir, &file, instances)?;
+        self.info.instances += shard.instances;
+        self.info.tokens += shard.tokens;
+        self.info.shards.push(shard);
+        Ok(())
+    }
+}
+
+/// Prepares shards from `corpus` into the directory `out` (replaced atomically).
+pub fn prepare(
+    corpus: &Path,
+    tokenizer: &TextTokenizer,
+    out: &Path,
+    config: &PrepareConfig,
+    progress: &dyn Progress,
+) -> Result<PrepareReport> {
+    let _span = tracing::info_span!("prepare", corpus = %corpus.display()).entered();
+    validate(config)?;
+    let start = Instant::now();
+    let total_bytes = corpus_bytes(corpus)?;
+    let mut reader = DocumentReader::open(corpus, config.corpus.clone())?;
+
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).at(&parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".shards-partial-")
+        .tempdir_in(&parent)
+        .at(&parent)?;
+    let dir = staging.path();
+
+    let special = tokenizer.special_tokens().clone();
+    let mut train = SplitWriter {
+        split: Split::Train,
+        info: SplitInfo::default(),
+    };
+    let mut eval = SplitWriter {
+        split: Split::Eval,
+        info: SplitInfo::default(),
+    };
+    let mut documents = 0u64;
+    let mut text_tokens = 0u64;
+    progress.stage("prepare", Some(total_bytes), "bytes");
+    let mut last_bytes = 0u64;
+    loop {
+        // Read one chunk of whole documents.
+        let read_span = tracing::debug_span!("read").entered();
+        let mut chunk: Vec<Document> = Vec::new();
+        let mut bytes = 0usize;
+        let mut failure = None;
+        while bytes < config.chunk_bytes {
+            match reader.next() {
+                Some(Ok(doc)) => {
+                    bytes += doc.bytes();
+                    chunk.push(doc);
+                }
+                Some(Err(e)) => {
+                    failure = Some(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        drop(read_span);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let base = documents;
+        documents += chunk.len() as u64;
+
+        let tokenized: Vec<TokenizedDoc> = {
+            let _s = tracing::debug_span!("tokenize", docs = chunk.len()).entered();
+            chunk
+                .par_iter()
+                .map(|d| tokenize_document(tokenizer, d, config.word_boundaries))
+                .collect::<Result<_>>()?
+        };
+        drop(chunk);
+        text_tokens += tokenized
+            .iter()
+            .flat_map(|d| d.iter().map(|s| s.ids.len() as u64))
+            .sum::<u64>();
+
+        // Whole documents are held out, chosen by (seed, document index).
+        let held_out = |k: u64| {
+            config.holdout_fraction > 0.0
+                && rng_for(config.instances.seed, 0x401D, k).random::<f64>()
+                    < config.holdout_fraction
+        };
+        let mut parts: [(Vec<TokenizedDoc>, Vec<u64>); 2] = Default::default();
+        for (k, doc) in tokenized.into_iter().enumerate() {
+            let g = base + k as u64;
+            let p = usize::from(held_out(g));
+            parts[p].0.push(doc);
+            parts[p].1.push(g);
+        }
+        for (p, (docs, ids)) in parts.iter().enumerate() {
+            let instances: Vec<Instance> = {
+                let _s = tracing::debug_span!("instances", docs = docs.len()).entered();
+                (0..docs.len())
+                    .into_par_iter()
+                    .flat_map_iter(|k| {
+                        instances_for_document(docs, k, ids[k], &config.instances, &special)
+                    })
+                    .collect()
+            };
+            let _s = tracing::debug_span!("write", instances = instances.len()).entered();
+            let writer = if p == 0 { &mut train } else { &mut eval };
+            writer.write(dir, docs.len() as u64, &instances)?;
+        }
+        let now = reader.bytes_read();
+        progress.advance(now.saturating_sub(last_bytes));
+        last_bytes = now;
+    }
+    progress.finish();
+    if documents == 0 {
+        return Err(Error::EmptyCorpus {
+            path: corpus.to_path_buf(),
+        });
+    }
+    if train.info.instances == 0 {
+        return Err(Error::Config(format!(
+            "corpus {} produced no training instances (documents too short for max_seq_length {}?)",
+            corpus.display(),
+            config.instances.max_seq_length
+        )));
+    }
+
+    tokenizer.save_json(&dir.join(TOKENIZER))?;
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        tokenizer_hash: tokenizer.hash().to_string(),
+        special_tokens: special,
+        instances: config.instances,
+        word_boundaries: config.word_boundaries,
+        holdout_fraction: config.holdout_fraction,
+        corpus: corpus.display().to_string(),
+        documents,
+        train: train.info.clone(),
+        eval: eval.info.clone(),
+        created_by: format!("cloze-text {}", env!("CARGO_PKG_VERSION")),
+    };
+    let path = dir.join(MANIFEST);
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::write(&path, json).at(&path)?;
+    crate::datasets::publish_dir(staging, out)?;
+
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(PrepareReport {
+        out: out.to_path_buf(),
+        documents,
+        text_tokens,
+        train: train.info,
+        eval: eval.info,
+        seconds,
+        tokens_per_second: text_tokens as f64 / seconds.max(1e-9),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}

@@ -1,0 +1,760 @@
+//! On-disk shards of unmasked instances: a little-endian, memory-mappable
+//! binary format plus a JSON manifest, and the readers the trainer uses
+//! (random access, seeded epoch permutations, a streaming shuffle buffer with
+//! a resumable cursor).
+//!
+//! Shard file layout (format version 1), all integers little-endian:
+//!
+//! ```text
+//! 0   magic  b"CLZSHRD1"                     8 bytes
+//! 8   version u32, reserved u32             8 bytes
+//! 16  instances n u64, tokens t u64         16 bytes
+//! 32  offsets   (n+1) x u64   token offset of each instance; offsets[n] = t
+//! ..  tokens    t x u32
+//! ..  word_ids  t x u32      (u32::MAX = no word)
+//! ..  segments  t x u8
+//! ..  labels    n x u8       0 none, 1 NSP next, 2 NSP random, 3 SOP in order, 4 SOP swapped
+//! ```
+//!
+//! A shard directory holds `manifest.json`, `tokenizer.json` (a copy of the
+//! tokenizer, for decoding) and `train-NNNNN.bin` / `eval-NNNNN.bin`. It is
+//! written under a temporary name and renamed into place when complete, so a
+//! directory with a manifest is always whole.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+use crate::instance::{Instance, PairLabel, SpecialTokens};
+use crate::pretrain::{rng_for, InstanceConfig};
+use crate::tokenizer::{TextTokenizer, WordBoundaries};
+
+/// Version of the binary shard format and manifest.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"CLZSHRD1";
+const HEADER: usize = 32;
+/// Manifest file name.
+pub const MANIFEST: &str = "manifest.json";
+/// Tokenizer copy file name.
+pub const TOKENIZER: &str = "tokenizer.json";
+
+/// Which part of a shard set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Training instances.
+    Train,
+    /// Held-out instances (whole documents set aside).
+    Eval,
+}
+
+impl Split {
+    /// File-name prefix and manifest key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Eval => "eval",
+        }
+    }
+}
+
+/// One shard file as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// File name inside the directory.
+    pub file: String,
+    /// Instances in it.
+    pub instances: u64,
+    /// Tokens in it.
+    pub tokens: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// sha256 of the file.
+    pub sha256: String,
+}
+
+/// Counts of one split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SplitInfo {
+    /// Documents whose instances are in this split.
+    pub documents: u64,
+    /// Instances.
+    pub instances: u64,
+    /// Tokens (special tokens included).
+    pub tokens: u64,
+    /// Shard files in order.
+    pub shards: Vec<ShardInfo>,
+}
+
+/// The manifest describing a shard directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT_VERSION`] at writing time.
+    pub format_version: u32,
+    /// [`TextTokenizer::hash`] of the tokenizer used.
+    pub tokenizer_hash: String,
+    /// Its special tokens.
+    pub special_tokens: SpecialTokens,
+    /// Instance settings (mode, max length, short_seq_prob, seed).
+    pub instances: InstanceConfig,
+    /// Word boundary source.
+    pub word_boundaries: WordBoundaries,
+    /// Fraction of documents held out for evaluation.
+    pub holdout_fraction: f64,
+    /// The corpus path given to prepare.
+    pub corpus: String,
+    /// Documents read.
+    pub documents: u64,
+    /// Training split.
+    pub train: SplitInfo,
+    /// Held-out split.
+    pub eval: SplitInfo,
+    /// Writer version.
+    pub created_by: String,
+}
+
+impl Manifest {
+    /// The counts of a split.
+    pub fn split(&self, split: Split) -> &SplitInfo {
+        match split {
+            Split::Train => &self.train,
+            Split::Eval => &self.eval,
+        }
+    }
+}
+
+fn label_code(label: Option<PairLabel>) -> u8 {
+    match label {
+        None => 0,
+        Some(PairLabel::Nsp {
+            is_random_next: false,
+        }) => 1,
+        Some(PairLabel::Nsp {
+            is_random_next: true,
+        }) => 2,
+        Some(PairLabel::Sop { swapped: false }) => 3,
+        Some(PairLabel::Sop { swapped: true }) => 4,
+    }
+}
+
+fn label_of(code: u8) -> Option<Option<PairLabel>> {
+    Some(match code {
+        0 => None,
+        1 => Some(PairLabel::Nsp {
+            is_random_next: false,
+        }),
+        2 => Some(PairLabel::Nsp {
+            is_random_next: true,
+        }),
+        3 => Some(PairLabel::Sop { swapped: false }),
+        4 => Some(PairLabel::Sop { swapped: true }),
+        _ => return None,
+    })
+}
+
+/// Serialises instances into one shard file's bytes.
+pub fn encode_shard(instances: &[Instance]) -> Vec<u8> {
+    let n = instances.len();
+    let t: usize = instances.iter().map(Instance::len).sum();
+    let mut out = Vec::with_capacity(HEADER + 8 * (n + 1) + 9 * t + n);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(n as u64).to_le_bytes());
+    out.extend_from_slice(&(t as u64).to_le_bytes());
+    let mut off = 0u64;
+    out.extend_from_slice(&off.to_le_bytes());
+    for i in instances {
+        off += i.len() as u64;
+        out.extend_from_slice(&off.to_le_bytes());
+    }
+    for i in instances {
+        for &x in &i.tokens {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    for i in instances {
+        for &x in &i.word_ids {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    for i in instances {
+        out.extend_from_slice(&i.segment_ids);
+    }
+    for i in instances {
+        out.push(label_code(i.pair_label));
+    }
+    out
+}
+
+/// Writes one shard file (fsync'd) and returns its manifest entry.
+pub(crate) fn write_shard(dir: &Path, file: &str, instances: &[Instance]) -> Result<ShardInfo> {
+    let bytes = encode_shard(instances);
+    let path = dir.join(file);
+    let mut w = BufWriter::new(File::create(&path).at(&path)?);
+    w.write_all(&bytes).at(&path)?;
+    let f = w.into_inner().map_err(|e| Error::Io {
+        path: path.clone(),
+        source: e.into_error(),
+    })?;
+    f.sync_all().at(&path)?;
+    Ok(ShardInfo {
+        file: file.to_string(),
+        instances: instances.len() as u64,
+        tokens: instances.iter().map(|i| i.len() as u64).sum(),
+        bytes: bytes.len() as u64,
+        sha256: crate::datasets::hex(&Sha256::digest(&bytes)),
+    })
+}
+
+/// One memory-mapped shard file.
+#[derive(Debug)]
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    n: usize,
+    t: usize,
+}
+
+impl Shard {
+    fn open(path: &Path, info: &ShardInfo) -> Result<Self> {
+        let file = File::open(path).at(path)?;
+        let bad = |reason: String| Error::BadShard {
+            path: path.to_path_buf(),
+            reason,
+        };
+        // Safety of the map is the OS's: the file is read-only here and the
+        // format is validated below; memmap2's `map` is the safe entry point.
+        let map = map_file(&file, path)?;
+        if map.len() < HEADER || &map[..8] != MAGIC {
+            return Err(bad("not a cloze shard (bad magic)".into()));
+        }
+        let version = u32::from_le_bytes(read4(&map, 8));
+        if version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            )));
+        }
+        let n = u64::from_le_bytes(read8(&map, 16)) as usize;
+        let t = u64::from_le_bytes(read8(&map, 24)) as usize;
+        let expected = HEADER as u128 + 8 * (n as u128 + 1) + 9 * t as u128 + n as u128;
+        if map.len() as u128 != expected {
+            return Err(bad(format!(
+                "size {} bytes, header implies {expected} (truncated?)",
+                map.len()
+            )));
+        }
+        if n as u64 != info.instances || t as u64 != info.tokens {
+            return Err(bad(format!(
+                "holds {n} instances / {t} tokens, manifest says {} / {}",
+                info.instances, info.tokens
+            )));
+        }
+        let last = u64::from_le_bytes(read8(&map, HEADER + 8 * n)) as usize;
+        if last != t {
+            return Err(bad("offsets index does not end at the token count".into()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            map,
+            n,
+            t,
+        })
+    }
+
+    fn offset(&self, i: usize) -> usize {
+        u64::from_le_bytes(read8(&self.map, HEADER + 8 * i)) as usize
+    }
+
+    fn get(&self, i: usize) -> Result<Instance> {
+        let (s, e) = (self.offset(i), self.offset(i + 1));
+        if s > e || e > self.t {
+            return Err(Error::BadShard {
+                path: self.path.clone(),
+                reason: format!("instance {i} has offsets {s}..{e}"),
+            });
+        }
+        let tok_base = HEADER + 8 * (self.n + 1);
+        let word_base = tok_base + 4 * self.t;
+        let seg_base = word_base + 4 * self.t;
+        let label_base = seg_base + self.t;
+        let u32s = |base: usize| -> Vec<u32> {
+            self.map[base + 4 * s..base + 4 * e]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let code = self.map[label_base + i];
+        let pair_label = label_of(code).ok_or_else(|| Error::BadShard {
+            path: self.path.clone(),
+            reason: format!("instance {i} has label code {code}"),
+        })?;
+        Ok(Instance {
+            tokens: u32s(tok_base),
+            word_ids: u32s(word_base),
+            segment_ids: self.map[seg_base + s..seg_base + e].to_vec(),
+            pair_label,
+        })
+    }
+}
+
+#[allow(unsafe_code)]
+fn map_file(file: &File, path: &Path) -> Result<Mmap> {
+    // SAFETY: shard files are immutable once published (written under a
+    // temporary name, then renamed); the map is only read.
+    unsafe { Mmap::map(file) }.at(path)
+}
+
+fn read8(b: &[u8], at: usize) -> [u8; 8] {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    x
+}
+
+fn read4(b: &[u8], at: usize) -> [u8; 4] {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    x
+}
+
+/// One split of a prepared shard directory, memory-mapped for cheap random access.
+#[derive(Debug)]
+pub struct ShardSet {
+    dir: PathBuf,
+    split: Split,
+    manifest: Manifest,
+    shards: Vec<Shard>,
+    /// Cumulative instance counts: `starts[k]` is the global index of shard k's first instance.
+    starts: Vec<u64>,
+    len: u64,
+}
+
+impl ShardSet {
+    /// Opens the training split of `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_split(dir, Split::Train)
+    }
+
+    /// Opens one split of `dir`, checking the manifest's format version and
+    /// every shard's header and size against the manifest.
+    pub fn open_split(dir: &Path, split: Split) -> Result<Self> {
+        let manifest = read_manifest(dir)?;
+        let info = manifest.split(split).clone();
+        let mut shards = Vec::with_capacity(info.shards.len());
+        let mut starts = Vec::with_capacity(info.shards.len());
+        let mut len = 0u64;
+        for s in &info.shards {
+            starts.push(len);
+            let shard = Shard::open(&dir.join(&s.file), s)?;
+            len += shard.n as u64;
+            shards.push(shard);
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            split,
+            manifest,
+            shards,
+            starts,
+            len,
+        })
+    }
+
+    /// Number of instances in the split.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when the split holds no instance.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The split this set reads.
+    pub fn split(&self) -> Split {
+        self.split
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Instance `i` (0-based, shard order).
+    pub fn get(&self, i: usize) -> Result<Instance> {
+        let i = i as u64;
+        if i >= self.len {
+            return Err(Error::OutOfRange {
+                index: i,
+                len: self.len,
+            });
+        }
+        let k = self.starts.partition_point(|&s| s <= i) - 1;
+        self.shards[k].get((i - self.starts[k]) as usize)
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Special tokens of the tokenizer the shards were made with.
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.manifest.special_tokens
+    }
+
+    /// Fails with [`Error::TokenizerMismatch`] unless `tokenizer` is the one
+    /// the shards were made with.
+    pub fn check_tokenizer(&self, tokenizer: &TextTokenizer) -> Result<()> {
+        self.check_tokenizer_hash(tokenizer.hash())
+    }
+
+    /// [`ShardSet::check_tokenizer`] given only a hash.
+    pub fn check_tokenizer_hash(&self, hash: &str) -> Result<()> {
+        if hash != self.manifest.tokenizer_hash {
+            return Err(Error::TokenizerMismatch {
+                dir: self.dir.clone(),
+                expected: self.manifest.tokenizer_hash.clone(),
+                actual: hash.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The copy of the tokenizer stored with the shards.
+    pub fn tokenizer(&self) -> Result<TextTokenizer> {
+        let tok = TextTokenizer::from_json_file(&self.dir.join(TOKENIZER))?;
+        self.check_tokenizer(&tok)?;
+        Ok(tok)
+    }
+
+    /// Re-hashes every shard file of the split against the manifest.
+    pub fn verify(&self) -> Result<()> {
+        for info in &self.manifest.split(self.split).shards {
+            let path = self.dir.join(&info.file);
+            let actual = crate::datasets::sha256_file(&path)?;
+            if actual != info.sha256 {
+                return Err(Error::BadShard {
+                    path,
+                    reason: format!("sha256 {actual}, manifest says {}", info.sha256),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks a directory's manifest.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let bytes = std::fs::read(&path).at(&path)?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(Error::BadShard {
+            path,
+            reason: format!(
+                "format version {}, this build reads {FORMAT_VERSION}",
+                manifest.format_version
+            ),
+        });
+    }
+    Ok(manifest)
+}
+
+/// A seeded permutation of `0..len` for one epoch, the same on every machine
+/// and thread count.
+pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..len as u32).collect();
+    let mut rng = rng_for(seed, 0xE90C, epoch);
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Where a [`ShuffleReader`] stands; serialise it into a checkpoint and pass
+/// it back to [`ShuffleReader::resume`] to continue exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Seed of the shuffle.
+    pub seed: u64,
+    /// Shuffle buffer size.
+    pub buffer: usize,
+    /// Current epoch.
+    pub epoch: u64,
+    /// Instances already yielded in this epoch.
+    pub position: u64,
+}
+
+/// Streams a split in near-sequential order through a seeded shuffle buffer
+/// (reads stay mostly sequential in the mapped files, unlike a full permutation).
+///
+/// The buffer holds indices, so resuming replays only index bookkeeping.
+#[derive(Debug)]
+pub struct ShuffleReader<'a> {
+    set: &'a ShardSet,
+    cursor: Cursor,
+    buffer: Vec<u64>,
+    next_fill: u64,
+}
+
+impl<'a> ShuffleReader<'a> {
+    /// Starts epoch 0 with a shuffle buffer of `buffer` instances.
+    pub fn new(set: &'a ShardSet, seed: u64, buffer: usize) -> Self {
+        Self::resume(
+            set,
+            Cursor {
+                seed,
+                buffer: buffer.max(1),
+                epoch: 0,
+                position: 0,
+            },
+        )
+    }
+
+    /// Continues from a saved cursor.
+    pub fn resume(set: &'a ShardSet, cursor: Cursor) -> Self {
+        let mut r = Self {
+            set,
+            cursor: Cursor {
+                position: 0,
+                buffer: cursor.buffer.max(1),
+                ..cursor
+            },
+            buffer: Vec::new(),
+            next_fill: 0,
+        };
+        for _ in 0..cursor.position {
+            if r.next_index().is_none() {
+                break;
+            }
+        }
+        r
+    }
+
+    /// The cursor after the last yielded instance.
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// The next global index, moving to the next epoch when one ends.
+    fn next_index(&mut self) -> Option<u64> {
+        let len = self.set.len;
+        if len == 0 {
+            return None;
+        }
+        if self.cursor.position >= len {
+            self.cursor.epoch += 1;
+            self.cursor.position = 0;
+            self.buffer.clear();
+            self.next_fill = 0;
+        }
+        while self.buffer.len() < self.cursor.buffer && self.next_fill < len {
+            self.buffer.push(self.next_fill);
+            self.next_fill += 1;
+        }
+        let mut rng = rng_for(
+            self.cursor.seed ^ 0x5B0F,
+            self.cursor.epoch,
+            self.cursor.position,
+        );
+        let slot = rng.random_range(0..self.buffer.len());
+        let index = self.buffer.swap_remove(slot);
+        self.cursor.position += 1;
+        Some(index)
+    }
+}
+
+impl Iterator for ShuffleReader<'_> {
+    /// The global index of the instance and the instance.
+    type Item = Result<(u64, Instance)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let i = self.next_index()?;
+        Some(self.set.get(i as usize).map(|inst| (i, inst)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::NO_WORD;
+
+    fn inst(k: u32, len: usize, label: Option<PairLabel>) -> Instance {
+        let mut tokens = vec![2];
+        tokens.extend((0..len as u32).map(|x| 10 + k * 100 + x));
+        tokens.push(3);
+        let mut word_ids = vec![NO_WORD];
+        word_ids.extend((0..len as u32).map(|x| x / 2));
+        word_ids.push(NO_WORD);
+        Instance {
+            segment_ids: (0..tokens.len()).map(|x| u8::from(x > len / 2)).collect(),
+            tokens,
+            word_ids,
+            pair_label: label,
+        }
+    }
+
+    fn manifest(train: Vec<ShardInfo>) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            tokenizer_hash: "abc".into(),
+            special_tokens: SpecialTokens {
+                vocab_size: 100,
+                pad: 0,
+                unk: 1,
+                cls: 2,
+                sep: 3,
+                mask: 4,
+                all_special: vec![0, 1, 2, 3, 4],
+            },
+            instances: InstanceConfig::default(),
+            word_boundaries: WordBoundaries::Auto,
+            holdout_fraction: 0.0,
+            corpus: "mem".into(),
+            documents: 1,
+            train: SplitInfo {
+                documents: 1,
+                instances: train.iter().map(|s| s.instances).sum(),
+                tokens: train.iter().map(|s| s.tokens).sum(),
+                shards: train,
+            },
+            eval: SplitInfo::default(),
+            created_by: "test".into(),
+        }
+    }
+
+    fn write_set(dir: &Path, shards: &[Vec<Instance>]) -> Vec<ShardInfo> {
+        let infos: Vec<ShardInfo> = shards
+            .iter()
+            .enumerate()
+            .map(|(k, s)| write_shard(dir, &format!("train-{k:05}.bin"), s).unwrap())
+            .collect();
+        std::fs::write(
+            dir.join(MANIFEST),
+            serde_json::to_vec(&manifest(infos.clone())).unwrap(),
+        )
+        .unwrap();
+        infos
+    }
+
+    #[test]
+    fn round_trip_random_access_across_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let a: Vec<Instance> = (0..5)
+            .map(|k| {
+                inst(
+                    k,
+                    3 + k as usize,
+                    Some(PairLabel::Nsp {
+                        is_random_next: k % 2 == 0,
+                    }),
+                )
+            })
+            .collect();
+        let b: Vec<Instance> = (5..8)
+            .map(|k| inst(k, 7, Some(PairLabel::Sop { swapped: k == 6 })))
+            .collect();
+        let c: Vec<Instance> = vec![inst(8, 1, None)];
+        write_set(dir.path(), &[a.clone(), b.clone(), Vec::new(), c.clone()]);
+        let set = ShardSet::open(dir.path()).unwrap();
+        let all: Vec<Instance> = a.into_iter().chain(b).chain(c).collect();
+        assert_eq!(set.len(), all.len());
+        for (i, want) in all.iter().enumerate() {
+            assert_eq!(&set.get(i).unwrap(), want);
+        }
+        assert!(matches!(set.get(all.len()), Err(Error::OutOfRange { .. })));
+        set.verify().unwrap();
+        assert!(ShardSet::open_split(dir.path(), Split::Eval)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn truncated_or_foreign_files_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        write_set(dir.path(), &[(0..4).map(|k| inst(k, 5, None)).collect()]);
+        let p = dir.path().join("train-00000.bin");
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+        let err = ShardSet::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, Error::BadShard { .. }) && err.to_string().contains("truncated"),
+            "{err}"
+        );
+        std::fs::write(&p, b"hello world, this is not a shard at all").unwrap();
+        assert!(ShardSet::open(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
+        std::fs::remove_file(dir.path().join(MANIFEST)).unwrap();
+        assert!(matches!(ShardSet::open(dir.path()), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn tokenizer_hash_mismatch_is_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        write_set(dir.path(), &[vec![inst(0, 2, None)]]);
+        let set = ShardSet::open(dir.path()).unwrap();
+        set.check_tokenizer_hash("abc").unwrap();
+        assert!(matches!(
+            set.check_tokenizer_hash("xyz"),
+            Err(Error::TokenizerMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(1000, 1, 0);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<u32>>());
+        assert_eq!(a, epoch_order(1000, 1, 0));
+        assert_ne!(a, epoch_order(1000, 1, 1));
+        assert_ne!(a, epoch_order(1000, 2, 0));
+    }
+
+    #[test]
+    fn shuffle_reader_covers_each_epoch_and_resumes_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        write_set(
+            dir.path(),
+            &[
+                (0..30).map(|k| inst(k, 2, None)).collect(),
+                (30..50).map(|k| inst(k, 2, None)).collect(),
+            ],
+        );
+        let set = ShardSet::open(dir.path()).unwrap();
+        let full: Vec<u64> = ShuffleReader::new(&set, 9, 8)
+            .take(120)
+            .map(|r| r.unwrap().0)
+            .collect();
+        let mut first: Vec<u64> = full[..50].to_vec();
+        first.sort_unstable();
+        assert_eq!(first, (0..50).collect::<Vec<u64>>());
+        assert_ne!(
+            &full[..50],
+            &(0..50).collect::<Vec<u64>>()[..],
+            "order is shuffled"
+        );
+        assert_ne!(&full[..50], &full[50..100], "epochs differ");
+        // Stop after 73, serialise the cursor, resume: the rest is identical.
+        let mut r = ShuffleReader::new(&set, 9, 8);
+        for _ in 0..73 {
+            r.next().unwrap().unwrap();
+        }
+        let saved = serde_json::to_string(&r.cursor()).unwrap();
+        let resumed: Vec<u64> = ShuffleReader::resume(&set, serde_json::from_str(&saved).unwrap())
+            .take(47)
+            .map(|x| x.unwrap().0)
+            .collect();
+        assert_eq!(resumed, full[73..120].to_vec());
+    }
+}

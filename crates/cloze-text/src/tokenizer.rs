@@ -1,0 +1,535 @@
+//! The tokenizer: a wrapper over HuggingFace `tokenizers` that loads an
+//! existing `tokenizer.json` or BERT `vocab.txt`, knows its special tokens,
+//! attaches word ids (from the tokenizer for English, from jieba for Chinese),
+//! and trains new WordPiece vocabularies with BERT normalisation.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{AddedToken, Model, Tokenizer};
+
+use crate::datasets::hex;
+use crate::error::{Error, IoContext, Result};
+use crate::instance::SpecialTokens;
+use crate::words::{has_cjk, jieba, jieba_word_ids};
+
+/// `[PAD]`.
+pub const PAD: &str = "[PAD]";
+/// `[UNK]`.
+pub const UNK: &str = "[UNK]";
+/// `[CLS]`.
+pub const CLS: &str = "[CLS]";
+/// `[SEP]`.
+pub const SEP: &str = "[SEP]";
+/// `[MASK]`: BERT's mask, also UniLM-v2's `[M]` (the autoencoding mask).
+pub const MASK: &str = "[MASK]";
+/// UniLM-v2's pseudo mask `[P]`, used by the partially autoregressive
+/// objective; reserved by `cloze tokenizer train` right after `[MASK]`.
+pub const PSEUDO_MASK: &str = "[PSEUDO_MASK]";
+
+/// Reserved tokens of a trained vocabulary, in id order (ids 0..6).
+pub const RESERVED: [&str; 6] = [PAD, UNK, CLS, SEP, MASK, PSEUDO_MASK];
+
+/// How words are delimited when assigning word ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WordBoundaries {
+    /// jieba when the text contains CJK characters, else the tokenizer's words.
+    #[default]
+    Auto,
+    /// The tokenizer's pre-tokenizer words (whitespace and punctuation split).
+    Tokenizer,
+    /// jieba's segmentation mapped onto tokens (Chinese-BERT-wwm style).
+    Jieba,
+}
+
+/// One encoded text: token ids without special tokens, plus per-token word ids
+/// (0-based, increasing, shared by sub-tokens of a word) and byte offsets into
+/// the original text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Word id of each token.
+    pub word_ids: Vec<u32>,
+    /// `(start, end)` byte offsets of each token in the input text.
+    pub offsets: Vec<(u32, u32)>,
+}
+
+/// A loaded tokenizer with its special tokens and identity hash.
+#[derive(Debug, Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    special: SpecialTokens,
+    hash: String,
+    source: PathBuf,
+}
+
+fn tok_err(path: &Path) -> impl FnOnce(tokenizers::Error) -> Error + '_ {
+    move |source| Error::Tokenizer {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json`, a BERT `vocab.txt`, or a directory holding one of
+    /// them (`tokenizer.json` preferred).
+    pub fn from_path(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            let json = path.join("tokenizer.json");
+            if json.is_file() {
+                return Self::from_json_file(&json);
+            }
+            let vocab = path.join("vocab.txt");
+            if vocab.is_file() {
+                return Self::from_vocab_file(&vocab);
+            }
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "directory has neither tokenizer.json nor vocab.txt",
+                ),
+            });
+        }
+        if path.extension().is_some_and(|e| e == "txt") {
+            Self::from_vocab_file(path)
+        } else {
+            Self::from_json_file(path)
+        }
+    }
+
+    /// Loads a HuggingFace `tokenizer.json`, turning off any padding and
+    /// truncation baked into it (instances are built to length by this crate).
+    pub fn from_json_file(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).at(path)?;
+        let inner = Tokenizer::from_bytes(&bytes).map_err(tok_err(path))?;
+        Self::from_tokenizer(inner, path)
+    }
+
+    /// Builds a BERT WordPiece tokenizer from a `vocab.txt` with BERT
+    /// normalisation. Lower-casing is on unless the vocabulary holds
+    /// upper-case word pieces (a cased vocabulary).
+    pub fn from_vocab_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let cased = text
+            .lines()
+            .filter(|l| !(l.starts_with('[') && l.ends_with(']')))
+            .any(|l| l.chars().any(char::is_uppercase));
+        let vocab = WordPiece::read_file(&path.to_string_lossy()).map_err(tok_err(path))?;
+        let model = WordPiece::builder()
+            .vocab(vocab)
+            .unk_token(UNK.into())
+            .build()
+            .map_err(tok_err(path))?;
+        let inner = bert_pipeline(model, !cased, None, path)?;
+        Self::from_tokenizer(inner, path)
+    }
+
+    /// Wraps an in-memory tokenizer; `source` names it in messages.
+    pub fn from_tokenizer(mut inner: Tokenizer, source: &Path) -> Result<Self> {
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(tok_err(source))?;
+        let special = special_tokens_of(&inner, source)?;
+        let canonical = inner.to_string(false).map_err(tok_err(source))?;
+        let hash = hex(&Sha256::digest(canonical.as_bytes()));
+        Ok(Self {
+            inner,
+            special,
+            hash,
+            source: source.to_path_buf(),
+        })
+    }
+
+    /// The special token ids (and vocabulary size).
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.special
+    }
+
+    /// sha256 of the tokenizer's canonical JSON (padding/truncation off): two
+    /// tokenizers with equal hashes tokenize identically.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Where the tokenizer was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The wrapped HuggingFace tokenizer.
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> u32 {
+        self.special.vocab_size
+    }
+
+    /// The token string of an id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Writes the tokenizer as `tokenizer.json` (padding/truncation off).
+    pub fn save_json(&self, path: &Path) -> Result<()> {
+        self.inner.save(path, true).map_err(tok_err(path))
+    }
+
+    /// Encodes one text without special tokens, with word ids chosen by `words`.
+    pub fn encode(&self, text: &str, words: WordBoundaries) -> Result<Encoded> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(tok_err(&self.source))?;
+        let ids = enc.get_ids().to_vec();
+        let offsets: Vec<(u32, u32)> = enc
+            .get_offsets()
+            .iter()
+            .map(|&(s, e)| (s as u32, e as u32))
+            .collect();
+        let use_jieba = match words {
+            WordBoundaries::Auto => has_cjk(text),
+            WordBoundaries::Tokenizer => false,
+            WordBoundaries::Jieba => true,
+        };
+        let word_ids = if use_jieba {
+            jieba_word_ids(jieba(), text, &offsets)
+        } else {
+            renumber(enc.get_word_ids())
+        };
+        Ok(Encoded {
+            ids,
+            word_ids,
+            offsets,
+        })
+    }
+
+    /// Encodes many texts in parallel (rayon); the result is in input order
+    /// and independent of the thread count.
+    pub fn encode_batch(&self, texts: &[&str], words: WordBoundaries) -> Result<Vec<Encoded>> {
+        texts.par_iter().map(|t| self.encode(t, words)).collect()
+    }
+
+    /// Decodes ids to text (special tokens kept, so instances read naturally).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(tok_err(&self.source))
+    }
+}
+
+/// Maps the tokenizer's word indices (None for added/special tokens) to
+/// dense 0-based ids; tokens without a word get a word of their own.
+fn renumber(word_ids: &[Option<u32>]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(word_ids.len());
+    let mut next = 0u32;
+    let mut prev: Option<u32> = None;
+    for w in word_ids {
+        match (w, prev) {
+            (Some(w), Some(p)) if *w == p => out.push(next - 1),
+            _ => {
+                out.push(next);
+                next += 1;
+            }
+        }
+        prev = *w;
+    }
+    out
+}
+
+fn special_tokens_of(inner: &Tokenizer, source: &Path) -> Result<SpecialTokens> {
+    let id = |token: &str| {
+        inner
+            .token_to_id(token)
+            .ok_or_else(|| Error::MissingSpecialToken {
+                path: source.to_path_buf(),
+                token: token.to_string(),
+            })
+    };
+    let (pad, unk, cls, sep, mask) = (id(PAD)?, id(UNK)?, id(CLS)?, id(SEP)?, id(MASK)?);
+    let mut all_special = vec![pad, unk, cls, sep, mask];
+    if let Some(p) = inner.token_to_id(PSEUDO_MASK) {
+        all_special.push(p);
+    }
+    for (id, tok) in inner.get_added_tokens_decoder() {
+        if tok.special {
+            all_special.push(id);
+        }
+    }
+    all_special.sort_unstable();
+    all_special.dedup();
+    Ok(SpecialTokens {
+        vocab_size: inner.get_vocab_size(true) as u32,
+        pad,
+        unk,
+        cls,
+        sep,
+        mask,
+        all_special,
+    })
+}
+
+fn bert_pipeline(
+    model: WordPiece,
+    lowercase: bool,
+    strip_accents: Option<bool>,
+    source: &Path,
+) -> Result<Tokenizer> {
+    let cls = model
+        .token_to_id(CLS)
+        .ok_or_else(|| Error::MissingSpecialToken {
+            path: source.to_path_buf(),
+            token: CLS.into(),
+        })?;
+    let sep = model
+        .token_to_id(SEP)
+        .ok_or_else(|| Error::MissingSpecialToken {
+            path: source.to_path_buf(),
+            token: SEP.into(),
+        })?;
+    let mut tok = Tokenizer::new(model);
+    tok.with_normalizer(Some(BertNormalizer::new(
+        true,
+        true,
+        strip_accents,
+        lowercase,
+    )));
+    tok.with_pre_tokenizer(Some(BertPreTokenizer));
+    tok.with_post_processor(Some(BertProcessing::new(
+        (SEP.into(), sep),
+        (CLS.into(), cls),
+    )));
+    tok.with_decoder(Some(WordPieceDecoder::default()));
+    let specials: Vec<AddedToken> = RESERVED
+        .iter()
+        .filter(|t| tok.token_to_id(t).is_some())
+        .map(|t| AddedToken::from(*t, true))
+        .collect();
+    tok.add_special_tokens(&specials);
+    Ok(tok)
+}
+
+/// Settings of [`train_wordpiece`].
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Target vocabulary size (reserved tokens included).
+    pub vocab_size: usize,
+    /// Lower-case text before splitting (BERT "uncased").
+    pub lowercase: bool,
+    /// Strip accents; `None` follows `lowercase` as BERT does.
+    pub strip_accents: Option<bool>,
+    /// Minimum pair frequency for a merge.
+    pub min_frequency: u64,
+    /// Alphabet size limit (rare characters beyond it become `[UNK]`).
+    pub limit_alphabet: Option<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            vocab_size: 30_522,
+            lowercase: true,
+            strip_accents: None,
+            min_frequency: 2,
+            limit_alphabet: Some(1000),
+        }
+    }
+}
+
+/// Trains a WordPiece vocabulary with BERT normalisation (CJK characters split
+/// into single characters, control characters removed) on `texts`, reserving
+/// [`RESERVED`] at ids 0..6.
+pub fn train_wordpiece<I>(texts: I, options: &TrainOptions) -> Result<TextTokenizer>
+where
+    I: Iterator<Item = String> + Send,
+{
+    let memory = Path::new("<training>");
+    if options.vocab_size <= RESERVED.len() {
+        return Err(Error::Config(format!(
+            "vocab size {} leaves no room beside the {} reserved tokens",
+            options.vocab_size,
+            RESERVED.len()
+        )));
+    }
+    let mut builder = WordPieceTrainer::builder()
+        .vocab_size(options.vocab_size)
+        .min_frequency(options.min_frequency)
+        .show_progress(false)
+        .continuing_subword_prefix("##".into())
+        .special_tokens(
+            RESERVED
+                .iter()
+                .map(|t| AddedToken::from(*t, true))
+                .collect(),
+        );
+    if let Some(limit) = options.limit_alphabet {
+        builder = builder.limit_alphabet(limit);
+    }
+    let trainer = builder.build();
+    // The trainer replaces the model's vocabulary; WordPiece's default unknown token is [UNK].
+    let mut tok = Tokenizer::new(WordPiece::default());
+    tok.with_normalizer(Some(BertNormalizer::new(
+        true,
+        true,
+        options.strip_accents,
+        options.lowercase,
+    )));
+    tok.with_pre_tokenizer(Some(BertPreTokenizer));
+    tok.with_decoder(Some(WordPieceDecoder::default()));
+    let mut wrapper = tokenizers::models::TrainerWrapper::WordPieceTrainer(trainer);
+    tok.train(&mut wrapper, texts).map_err(tok_err(memory))?;
+    // The post-processor must point at the trained vocabulary's [CLS]/[SEP].
+    let id = |t: &str| {
+        tok.token_to_id(t)
+            .ok_or_else(|| Error::MissingSpecialToken {
+                path: memory.to_path_buf(),
+                token: t.to_string(),
+            })
+    };
+    let (cls, sep) = (id(CLS)?, id(SEP)?);
+    tok.with_post_processor(Some(BertProcessing::new(
+        (SEP.into(), sep),
+        (CLS.into(), cls),
+    )));
+    TextTokenizer::from_tokenizer(tok, memory)
+}
+
+/// Writes `tokenizer.json` and `vocab.txt` (one token per line, in id order)
+/// as the directory `dir`, atomically: both files are written into a sibling
+/// temporary directory that then replaces `dir`.
+pub fn save_tokenizer_dir(tok: &TextTokenizer, dir: &Path) -> Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).at(parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".tokenizer-partial-")
+        .tempdir_in(parent)
+        .at(parent)?;
+    write_tokenizer_files(tok, staging.path())?;
+    crate::datasets::publish_dir(staging, dir)
+}
+
+fn write_tokenizer_files(tok: &TextTokenizer, dir: &Path) -> Result<()> {
+    let json = dir.join("tokenizer.json");
+    tok.save_json(&json)?;
+    let vocab = tok.inner.get_vocab(true);
+    let mut by_id: Vec<(u32, &str)> = vocab.iter().map(|(t, i)| (*i, t.as_str())).collect();
+    by_id.sort_unstable();
+    let mut text = String::new();
+    for (expected, (id, token)) in by_id.iter().enumerate() {
+        if *id as usize != expected {
+            return Err(Error::Config(format!(
+                "vocabulary ids are not dense at id {expected}"
+            )));
+        }
+        text.push_str(token);
+        text.push('\n');
+    }
+    let path = dir.join("vocab.txt");
+    std::fs::write(&path, text).at(&path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_vocab(dir: &Path, with_mask: bool) -> PathBuf {
+        let mut words = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]"];
+        if with_mask {
+            words.push("[MASK]");
+        }
+        words.extend([
+            "the", "cat", "sat", "on", "mat", "##s", ".", "un", "##believ", "##able", "中", "国",
+            "人",
+        ]);
+        let path = dir.join("vocab.txt");
+        std::fs::write(&path, words.join("\n")).unwrap();
+        path
+    }
+
+    #[test]
+    fn vocab_txt_loads_with_special_tokens_and_word_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok = TextTokenizer::from_path(&tiny_vocab(dir.path(), true)).unwrap();
+        let sp = tok.special_tokens();
+        assert_eq!((sp.pad, sp.unk, sp.cls, sp.sep, sp.mask), (0, 1, 2, 3, 4));
+        let e = tok
+            .encode("The cats sat unbelievable.", WordBoundaries::Tokenizer)
+            .unwrap();
+        let toks: Vec<String> = e.ids.iter().map(|&i| tok.id_to_token(i).unwrap()).collect();
+        assert_eq!(
+            toks,
+            ["the", "cat", "##s", "sat", "un", "##believ", "##able", "."]
+        );
+        assert_eq!(e.word_ids, [0, 1, 1, 2, 3, 3, 3, 4]);
+        assert_eq!(e.offsets[1], (4, 7));
+        assert_eq!(e.offsets[2], (7, 8));
+    }
+
+    #[test]
+    fn vocab_without_mask_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = TextTokenizer::from_path(&tiny_vocab(dir.path(), false)).unwrap_err();
+        assert!(
+            matches!(err, Error::MissingSpecialToken { ref token, .. } if token == "[MASK]"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("[MASK]"));
+    }
+
+    #[test]
+    fn renumber_is_dense_and_gives_wordless_tokens_their_own_id() {
+        assert_eq!(
+            renumber(&[Some(3), Some(3), None, Some(7), Some(8), Some(8)]),
+            [0, 0, 1, 2, 3, 3]
+        );
+    }
+
+    #[test]
+    fn trained_tokenizer_reserves_ids_and_splits_cjk() {
+        let lines = [
+            "The cat sat on the mat.",
+            "The cats sat.",
+            "中国人 说 中文。",
+            "Café au lait",
+        ];
+        let texts = (0..50).flat_map(|_| lines.iter().map(|s| s.to_string()));
+        let tok = train_wordpiece(
+            texts,
+            &TrainOptions {
+                vocab_size: 120,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for (i, t) in RESERVED.iter().enumerate() {
+            assert_eq!(tok.inner().token_to_id(t), Some(i as u32), "{t}");
+        }
+        assert!(tok.special_tokens().all_special.contains(&5));
+        let e = tok.encode("中国人", WordBoundaries::Tokenizer).unwrap();
+        assert_eq!(e.ids.len(), 3, "CJK characters are split one per token");
+        // Lower-cased and accent-stripped by default.
+        let e = tok.encode("CAFÉ", WordBoundaries::Tokenizer).unwrap();
+        let s: String = e
+            .ids
+            .iter()
+            .map(|&i| tok.id_to_token(i).unwrap().replace("##", ""))
+            .collect();
+        assert_eq!(s, "cafe");
+        let dir = tempfile::tempdir().unwrap();
+        save_tokenizer_dir(&tok, dir.path()).unwrap();
+        let again = TextTokenizer::from_path(dir.path()).unwrap();
+        assert_eq!(again.hash(), tok.hash());
+        let vocab = std::fs::read_to_string(dir.path().join("vocab.txt")).unwrap();
+        assert_eq!(vocab.lines().take(6).collect::<Vec<_>>(), RESERVED);
+    }
+}
