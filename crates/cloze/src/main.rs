@@ -33,6 +33,12 @@ enum Command {
     Data(cmd::data::DataArgs),
     /// Tokenizers: train a WordPiece vocabulary (tokenizer.json + vocab.txt).
     Tokenizer(cmd::tokenizer::TokenizerArgs),
+    /// Top-k tokens with probabilities for every [MASK] of each text.
+    FillMask(cmd::fill_mask::FillMaskArgs),
+    /// Token states and mean-pooled sentence embeddings of each line (safetensors or JSONL).
+    Encode(cmd::encode::EncodeArgs),
+    /// Pseudo-log-likelihood and pseudo-perplexity of each line (Salazar et al. 2020).
+    Score(cmd::score::ScoreArgs),
 }
 
 fn install_tracing(verbose: u8, quiet: bool) {
@@ -74,6 +80,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Info(a) => cmd::info::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::FillMask(a) => cmd::fill_mask::run(a),
+        Command::Encode(a) => cmd::encode::run(a),
+        Command::Score(a) => cmd::score::run(a),
         Command::Data(a) => cmd::data::run(a),
         Command::Tokenizer(a) => cmd::tokenizer::run(a),
     };

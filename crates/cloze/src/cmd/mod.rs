@@ -1,6 +1,9 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
 pub mod bench;
+pub mod encode;
+pub mod fill_mask;
+pub mod score;
 pub mod info;
 pub mod data;
 pub mod tokenizer;

@@ -6,6 +6,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+pub mod encode;
 pub mod gemm;
 
 /// Arguments of `cloze bench`.
@@ -20,11 +21,14 @@ pub struct BenchArgs {
 pub enum BenchCmd {
     /// fp32 matrix-multiply throughput: the machine's practical compute peak.
     Gemm(gemm::GemmArgs),
+    /// Real tokens/s of sentence encoding (all-MiniLM-L6-v2, SOTU), against HF's BertModel.
+    Encode(encode::EncodeBenchArgs),
 }
 
 /// Runs the chosen bench.
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         BenchCmd::Gemm(a) => gemm::run(a),
+        BenchCmd::Encode(a) => encode::run(a),
     }
 }
