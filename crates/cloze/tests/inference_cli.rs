@@ -1,0 +1,216 @@
+//! `cloze fill-mask`, `cloze score` and `cloze encode` end to end on the tiny HF
+//! fixture, with a word-level tokenizer.json written here for its 96-token vocabulary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cloze-models/tests/fixtures/hf-tiny-bert")
+}
+
+/// The fixture's weights and config plus a tokenizer: ids 0-4 are the specials,
+/// ids 5..96 are the words `w5` ... `w95`.
+fn model_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture().join(f), dir.path().join(f)).unwrap();
+    }
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let mut vocab = serde_json::Map::new();
+    for (i, s) in specials.iter().enumerate() {
+        vocab.insert(s.to_string(), i.into());
+    }
+    for i in 5..96 {
+        vocab.insert(format!("w{i}"), i.into());
+    }
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({"id": i, "content": s, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                               "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
+    dir
+}
+
+fn cloze(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cloze"))
+        .args(args)
+        .arg("-q")
+        .output()
+        .unwrap()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn fill_mask_predicts_every_mask() {
+    let dir = model_dir();
+    let out = cloze(&[
+        "fill-mask",
+        "--model",
+        path(dir.path()),
+        "--top-k",
+        "3",
+        "--device",
+        "cpu",
+        "--json",
+        "w5 [MASK] w7 [MASK] w9",
+        "w10 [MASK]",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let masks = lines[0]["masks"].as_array().unwrap();
+    assert_eq!(masks.len(), 2);
+    assert_eq!(masks[0]["position"], 2);
+    assert_eq!(masks[1]["position"], 4);
+    assert_eq!(masks[0]["candidates"].as_array().unwrap().len(), 3);
+    let p0 = masks[0]["candidates"][0]["probability"].as_f64().unwrap();
+    assert!(p0 > 0.0 && p0 <= 1.0);
+    assert_eq!(lines[1]["masks"].as_array().unwrap().len(), 1);
+    // A text without [MASK] is an error, not a silent empty answer.
+    let bad = cloze(&[
+        "fill-mask",
+        "--model",
+        path(dir.path()),
+        "--device",
+        "cpu",
+        "w5 w6",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no [MASK]"));
+}
+
+#[test]
+fn score_prints_one_line_per_sentence_and_a_summary() {
+    let dir = model_dir();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "w5 w6 w7 w8\n\nw9 w10\nw11 w12 w13\n").unwrap();
+    let out = cloze(&[
+        "score",
+        "--model",
+        path(dir.path()),
+        "--input",
+        path(&input),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        4,
+        "three sentences (blank line skipped) and a summary"
+    );
+    assert_eq!(lines[0]["tokens"], 4);
+    assert!(lines[0]["pll"].as_f64().unwrap() < 0.0);
+    assert_eq!(lines[3]["tokens"], 9);
+    assert!(lines[3]["corpus_pseudo_perplexity"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn encode_writes_safetensors_and_jsonl() {
+    let dir = model_dir();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "w5 w6 w7 w8\nw9 w10\nw11 w12 w13\n").unwrap();
+    let st = dir.path().join("out.safetensors");
+    let out = cloze(&[
+        "encode",
+        "--model",
+        path(dir.path()),
+        "--input",
+        path(&input),
+        "--output",
+        path(&st),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = cloze_models::hf::read_safetensors(&st).unwrap();
+    assert_eq!(t["sentence_embeddings"].size(), vec![3, 32]);
+    assert_eq!(t["token_states"].size(), vec![6 + 4 + 5, 32]);
+    assert_eq!(
+        Vec::<i64>::try_from(&t["offsets"]).unwrap(),
+        vec![0, 6, 10, 15]
+    );
+    let jl = dir.path().join("out.jsonl");
+    let out = cloze(&[
+        "encode",
+        "--model",
+        path(dir.path()),
+        "--input",
+        path(&input),
+        "--output",
+        path(&jl),
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.status.success());
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&jl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows[1]["tokens"],
+        serde_json::json!(["[CLS]", "w9", "w10", "[SEP]"])
+    );
+    let e0: Vec<f64> = serde_json::from_value(rows[0]["embedding"].clone()).unwrap();
+    let s0 = Vec::<f32>::try_from(t["sentence_embeddings"].get(0)).unwrap();
+    assert!(
+        e0.iter()
+            .zip(&s0)
+            .all(|(a, b)| (a - f64::from(*b)).abs() < 1e-6),
+        "both formats agree"
+    );
+    let bad = cloze(&[
+        "encode",
+        "--model",
+        path(dir.path()),
+        "--input",
+        path(&input),
+        "--output",
+        "x.csv",
+    ]);
+    assert!(!bad.status.success());
+}
