@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A filesystem operation failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory concerned.
         path: PathBuf,
@@ -122,7 +122,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// The `tokenizers` crate reported an error.
-    #[error("tokenizer {path}: {source}")]
+    #[error("tokenizer {path}")]
     Tokenizer {
         /// The tokenizer file or directory ("<memory>" when none).
         path: PathBuf,

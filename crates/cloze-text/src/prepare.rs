@@ -69,6 +69,21 @@ pub struct PrepareReport {
     pub tokens_per_second: f64,
     /// Peak resident memory of the process (VmHWM) in bytes, where the OS reports it.
     pub peak_rss_bytes: Option<u64>,
+    /// Seconds spent per stage: read, tokenize, instances, write.
+    pub stage_seconds: StageSeconds,
+}
+
+/// Wall-clock seconds per stage of [`prepare`].
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct StageSeconds {
+    /// Reading documents.
+    pub read: f64,
+    /// Tokenizing and word ids (parallel).
+    pub tokenize: f64,
+    /// Building instances (parallel).
+    pub instances: f64,
+    /// Encoding, hashing and writing shard files.
+    pub write: f64,
 }
 
 /// The process's peak resident set size from `/proc/self/status` (Linux).
@@ -181,8 +196,10 @@ pub fn prepare(
     let mut text_tokens = 0u64;
     progress.stage("prepare", Some(total_bytes), "bytes");
     let mut last_bytes = 0u64;
+    let mut stages = StageSeconds::default();
     loop {
         // Read one chunk of whole documents.
+        let t0 = Instant::now();
         let read_span = tracing::debug_span!("read").entered();
         let mut chunk: Vec<Document> = Vec::new();
         let mut bytes = 0usize;
@@ -201,6 +218,8 @@ pub fn prepare(
             }
         }
         drop(read_span);
+        stages.read += t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
         if let Some(e) = failure {
             return Err(e);
         }
@@ -212,12 +231,31 @@ pub fn prepare(
 
         let tokenized: Vec<TokenizedDoc> = {
             let _s = tracing::debug_span!("tokenize", docs = chunk.len()).entered();
-            chunk
+            // Lines, not documents, are the unit of parallel work: documents
+            // vary in size by orders of magnitude and would leave a core idle.
+            let lines: Vec<&str> = chunk
+                .iter()
+                .flat_map(|d| d.lines.iter().map(String::as_str))
+                .collect();
+            let mut segments: Vec<Segment> = lines
                 .par_iter()
-                .map(|d| tokenize_document(tokenizer, d, config.word_boundaries))
-                .collect::<Result<_>>()?
+                .with_min_len(64)
+                .map(|line| {
+                    let (ids, word_ids) =
+                        tokenizer.encode_ids_words(line, config.word_boundaries)?;
+                    Ok(Segment { ids, word_ids })
+                })
+                .collect::<Result<_>>()?;
+            let mut docs = Vec::with_capacity(chunk.len());
+            for d in chunk.iter().rev() {
+                let rest = segments.split_off(segments.len() - d.lines.len());
+                docs.push(rest);
+            }
+            docs.reverse();
+            docs
         };
         drop(chunk);
+        stages.tokenize += t0.elapsed().as_secs_f64();
         text_tokens += tokenized
             .iter()
             .flat_map(|d| d.iter().map(|s| s.ids.len() as u64))
@@ -237,6 +275,7 @@ pub fn prepare(
             parts[p].1.push(g);
         }
         for (p, (docs, ids)) in parts.iter().enumerate() {
+            let t0 = Instant::now();
             let instances: Vec<Instance> = {
                 let _s = tracing::debug_span!("instances", docs = docs.len()).entered();
                 (0..docs.len())
@@ -246,9 +285,12 @@ pub fn prepare(
                     })
                     .collect()
             };
+            stages.instances += t0.elapsed().as_secs_f64();
+            let t0 = Instant::now();
             let _s = tracing::debug_span!("write", instances = instances.len()).entered();
             let writer = if p == 0 { &mut train } else { &mut eval };
             writer.write(dir, docs.len() as u64, &instances)?;
+            stages.write += t0.elapsed().as_secs_f64();
         }
         let now = reader.bytes_read();
         progress.advance(now.saturating_sub(last_bytes));
@@ -300,5 +342,6 @@ pub fn prepare(
         seconds,
         tokens_per_second: text_tokens as f64 / seconds.max(1e-9),
         peak_rss_bytes: peak_rss_bytes(),
+        stage_seconds: stages,
     })
 }

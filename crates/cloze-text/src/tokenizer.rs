@@ -213,6 +213,18 @@ impl TextTokenizer {
         })
     }
 
+    /// Token ids and word ids only, the form `prepare` stores. (The
+    /// tokenizers crate's offset-free `encode_fast` is not used: its word ids
+    /// do not group sub-tokens into words.)
+    pub fn encode_ids_words(
+        &self,
+        text: &str,
+        words: WordBoundaries,
+    ) -> Result<(Vec<u32>, Vec<u32>)> {
+        let e = self.encode(text, words)?;
+        Ok((e.ids, e.word_ids))
+    }
+
     /// Encodes many texts in parallel (rayon); the result is in input order
     /// and independent of the thread count.
     pub fn encode_batch(&self, texts: &[&str], words: WordBoundaries) -> Result<Vec<Encoded>> {

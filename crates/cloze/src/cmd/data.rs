@@ -1,5 +1,6 @@
 //! `cloze data`: fetch real datasets, list the cache, prepare and inspect shards.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
@@ -20,6 +21,65 @@ enum DataCommand {
     Fetch(FetchArgs),
     /// List the registered datasets and whether each is cached.
     List,
+    /// Tokenize a corpus into pretraining instances and write memory-mappable shards.
+    Prepare(PrepareArgs),
+    /// Print a shard directory's counts, length histogram and a few decoded examples.
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `cloze data prepare`.
+#[derive(Debug, Args)]
+struct PrepareArgs {
+    /// Corpus file or directory (BERT text format, JSONL, optionally .gz), or a
+    /// cached dataset name such as `sotu`.
+    #[arg(long)]
+    corpus: String,
+    /// Tokenizer directory or file (tokenizer.json or vocab.txt), or a cached dataset name (`minilm`).
+    #[arg(long)]
+    tokenizer: String,
+    /// Output directory (replaced atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Instance mode.
+    #[arg(long, default_value = "nsp", value_parser = ["nsp", "sop", "packed"])]
+    mode: String,
+    /// Maximum tokens per instance, special tokens included.
+    #[arg(long, default_value_t = 128)]
+    max_seq_length: usize,
+    /// Probability of a shorter target length (NSP/SOP).
+    #[arg(long, default_value_t = 0.1)]
+    short_seq_prob: f64,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 12345)]
+    seed: u64,
+    /// Fraction of documents held out as the eval split.
+    #[arg(long, default_value_t = 0.0)]
+    holdout_fraction: f64,
+    /// Word boundaries: auto (jieba for text with CJK characters), tokenizer, jieba.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "tokenizer", "jieba"])]
+    words: String,
+    /// JSONL text field (forces JSONL reading).
+    #[arg(long)]
+    jsonl_field: Option<String>,
+    /// Replace invalid UTF-8 with U+FFFD instead of failing.
+    #[arg(long)]
+    lossy_utf8: bool,
+    /// Longest accepted line in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_line_bytes: usize,
+}
+
+/// Arguments of `cloze data inspect`.
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// Shard directory written by `cloze data prepare`.
+    dir: PathBuf,
+    /// Decoded examples to print.
+    #[arg(long, default_value_t = 3)]
+    examples: usize,
+    /// Also re-hash every shard against the manifest.
+    #[arg(long)]
+    verify: bool,
 }
 
 /// Arguments of `cloze data fetch`.
@@ -38,6 +98,8 @@ pub fn run(args: DataArgs) -> Result<()> {
     match args.command {
         DataCommand::Fetch(a) => fetch(a),
         DataCommand::List => list(),
+        DataCommand::Prepare(a) => prepare(a),
+        DataCommand::Inspect(a) => inspect(a),
     }
 }
 
@@ -73,6 +135,188 @@ fn list() -> Result<()> {
             row.dataset.source.to_string(),
             row.dataset.description
         );
+    }
+    Ok(())
+}
+
+/// A path as given, or the directory of a cached dataset of that name.
+pub(crate) fn resolve(arg: &str, what: &str) -> Result<PathBuf> {
+    let path = Path::new(arg);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    if let Ok(d) = datasets::find(arg) {
+        let root = datasets::cache_root()?;
+        let dir = datasets::dataset_dir(&root, arg);
+        anyhow::ensure!(
+            datasets::list(&root)
+                .iter()
+                .any(|l| l.dataset.name == arg && l.cached),
+            "{what} {arg:?} is a dataset that is not cached yet: run `cloze data fetch {arg}`"
+        );
+        // A corpus dataset's corpus is its first file.
+        return Ok(if what == "corpus" {
+            dir.join(d.files[0])
+        } else {
+            dir
+        });
+    }
+    anyhow::bail!("{what} {} does not exist", path.display())
+}
+
+fn prepare(args: PrepareArgs) -> Result<()> {
+    use cloze_text::corpus::{CorpusFormat, CorpusOptions};
+    use cloze_text::prepare::{prepare, PrepareConfig};
+    use cloze_text::pretrain::InstanceConfig;
+    use cloze_text::{TextTokenizer, WordBoundaries};
+
+    let corpus = resolve(&args.corpus, "corpus")?;
+    let tok_path = resolve(&args.tokenizer, "tokenizer")?;
+    let tokenizer = TextTokenizer::from_path(&tok_path)
+        .with_context(|| format!("loading tokenizer {}", tok_path.display()))?;
+    let config = PrepareConfig {
+        instances: InstanceConfig {
+            mode: args.mode.parse().map_err(anyhow::Error::msg)?,
+            max_seq_length: args.max_seq_length,
+            short_seq_prob: args.short_seq_prob,
+            seed: args.seed,
+        },
+        holdout_fraction: args.holdout_fraction,
+        word_boundaries: match args.words.as_str() {
+            "tokenizer" => WordBoundaries::Tokenizer,
+            "jieba" => WordBoundaries::Jieba,
+            _ => WordBoundaries::Auto,
+        },
+        corpus: CorpusOptions {
+            format: match args.jsonl_field {
+                Some(field) => CorpusFormat::Jsonl { field },
+                None => CorpusFormat::Auto,
+            },
+            lossy_utf8: args.lossy_utf8,
+            max_line_bytes: args.max_line_bytes,
+        },
+        ..PrepareConfig::default()
+    };
+    let progress = BarProgress::default();
+    let report = prepare(&corpus, &tokenizer, &args.out, &config, &progress)
+        .with_context(|| format!("preparing {} into {}", corpus.display(), args.out.display()))?;
+    println!(
+        "prepared {} documents from {} into {}",
+        report.documents,
+        corpus.display(),
+        report.out.display()
+    );
+    println!(
+        "  train: {} instances, {} tokens in {} shards; eval: {} instances, {} tokens",
+        report.train.instances,
+        report.train.tokens,
+        report.train.shards.len(),
+        report.eval.instances,
+        report.eval.tokens
+    );
+    println!(
+        "  throughput: {:.0} text tokens/s ({} tokens in {:.2} s, tokenize + instances + write, {} threads)",
+        report.tokens_per_second,
+        report.text_tokens,
+        report.seconds,
+        rayon::current_num_threads()
+    );
+    let st = report.stage_seconds;
+    println!(
+        "  stages: read {:.2} s, tokenize {:.2} s, instances {:.2} s, write {:.2} s",
+        st.read, st.tokenize, st.instances, st.write
+    );
+    if let Some(rss) = report.peak_rss_bytes {
+        println!("  peak RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64);
+    }
+    Ok(())
+}
+
+fn inspect(args: InspectArgs) -> Result<()> {
+    use cloze_text::{ShardSet, Split};
+    let train = ShardSet::open_split(&args.dir, Split::Train)
+        .with_context(|| format!("opening shards in {}", args.dir.display()))?;
+    let eval = ShardSet::open_split(&args.dir, Split::Eval)?;
+    if args.verify {
+        train.verify()?;
+        eval.verify()?;
+        println!("checksums: ok");
+    }
+    let m = train.manifest();
+    println!(
+        "shards: {} (format {}, {})",
+        args.dir.display(),
+        m.format_version,
+        m.created_by
+    );
+    println!("corpus: {} ({} documents)", m.corpus, m.documents);
+    println!(
+        "settings: mode {:?}, max_seq_length {}, short_seq_prob {}, seed {}, holdout {}, words {:?}",
+        m.instances.mode,
+        m.instances.max_seq_length,
+        m.instances.short_seq_prob,
+        m.instances.seed,
+        m.holdout_fraction,
+        m.word_boundaries
+    );
+    println!(
+        "tokenizer: {} (vocab {})",
+        m.tokenizer_hash, m.special_tokens.vocab_size
+    );
+    for (name, set) in [("train", &train), ("eval", &eval)] {
+        let info = set.manifest().split(set.split());
+        println!(
+            "{name}: {} documents, {} instances, {} tokens, {} shards",
+            info.documents,
+            info.instances,
+            info.tokens,
+            info.shards.len()
+        );
+    }
+    // Length histogram in buckets of max/8, plus pair-label counts.
+    let max = m.instances.max_seq_length.max(8);
+    let width = max.div_ceil(8);
+    let mut buckets = vec![0u64; 8];
+    let mut labels = std::collections::BTreeMap::<String, u64>::new();
+    for i in 0..train.len() {
+        let inst = train.get(i)?;
+        buckets[((inst.len().saturating_sub(1)) / width).min(7)] += 1;
+        *labels.entry(format!("{:?}", inst.pair_label)).or_default() += 1;
+    }
+    let most = buckets.iter().copied().max().unwrap_or(1).max(1);
+    println!("train length histogram:");
+    for (b, n) in buckets.iter().enumerate() {
+        println!(
+            "  {:>4}-{:<4} {:>9} {}",
+            b * width + 1,
+            (b + 1) * width,
+            n,
+            "#".repeat((n * 50 / most) as usize)
+        );
+    }
+    println!("pair labels: {labels:?}");
+    let tokenizer = train.tokenizer()?;
+    for i in 0..args.examples.min(train.len()) {
+        let inst = train.get(i)?;
+        println!(
+            "example {i} ({} tokens, label {:?}):",
+            inst.len(),
+            inst.pair_label
+        );
+        println!("  {}", tokenizer.decode(&inst.tokens)?);
+        let words: Vec<String> = inst
+            .word_ids
+            .iter()
+            .take(24)
+            .map(|&w| {
+                if w == cloze_text::NO_WORD {
+                    "-".into()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        println!("  word ids: {} ...", words.join(" "));
     }
     Ok(())
 }

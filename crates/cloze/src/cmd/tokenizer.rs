@@ -27,9 +27,10 @@ enum TokenizerCommand {
 /// Arguments of `cloze tokenizer train`.
 #[derive(Debug, Args)]
 struct TrainArgs {
-    /// Corpus file or directory (text in BERT format, JSONL, optionally .gz).
+    /// Corpus file or directory (text in BERT format, JSONL, optionally .gz),
+    /// or a cached dataset name such as `sotu`.
     #[arg(long)]
-    corpus: PathBuf,
+    corpus: String,
     /// Vocabulary size, reserved tokens included.
     #[arg(long, default_value_t = 30522)]
     vocab_size: usize,
@@ -82,14 +83,15 @@ fn train(args: TrainArgs) -> Result<()> {
         lossy_utf8: args.lossy_utf8,
         ..CorpusOptions::default()
     };
-    let total = corpus::corpus_bytes(&args.corpus)
-        .with_context(|| format!("reading corpus {}", args.corpus.display()))?;
+    let corpus_path = super::data::resolve(&args.corpus, "corpus")?;
+    let total = corpus::corpus_bytes(&corpus_path)
+        .with_context(|| format!("reading corpus {}", corpus_path.display()))?;
     let progress = BarProgress::default();
     progress.stage("reading", Some(total), "bytes");
     // The trainer consumes a plain iterator of strings, so a reader error is
     // parked here and returned after training stops.
     let failure: Arc<Mutex<Option<cloze_text::Error>>> = Arc::default();
-    let lines = corpus::lines(&args.corpus, corpus_options)?;
+    let lines = corpus::lines(&corpus_path, corpus_options)?;
     let sink = failure.clone();
     let progress_ref = &progress;
     let texts = lines.map_while(move |line| match line {
@@ -107,7 +109,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let tok = train_wordpiece(texts, &options)?;
     progress.finish();
     if let Some(e) = failure.lock().ok().and_then(|mut s| s.take()) {
-        return Err(e).with_context(|| format!("reading corpus {}", args.corpus.display()));
+        return Err(e).with_context(|| format!("reading corpus {}", corpus_path.display()));
     }
     save_tokenizer_dir(&tok, &args.out)?;
     println!(
