@@ -194,13 +194,13 @@ impl BertConfig {
                 });
             }
         }
-        if !(self.initializer_range >= 0.0 && self.initializer_range.is_finite()) {
+        if !self.initializer_range.is_finite() || self.initializer_range < 0.0 {
             return Err(Error::InvalidConfig {
                 field: "initializer_range",
                 reason: format!("{} must be finite and non-negative", self.initializer_range),
             });
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(Error::InvalidConfig {
                 field: "layer_norm_eps",
                 reason: format!("{} must be positive", self.layer_norm_eps),
