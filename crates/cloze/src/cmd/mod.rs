@@ -5,5 +5,6 @@ pub mod encode;
 pub mod fill_mask;
 pub mod score;
 pub mod info;
+pub mod mask_demo;
 pub mod data;
 pub mod tokenizer;

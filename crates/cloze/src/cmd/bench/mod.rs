@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 pub mod encode;
 pub mod gemm;
+pub mod mask;
 
 /// Arguments of `cloze bench`.
 #[derive(Debug, Args)]
@@ -23,6 +24,8 @@ pub enum BenchCmd {
     Gemm(gemm::GemmArgs),
     /// Real tokens/s of sentence encoding (all-MiniLM-L6-v2, SOTU), against HF's BertModel.
     Encode(encode::EncodeBenchArgs),
+    /// Sequences/s of masking + collation (token and whole-word), against HF's collator.
+    Mask(mask::MaskArgs),
 }
 
 /// Runs the chosen bench.
@@ -30,5 +33,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         BenchCmd::Gemm(a) => gemm::run(a),
         BenchCmd::Encode(a) => encode::run(a),
+        BenchCmd::Mask(a) => mask::run(a),
     }
 }
