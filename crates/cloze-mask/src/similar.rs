@@ -320,6 +320,28 @@ impl SimilarWords for Word2Vec {
     }
 }
 
+/// The project tokenizer as a codec: a word is encoded on its own (no special
+/// tokens; `None` if any piece is `[UNK]`), and decoded by joining its pieces
+/// with WordPiece's `##` prefix removed.
+impl WordCodec for cloze_text::TextTokenizer {
+    fn decode_word(&self, tokens: &[u32]) -> Option<String> {
+        let mut word = String::new();
+        for &t in tokens {
+            let s = self.id_to_token(t)?;
+            word.push_str(s.strip_prefix("##").unwrap_or(&s));
+        }
+        Some(word)
+    }
+
+    fn encode_word(&self, word: &str) -> Option<Vec<u32>> {
+        let enc = self
+            .encode(word, cloze_text::WordBoundaries::Tokenizer)
+            .ok()?;
+        let unk = self.special_tokens().unk;
+        (!enc.ids.is_empty() && !enc.ids.contains(&unk)).then_some(enc.ids)
+    }
+}
+
 type Candidates = Arc<[Box<[u32]>]>;
 
 /// Similar words in token space: for a word's token ids, the token ids of its
@@ -421,6 +443,25 @@ mod tests {
             vec!["glad".to_string(), "fine".to_string()]
         );
         assert!(w.similar("unknown").is_empty());
+    }
+
+    #[test]
+    fn text_tokenizer_is_a_word_codec() {
+        let dir = std::env::temp_dir().join(format!("cloze-mask-codec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let vocab = dir.join("vocab.txt");
+        let tokens = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "高", "兴", "开", "心", "un", "##able",
+            "happy",
+        ];
+        std::fs::write(&vocab, tokens.join("\n") + "\n").expect("write vocab");
+        let tok = cloze_text::TextTokenizer::from_vocab_file(&vocab).expect("loads");
+        assert_eq!(tok.encode_word("高兴"), Some(vec![5, 6]));
+        assert_eq!(tok.encode_word("unable"), Some(vec![9, 10]));
+        assert_eq!(tok.encode_word("zebra"), None, "[UNK] is no word");
+        assert_eq!(tok.decode_word(&[9, 10]).as_deref(), Some("unable"));
+        assert_eq!(tok.decode_word(&[7, 8]).as_deref(), Some("开心"));
+        std::fs::remove_dir_all(dir).expect("clean up");
     }
 
     #[test]
