@@ -33,9 +33,10 @@ pub struct EncodeBenchArgs {
     /// Truncation length in tokens.
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,
-    /// libtorch intra-op threads.
-    #[arg(long, default_value_t = 2)]
-    pub threads: i32,
+    /// libtorch intra-op threads (the peer pins 2; the global `--threads` sizes the
+    /// tokenizer's rayon pool).
+    #[arg(long = "torch-threads", default_value_t = 2)]
+    pub torch_threads: i32,
     /// Timed repetitions (the best is reported, after one warm-up).
     #[arg(long, default_value_t = 2)]
     pub reps: u32,
@@ -126,7 +127,7 @@ fn run_peer(a: &EncodeBenchArgs, python: &Path, model: &Path, text: &Path) -> Re
 
 /// Runs the bench and prints JSON lines.
 pub fn run(a: EncodeBenchArgs) -> Result<()> {
-    tch::set_num_threads(a.threads);
+    tch::set_num_threads(a.torch_threads);
     let model_dir = match &a.model {
         Some(m) => m.clone(),
         None => default_path("minilm", None)?,
@@ -185,7 +186,7 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
         "{}",
         serde_json::json!({"what": "cloze_encode_tokens_per_s", "value": round(tps), "sentences": texts.len(),
             "tokens": enc.real_tokens, "padding_share": 1.0 - enc.real_tokens as f64 / enc.padded_positions as f64,
-            "batch": a.batch_size, "threads": a.threads, "order": "length-sorted"})
+            "batch": a.batch_size, "threads": a.torch_threads, "order": "length-sorted"})
     );
     println!(
         "{}",
