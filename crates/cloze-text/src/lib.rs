@@ -10,6 +10,7 @@ mod archive;
 pub mod corpus;
 pub mod datasets;
 pub mod error;
+mod fastbert;
 pub mod instance;
 pub mod prepare;
 pub mod pretrain;

