@@ -341,3 +341,57 @@ fn ragged_instances_are_rejected() -> anyhow::Result<()> {
         .is_err());
     Ok(())
 }
+
+#[test]
+fn word2vec_source_named_in_the_config_supplies_neighbours() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("cloze-mask-w2v-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("vectors.txt");
+    // 开心's nearest neighbour is 高兴; 难过 is far from both.
+    std::fs::write(&path, "3 3\n开心 1 0.1 0\n高兴 0.9 0.2 0\n难过 -1 0 0.5\n")?;
+    let vocab: Vec<String> = [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "开", "心", "高", "兴", "难", "过",
+    ]
+    .map(String::from)
+    .to_vec();
+    let vocab = Arc::new(Vocab::from_tokens(vocab));
+    let mut config = MaskingConfig::macbert(Some(cloze_mask::SimilarSourceConfig::Word2vec {
+        path,
+        top_k: 1,
+        min_similarity: 0.5,
+        max_words: None,
+    }));
+    config.select = SelectConfig::Budget {
+        rate: 1.0,
+        max_predictions: None,
+        min_predictions: 1,
+        lengths: cloze_mask::LengthsConfig::Single,
+    };
+    config.corrupt = match config.corrupt {
+        CorruptConfig::SimilarWord { source, .. } => CorruptConfig::SimilarWord {
+            similar: 1.0,
+            random: 0.0,
+            keep: 0.0,
+            source,
+        },
+        other => other,
+    };
+    let masker = Masker::builder(config, vocab.special_tokens()?)
+        .word_codec(vocab)
+        .build()?;
+    let inst = Instance {
+        tokens: vec![2, 5, 6, 9, 10, 3],
+        segment_ids: vec![0; 6],
+        word_ids: vec![NO_WORD, 0, 0, 1, 1, NO_WORD],
+        pair_label: None,
+    };
+    let m = masker.mask(&inst, 0, 0, 0)?;
+    assert_eq!(&m.input_ids[1..3], &[7, 8], "开心 -> 高兴");
+    assert_eq!(
+        m.failed_lookups,
+        vec![(3, 2)],
+        "难过 has no neighbour above 0.5"
+    );
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
