@@ -123,7 +123,8 @@ fn ngram_lengths_follow_40_30_20_10() -> anyhow::Result<()> {
 #[test]
 fn ngram_realised_lengths_are_close_to_drawn_on_long_sequences() -> anyhow::Result<()> {
     // With 512-token sequences the budget is ~77 tokens, so clipping is rare and
-    // the realised distribution stays near the configured one.
+    // the realised distribution stays within 1.5 points of the configured one
+    // (placing spans after drawing their length is what makes this hold).
     let data = corpus(4_000, 512, 512);
     let mut config = MaskingConfig::macbert(None);
     config.corrupt = CorruptConfig::Bert {
@@ -133,12 +134,13 @@ fn ngram_realised_lengths_are_close_to_drawn_on_long_sequences() -> anyhow::Resu
         per: Granularity::Token,
     };
     let s = Masker::new(config, specials())?.stats(&data, 3, 0, 0)?;
+    eprintln!("{s}");
     let realised = bins(&s.span_lengths, 4);
     let total: u64 = realised.iter().sum();
     for (i, (&r, p)) in realised.iter().zip([0.4, 0.3, 0.2, 0.1]).enumerate() {
         let share = r as f64 / total as f64;
         assert!(
-            (share - p).abs() < 0.05,
+            (share - p).abs() < 0.015,
             "length {}: {share:.3} vs {p}\n{s}",
             i + 1
         );
