@@ -78,11 +78,18 @@ fn is_chinese_char(c: char) -> bool {
 }
 
 fn is_control(c: char) -> bool {
-    !matches!(c, '\t' | '\n' | '\r') && c.is_other()
+    // ASCII is answered without the Unicode tables: most text is ASCII.
+    if c.is_ascii() {
+        return (c < ' ' || c == '\x7f') && !matches!(c, '\t' | '\n' | '\r');
+    }
+    c.is_other()
 }
 
 fn is_bert_punc(c: char) -> bool {
-    c.is_ascii_punctuation() || c.is_punctuation()
+    if c.is_ascii() {
+        return c.is_ascii_punctuation();
+    }
+    c.is_punctuation()
 }
 
 impl FastBert {
