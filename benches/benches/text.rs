@@ -5,6 +5,9 @@
 //!
 //! Needs the `sotu` and `minilm` datasets (fetched into the cache on first run).
 
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
+
 use std::path::PathBuf;
 
 use cloze_text::datasets::{cache_root, fetch};

@@ -739,11 +739,10 @@ fn convert_sotu(archive: &Path, out: &Path) -> Result<()> {
 /// annotation) from one `word/pos` item.
 fn pd_word(item: &str) -> &str {
     let item = item.strip_prefix('[').unwrap_or(item);
-    let word = match item.rfind('/') {
+    match item.rfind('/') {
         Some(i) if i > 0 => &item[..i],
         _ => item,
-    };
-    word
+    }
 }
 
 /// `pd1998.gold.txt`: one paragraph per line, gold words separated by single
@@ -868,6 +867,7 @@ fn convert_sighan(archive: &Path, out: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -307,7 +307,7 @@ impl FastBert {
         if bad {
             ids.truncate(first);
             ids.push(self.unk);
-            if let Some(o) = offsets.as_deref_mut() {
+            if let Some(o) = offsets {
                 o.truncate(first);
                 o.push((s.origin[0].0, s.origin[word.len() - 1].1));
             }

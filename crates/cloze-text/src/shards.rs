@@ -583,6 +583,7 @@ impl Iterator for ShuffleReader<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::instance::NO_WORD;

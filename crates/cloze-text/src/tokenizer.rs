@@ -487,6 +487,7 @@ fn write_tokenizer_files(tok: &TextTokenizer, dir: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -107,6 +107,7 @@ pub fn segmentation_prf(gold: &[&str], predicted: &[&str]) -> (f64, f64, f64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -2,6 +2,8 @@
 //! user's cache (reused on later runs), so they are ignored by default and run
 //! by `cargo xtask test`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 
 use anyhow::Result;

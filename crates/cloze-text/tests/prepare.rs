@@ -1,6 +1,8 @@
 //! prepare end to end on generated text, and its failure modes: every bad
 //! input is a typed error and leaves nothing behind in the output's parent.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::Path;
 

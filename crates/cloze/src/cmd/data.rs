@@ -276,7 +276,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
     // Length histogram in buckets of max/8, plus pair-label counts.
     let max = m.instances.max_seq_length.max(8);
     let width = max.div_ceil(8);
-    let mut buckets = vec![0u64; 8];
+    let mut buckets = [0u64; 8];
     let mut labels = std::collections::BTreeMap::<String, u64>::new();
     for i in 0..train.len() {
         let inst = train.get(i)?;
