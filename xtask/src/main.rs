@@ -166,16 +166,71 @@ fn demo(args: Vec<String>) -> Result<()> {
     reject_rest(&args)?;
     libtorch::ensure(&libtorch::Options::default())?;
     cargo(&["build", "--release", "-p", "cloze"])?;
-    let bin = repo_root().join("target/release/cloze");
-    let status = Command::new(&bin)
-        .arg("demo")
-        .current_dir(repo_root())
-        .status()
-        .with_context(|| format!("running {}", bin.display()))?;
-    if !status.success() {
-        bail!("the demo failed ({status})");
+    let root = repo_root();
+    let bin = root.join("target/release/cloze");
+    // Everything the demo writes stays under runs/demo (ignored by git); the
+    // corpus itself is cached outside the clone by `cloze data fetch`.
+    let work = root.join("runs/demo");
+    let tok = work.join("tokenizer");
+    let data = work.join("data");
+    let run = work.join("run");
+    let corpus = cache_dir().join("data/sotu/sotu.txt");
+    let (tok_s, data_s, run_s, corpus_s) = (path_str(&tok)?, path_str(&data)?, path_str(&run)?, path_str(&corpus)?);
+    let model_s = path_str(&run.join("model"))?;
+    let steps: Vec<(&str, Vec<&str>)> = vec![
+        ("fetch the State of the Union corpus", vec!["data", "fetch", "sotu"]),
+        (
+            "train a WordPiece tokenizer (8,192 ids)",
+            vec!["tokenizer", "train", "--corpus", &corpus_s, "--vocab-size", "8192", "--out", &tok_s],
+        ),
+        (
+            "prepare shards with a held-out split",
+            vec![
+                "data", "prepare", "--corpus", &corpus_s, "--tokenizer", &tok_s, "--out", &data_s,
+                "--mode", "packed", "--max-seq-length", "128", "--holdout-fraction", "0.03",
+            ],
+        ),
+        (
+            "pretrain bert-tiny (Ctrl-C checkpoints; continue with `cloze pretrain --resume runs/demo/run`)",
+            vec!["pretrain", "--config", "configs/bert-tiny.toml", "--data", &data_s, "--out", &run_s, "--force"],
+        ),
+        (
+            "evaluate on the held-out split against the unigram baseline, with fill-mask examples",
+            vec!["eval", "--model", &model_s, "--data", &data_s, "--examples", "4", "--fail-below-baseline"],
+        ),
+        ("plot loss, accuracy and learning rate", vec!["plot", &run_s]),
+    ];
+    for (i, (what, argv)) in steps.iter().enumerate() {
+        println!("\n== demo step {}/{}: {what}\n   cloze {}", i + 1, steps.len(), argv.join(" "));
+        let status = Command::new(&bin)
+            .args(argv)
+            .current_dir(&root)
+            .status()
+            .with_context(|| format!("running {}", bin.display()))?;
+        if !status.success() {
+            bail!("demo step `cloze {}` failed ({status})", argv.join(" "));
+        }
     }
+    println!(
+        "\n== demo done: run directory {} (config.toml, metrics.jsonl, checkpoints/, model/, plots/)",
+        run.display()
+    );
     Ok(())
+}
+
+fn path_str(p: &Path) -> Result<String> {
+    p.to_str().map(str::to_owned).with_context(|| format!("path {} is not UTF-8", p.display()))
+}
+
+/// `$CLOZE_CACHE_DIR`, else `$XDG_CACHE_HOME/cloze`, else `$HOME/.cache/cloze`.
+fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CLOZE_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("cloze");
+    }
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/cloze")
 }
 
 fn bench(args: Vec<String>) -> Result<()> {

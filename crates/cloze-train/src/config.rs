@@ -357,7 +357,10 @@ impl TrainConfig {
             table.insert(last.to_owned(), value);
         }
         let text = toml::to_string(&doc)?;
-        Self::from_toml(&text, Path::new("<command-line overrides>"))
+        // Name the overrides as the origin, so an unknown key reads e.g.
+        // "config overrides `optimizer.lrate=1`: unknown field `lrate`".
+        let origin = format!("overrides `{}`", overrides.join(" "));
+        Self::from_toml(&text, Path::new(&origin))
     }
 
     /// Checks ranges that serde cannot express.

@@ -181,7 +181,39 @@ impl std::fmt::Debug for PreparedData {
     }
 }
 
+impl Instances for cloze_text::shards::ShardSet {
+    fn len(&self) -> usize {
+        cloze_text::shards::ShardSet::len(self)
+    }
+    fn get(&self, i: usize) -> Result<Instance> {
+        Ok(cloze_text::shards::ShardSet::get(self, i)?)
+    }
+}
+
 impl PreparedData {
+    /// Opens a `cloze data prepare` output directory: both splits, and the
+    /// tokenizer copy checked against the manifest's tokenizer hash.
+    pub fn open(dir: &Path) -> Result<Self> {
+        use cloze_text::shards::{ShardSet, Split, TOKENIZER};
+        let train = ShardSet::open_split(dir, Split::Train)?;
+        // Loading the tokenizer copy verifies it is the one the shards were made with.
+        train.tokenizer()?;
+        let manifest = train.manifest().clone();
+        let eval = if manifest.eval.instances > 0 {
+            Some(Box::new(ShardSet::open_split(dir, Split::Eval)?) as Box<dyn Instances>)
+        } else {
+            None
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            specials: manifest.special_tokens.clone(),
+            tokenizer_path: dir.join(TOKENIZER),
+            tokenizer_sha256: manifest.tokenizer_hash.clone(),
+            train: Box::new(train),
+            eval,
+        })
+    }
+
     /// The record of this data.
     pub fn record(&self) -> DataRecord {
         DataRecord {

@@ -186,7 +186,9 @@ impl AdamW {
         Ok(norm)
     }
 
-    /// One AdamW update with learning rate `lr` from the accumulated gradients.
+    /// One AdamW update with learning rate `lr` from the accumulated gradients:
+    /// eight element-wise libtorch operations over the whole flat buffers, with
+    /// no temporaries (the scratch buffer is reused every step).
     pub fn step(&mut self, lr: f64) -> Result<()> {
         let hp = &self.hp;
         let t = (self.step + 1) as i32;
@@ -204,8 +206,8 @@ impl AdamW {
             let _ = self.exp_avg_sq.f_lerp_(&self.scratch, 1.0 - hp.beta2)?;
             let _ = self.exp_avg_sq.f_sqrt_out(&self.scratch)?;
             // p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), written as
-            // p += m / ((sqrt(v) + eps*sqrt(bc2)) * (-bc1 / (lr*sqrt(bc2)))) so that the
-            // whole update is two scalar passes and one addcdiv, with no temporaries.
+            // p += m / ((sqrt(v) + eps*sqrt(bc2)) * (-bc1 / (lr*sqrt(bc2)))) because
+            // tch's addcdiv_ takes no scalar factor.
             let _ = self.scratch.f_add_scalar_(hp.eps * bc2_sqrt)?;
             let _ = self.scratch.f_mul_scalar_(-bc1 / (lr * bc2_sqrt))?;
             let _ = self.params.f_addcdiv_(&self.exp_avg, &self.scratch)?;

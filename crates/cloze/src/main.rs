@@ -35,6 +35,12 @@ enum Command {
     Data(cmd::data::DataArgs),
     /// Tokenizers: train a WordPiece vocabulary (tokenizer.json + vocab.txt).
     Tokenizer(cmd::tokenizer::TokenizerArgs),
+    /// Write PNG curves of loss, accuracy and learning rate for a pretraining run.
+    Plot(cmd::plot::PlotArgs),
+    /// Pretrain a BERT on prepared shards (config presets, checkpoints, --resume, Ctrl-C safe).
+    Pretrain(cmd::pretrain::PretrainArgs),
+    /// Held-out MLM loss, perplexity and masked-token accuracy of a saved model, vs the unigram baseline.
+    Eval(cmd::eval::EvalArgs),
     /// Top-k tokens with probabilities for every [MASK] of each text.
     FillMask(cmd::fill_mask::FillMaskArgs),
     /// Token states and mean-pooled sentence embeddings of each line (safetensors or JSONL).
@@ -83,11 +89,14 @@ fn main() -> std::process::ExitCode {
         Command::Info(a) => cmd::info::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::MaskDemo(a) => cmd::mask_demo::run(a),
+        Command::Data(a) => cmd::data::run(a),
+        Command::Tokenizer(a) => cmd::tokenizer::run(a),
+        Command::Plot(a) => cmd::plot::run(a),
+        Command::Pretrain(a) => cmd::pretrain::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
         Command::FillMask(a) => cmd::fill_mask::run(a),
         Command::Encode(a) => cmd::encode::run(a),
         Command::Score(a) => cmd::score::run(a),
-        Command::Data(a) => cmd::data::run(a),
-        Command::Tokenizer(a) => cmd::tokenizer::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -8,3 +8,6 @@ pub mod info;
 pub mod mask_demo;
 pub mod data;
 pub mod tokenizer;
+pub mod plot;
+pub mod pretrain;
+pub mod eval;

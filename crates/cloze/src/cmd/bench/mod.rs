@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 pub mod encode;
 pub mod gemm;
 pub mod mask;
+pub mod train;
 
 /// Arguments of `cloze bench`.
 #[derive(Debug, Args)]
@@ -26,6 +27,8 @@ pub enum BenchCmd {
     Encode(encode::EncodeBenchArgs),
     /// Sequences/s of masking + collation (token and whole-word), against HF's collator.
     Mask(mask::MaskArgs),
+    /// Tokens/s of a full BERT MLM training step, against HF transformers when a peer Python is given.
+    Train(train::TrainArgs),
 }
 
 /// Runs the chosen bench.
@@ -34,5 +37,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCmd::Gemm(a) => gemm::run(a),
         BenchCmd::Encode(a) => encode::run(a),
         BenchCmd::Mask(a) => mask::run(a),
+        BenchCmd::Train(a) => train::run(a),
     }
 }

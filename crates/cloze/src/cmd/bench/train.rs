@@ -1,0 +1,246 @@
+//! `cloze bench train`: tokens/s of a full BERT MLM training step (forward,
+//! backward, clipping, AdamW), compared in the same run with HuggingFace
+//! `BertForMaskedLM` and with plain PyTorch projecting only the masked positions
+//! (`hf_train_bench.py`), plus useful-FLOP utilisation and peak memory.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use cloze_train::bert::bert_config;
+use cloze_train::config::ModelConfig;
+use cloze_train::objective::Mlm;
+use cloze_train::trainer::train_step;
+use cloze_train::{AdamW, BertPretrainer, TensorBatch};
+use serde_json::json;
+
+/// Arguments of `cloze bench train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Hidden size.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: i64,
+    /// Encoder layers.
+    #[arg(long, default_value_t = 4)]
+    pub layers: i64,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    pub heads: i64,
+    /// Feed-forward width (default 4 x hidden).
+    #[arg(long)]
+    pub ffn: Option<i64>,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = 30522)]
+    pub vocab: i64,
+    /// Sequence length.
+    #[arg(long, default_value_t = 128)]
+    pub seq: i64,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: i64,
+    /// libtorch intra-op threads for both cloze and the peer (the global
+    /// `--threads` sizes the data pipeline; this bench pins libtorch explicitly).
+    #[arg(long = "torch-threads", default_value_t = 2)]
+    pub torch_threads: i32,
+    /// Timed steps (after two warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    pub steps: u32,
+    /// Python with torch and transformers: also run the HF peer in this invocation.
+    #[arg(long)]
+    pub peer_python: Option<PathBuf>,
+    /// The peer script.
+    #[arg(long, default_value = "../shared/peers/hf_train_bench.py")]
+    pub peer_script: PathBuf,
+}
+
+/// Figures of one measurement of our step.
+#[derive(Debug, Clone)]
+pub struct TrainBench {
+    /// Tokens (batch x seq) per second.
+    pub tokens_per_s: f64,
+    /// Mean seconds per step.
+    pub step_s: f64,
+    /// Useful floating-point operations per step.
+    pub flops_per_step: f64,
+    /// Trainable parameters.
+    pub params: i64,
+    /// Predicted positions per batch.
+    pub masked: i64,
+}
+
+/// Builds the model and times `steps` training steps.
+pub fn measure(a: &TrainArgs) -> Result<TrainBench> {
+    let ffn = a.ffn.unwrap_or(4 * a.hidden);
+    let mc = ModelConfig {
+        hidden_size: a.hidden,
+        num_hidden_layers: a.layers,
+        num_attention_heads: a.heads,
+        intermediate_size: ffn,
+        max_position_embeddings: 512,
+        type_vocab_size: 2,
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+        initializer_range: 0.02,
+        layer_norm_eps: 1e-12,
+    };
+    let vocab = u32::try_from(a.vocab).context("--vocab")?;
+    let model = BertPretrainer::new(bert_config(&mc, vocab, 0), false, 0, tch::Device::Cpu)?;
+    let hp = cloze_train::config::OptimizerConfig {
+        lr: 1e-4,
+        weight_decay: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-6,
+        max_grad_norm: 1.0,
+    };
+    let mut opt = AdamW::new(&model.vs, &hp)?;
+    let batch = TensorBatch::synthetic(a.batch, a.seq, a.vocab, 0.15, 0)?;
+    let obj = Mlm { weight: 1.0 };
+    for _ in 0..2 {
+        train_step(&model, &obj, &mut opt, &batch, 1e-4, 1.0)?;
+    }
+    let t = Instant::now();
+    for _ in 0..a.steps {
+        train_step(&model, &obj, &mut opt, &batch, 1e-4, 1.0)?;
+    }
+    let step_s = t.elapsed().as_secs_f64() / f64::from(a.steps.max(1));
+    let (h, l, s, v, b) = (
+        a.hidden as f64,
+        a.layers as f64,
+        a.seq as f64,
+        a.vocab as f64,
+        a.batch as f64,
+    );
+    let masked = batch.num_masked();
+    // Forward + backward = 3 x (2 FLOPs per multiply-add). Per token: the encoder's
+    // dense layers (4h^2 attention projections + 2h*ffn), attention scores and
+    // values (2*s*h per layer); per predicted position: the head transform (h^2)
+    // and the tied decoder (h*V). Embedding lookups, norms and the optimiser are
+    // not counted as useful FLOPs.
+    let per_token = 6.0 * l * (4.0 * h * h + 2.0 * h * ffn as f64) + 6.0 * l * 2.0 * s * h;
+    let per_masked = 6.0 * (h * h + h * v);
+    let flops_per_step = per_token * b * s + per_masked * masked as f64;
+    Ok(TrainBench {
+        tokens_per_s: b * s / step_s,
+        step_s,
+        flops_per_step,
+        params: opt.num_params(),
+        masked,
+    })
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), if readable.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs the peer script and returns its JSON lines.
+fn run_peer(a: &TrainArgs, python: &PathBuf) -> Result<Vec<serde_json::Value>> {
+    let ffn = a.ffn.unwrap_or(4 * a.hidden);
+    if ffn != 4 * a.hidden {
+        anyhow::bail!("the peer script always uses ffn = 4 x hidden; drop --ffn to compare");
+    }
+    let out = std::process::Command::new(python)
+        .arg(&a.peer_script)
+        .args([
+            "--steps",
+            &a.steps.to_string(),
+            "--threads",
+            &a.torch_threads.to_string(),
+        ])
+        .args(["--batch", &a.batch.to_string(), "--seq", &a.seq.to_string()])
+        .args([
+            "--hidden",
+            &a.hidden.to_string(),
+            "--layers",
+            &a.layers.to_string(),
+        ])
+        .args([
+            "--heads",
+            &a.heads.to_string(),
+            "--vocab",
+            &a.vocab.to_string(),
+        ])
+        .output()
+        .with_context(|| format!("running {} {}", python.display(), a.peer_script.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "the peer failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+fn peer_value(lines: &[serde_json::Value], what: &str) -> Option<f64> {
+    lines
+        .iter()
+        .find(|v| v["what"] == what)
+        .and_then(|v| v["value"].as_f64())
+}
+
+/// Runs `cloze bench train`.
+pub fn run(a: TrainArgs) -> Result<()> {
+    tch::set_num_threads(a.torch_threads);
+    let gemm = super::gemm::measure_gflops(1024, 20);
+    println!(
+        "{}",
+        json!({"what": "gemm_fp32_gflops", "value": (gemm * 10.0).round() / 10.0, "threads": a.torch_threads})
+    );
+    let ours = measure(&a)?;
+    let rss = peak_rss_mib();
+    let util = ours.flops_per_step / ours.step_s / 1e9 / gemm;
+    println!(
+        "{}",
+        json!({
+            "what": "cloze_bert_mlm_train_tokens_per_s",
+            "value": (ours.tokens_per_s * 10.0).round() / 10.0,
+            "step_ms": (ours.step_s * 1e4).round() / 10.0,
+            "params": ours.params,
+            "masked_per_batch": ours.masked,
+            "useful_gflop_per_step": (ours.flops_per_step / 1e8).round() / 10.0,
+            "useful_flop_utilisation_vs_gemm": (util * 1000.0).round() / 1000.0,
+            "peak_rss_mib": rss.map(|r| r.round()),
+            "config": {"hidden": a.hidden, "layers": a.layers, "heads": a.heads, "ffn": a.ffn.unwrap_or(4 * a.hidden),
+                       "vocab": a.vocab, "seq": a.seq, "batch": a.batch, "threads": a.torch_threads, "steps": a.steps},
+        })
+    );
+    let mut summary = format!(
+        "cloze: {:.0} tokens/s ({:.0} ms/step), {:.0}% of the measured {:.0} GFLOP/s GEMM peak in useful FLOPs, peak RSS {}",
+        ours.tokens_per_s,
+        ours.step_s * 1e3,
+        util * 100.0,
+        gemm,
+        rss.map_or_else(|| "unknown".to_owned(), |r| format!("{r:.0} MiB"))
+    );
+    if let Some(py) = &a.peer_python {
+        let lines = run_peer(&a, py)?;
+        for l in &lines {
+            println!("{l}");
+        }
+        let hf = peer_value(&lines, "hf_bert_mlm_train_tokens_per_s");
+        let gathered = peer_value(&lines, "torch_gathered_mlm_train_tokens_per_s");
+        let r_hf = hf.map(|h| ours.tokens_per_s / h);
+        let r_g = gathered.map(|g| ours.tokens_per_s / g);
+        println!(
+            "{}",
+            json!({"what": "train_step_ratio", "vs_hf_bert_mlm": r_hf.map(|r| (r * 100.0).round() / 100.0),
+                   "vs_torch_gathered": r_g.map(|r| (r * 100.0).round() / 100.0)})
+        );
+        if let (Some(h), Some(g), Some(rh), Some(rg)) = (hf, gathered, r_hf, r_g) {
+            summary.push_str(&format!(
+                "\nHF BertForMaskedLM: {h:.0} tokens/s -> cloze is {rh:.2}x; PyTorch gathered-MLM step: {g:.0} tokens/s -> cloze is {rg:.2}x (same run)"
+            ));
+        }
+    }
+    eprintln!("{summary}");
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! `cloze eval`: held-out masked-LM metrics of a saved model on prepared data,
+//! on the same fixed masks as during training, next to the unigram baseline;
+//! optionally with fill-mask examples.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use cloze_eval::mlm_eval::MlmEvalMetrics;
+use cloze_train::config::TrainConfig;
+use cloze_train::data::{self, PreparedData};
+use cloze_train::trainer::evaluate;
+use cloze_train::{BertPretrainer, PretrainModel, TensorBatch};
+use tch::Kind;
+
+/// Arguments of `cloze eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A model directory in HF format (e.g. RUN_DIR/model).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Prepared data directory whose held-out split is scored.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Config whose `[masking]` and `[eval]` sections define the masks (default:
+    /// the run's config.toml next to the model, else the bert-tiny preset).
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Also print this many fill-mask examples from the held-out split.
+    #[arg(long, default_value_t = 0)]
+    pub examples: usize,
+    /// Print the metrics as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with an error unless the model's accuracy exceeds the unigram baseline's.
+    #[arg(long)]
+    pub fail_below_baseline: bool,
+}
+
+/// One line comparing masked-token accuracy with the unigram baseline.
+pub fn summary_line(m: &MlmEvalMetrics) -> String {
+    let mut s = format!(
+        "held-out masked-token accuracy {:.1}% on {} masked positions (loss {:.3}, perplexity {:.1})",
+        m.accuracy * 100.0,
+        m.masked_tokens,
+        m.mlm_loss,
+        m.perplexity
+    );
+    if let Some(b) = m.unigram_baseline_accuracy {
+        let verdict = if m.accuracy > b {
+            "beats"
+        } else {
+            "does NOT beat"
+        };
+        s.push_str(&format!(
+            "; unigram-frequency baseline on the same masks {:.1}%: the model {verdict} it by {:+.1} points",
+            b * 100.0,
+            (m.accuracy - b) * 100.0
+        ));
+        if b > 0.0 {
+            s.push_str(&format!(" ({:.1}x)", m.accuracy / b));
+        }
+    }
+    if let Some(p) = m.pair_accuracy {
+        s.push_str(&format!("; sentence-pair accuracy {:.1}%", p * 100.0));
+    }
+    s
+}
+
+fn default_config(model: &Path) -> Result<TrainConfig> {
+    let run_cfg = model.parent().map(cloze_train::trainer::config_path);
+    match run_cfg {
+        Some(p) if p.exists() => Ok(TrainConfig::load(&p)?),
+        _ => TrainConfig::preset("bert-tiny").context("the bert-tiny preset does not parse"),
+    }
+}
+
+/// Prints fill-mask examples: the masked held-out text and the model's top guesses.
+fn examples(
+    model: &BertPretrainer,
+    data: &PreparedData,
+    cfg: &TrainConfig,
+    model_dir: &Path,
+    n: usize,
+) -> Result<()> {
+    let Some(eval) = &data.eval else {
+        return Ok(());
+    };
+    let tok_path = model_dir.join("tokenizer.json");
+    let tok = cloze_text::tokenizer::TextTokenizer::from_path(&tok_path)
+        .with_context(|| format!("loading {}", tok_path.display()))?;
+    let masker = data.masker(cfg)?;
+    let n = n.min(eval.len());
+    let inst = (0..n).map(|i| eval.get(i)).collect::<Result<Vec<_>, _>>()?;
+    let batch = masker.mask_batch(&inst, cfg.eval.mask_seed, 0, 0)?;
+    let tb = TensorBatch::from_batch(&batch, tch::Device::Cpu)?;
+    let out = tch::no_grad(|| model.forward(&tb, false))?;
+    let probs = out.mlm_logits.f_softmax(-1, Kind::Float)?;
+    let (top_p, top_i) = probs.f_topk(3, -1, true, true)?;
+    let word = |id: u32| tok.id_to_token(id).unwrap_or_else(|| format!("#{id}"));
+    println!("fill-mask examples (held-out text, fixed evaluation masks):");
+    let mut k = 0usize;
+    for row in 0..batch.batch_size {
+        let ids: Vec<u32> = batch
+            .row(row)
+            .iter()
+            .zip(&batch.attention_mask[row * batch.seq_len..(row + 1) * batch.seq_len])
+            .filter(|(_, &m)| m != 0)
+            .map(|(&t, _)| t as u32)
+            .collect();
+        let text = tok.decode(&ids).unwrap_or_default();
+        println!("  {}", text.chars().take(160).collect::<String>());
+        while k < batch.masked.len() && batch.masked[k].row as usize == row {
+            let m = batch.masked[k];
+            let guesses: Vec<String> = (0..3)
+                .map(|j| {
+                    let id = top_i.int64_value(&[k as i64, j]) as u32;
+                    let p = top_p.double_value(&[k as i64, j]);
+                    format!("{} {:.0}%", word(id), p * 100.0)
+                })
+                .collect();
+            let mark = if top_i.int64_value(&[k as i64, 0]) as u32 == m.target {
+                "ok"
+            } else {
+                "  "
+            };
+            println!(
+                "    {mark} pos {:>3}: truth {:<14} model: {}",
+                m.pos,
+                word(m.target),
+                guesses.join(", ")
+            );
+            k += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cloze eval`.
+pub fn run(a: EvalArgs) -> Result<()> {
+    let cfg = match &a.config {
+        Some(spec) => TrainConfig::load_or_preset(spec)?,
+        None => default_config(&a.model)?,
+    };
+    let data = PreparedData::open(&a.data)?;
+    data::check_model_matches(&a.model, &data)?;
+    let model = BertPretrainer::load(&a.model, tch::Device::Cpu)
+        .with_context(|| format!("loading the model in {}", a.model.display()))?;
+    if model.config.vocab_size != i64::from(data.specials.vocab_size) {
+        anyhow::bail!(
+            "the model has {} vocabulary rows but {} was prepared with a {}-token vocabulary",
+            model.config.vocab_size,
+            a.data.display(),
+            data.specials.vocab_size
+        );
+    }
+    let set = data
+        .eval_set(&cfg)?
+        .with_context(|| format!("{} has no held-out split to evaluate on", a.data.display()))?;
+    let m = evaluate(&model, &set, tch::Device::Cpu)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&m)?);
+    } else {
+        println!("{}", summary_line(&m));
+    }
+    if a.examples > 0 {
+        examples(&model, &data, &cfg, &a.model, a.examples)?;
+    }
+    if a.fail_below_baseline {
+        match m.unigram_baseline_accuracy {
+            Some(b) if m.accuracy > b => {}
+            Some(b) => anyhow::bail!(
+                "masked-token accuracy {:.1}% does not beat the unigram baseline {:.1}%",
+                m.accuracy * 100.0,
+                b * 100.0
+            ),
+            None => anyhow::bail!("no unigram baseline could be computed for this data"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! `cloze plot RUN_DIR`: PNG curves of loss, accuracy and learning rate from a
+//! run's `metrics.jsonl`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cloze_train::metrics::{read_records, MetricsRecord};
+use plotters::prelude::*;
+
+/// Arguments of `cloze plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// A run directory written by `cloze pretrain`.
+    pub run_dir: PathBuf,
+    /// Where the PNGs go (default: RUN_DIR/plots).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// One named curve.
+struct Series {
+    name: &'static str,
+    color: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+/// TrueType fonts tried, in order, for axis labels; `CLOZE_PLOT_FONT` wins.
+const FONT_CANDIDATES: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation/LiberationSans-Regular.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "C:\\Windows\\Fonts\\arial.ttf",
+];
+
+/// Registers a system font as "sans-serif"; false when none is found, in which
+/// case the plots are drawn without text.
+fn register_font() -> bool {
+    let env = std::env::var_os("CLOZE_PLOT_FONT").map(PathBuf::from);
+    let candidates = env
+        .into_iter()
+        .chain(FONT_CANDIDATES.iter().map(PathBuf::from));
+    for path in candidates {
+        if let Ok(bytes) = std::fs::read(&path) {
+            // plotters keeps fonts for the life of the process.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                tracing::debug!(font = %path.display(), "plot font");
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn draw(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[Series],
+    log_y: bool,
+    text: bool,
+) -> Result<()> {
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|p| p.1.is_finite())
+        .collect();
+    if pts.is_empty() {
+        bail!("nothing to plot for {title}");
+    }
+    let (mut x0, mut x1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (mut y0, mut y1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if log_y {
+        y0 = y0.max(1e-12);
+    }
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
+    }
+    let pad = (y1 - y0) * 0.05;
+    if !log_y {
+        y0 -= pad;
+        y1 += pad;
+    }
+    x0 = x0.min(0.0);
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).context("drawing background")?;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(16);
+    if text {
+        builder
+            .caption(title, ("sans-serif", 24))
+            .x_label_area_size(40)
+            .y_label_area_size(70);
+    } else {
+        builder.x_label_area_size(8).y_label_area_size(8);
+    }
+    macro_rules! body {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            let mut mesh = chart.configure_mesh();
+            if text {
+                mesh.x_desc("optimizer step").y_desc(y_label);
+            } else {
+                mesh.x_labels(0).y_labels(0);
+            }
+            mesh.draw().context("drawing axes")?;
+            for s in series {
+                let color = s.color;
+                let anno = chart
+                    .draw_series(LineSeries::new(
+                        s.points.iter().copied().filter(|p| p.1.is_finite()),
+                        color.stroke_width(2),
+                    ))
+                    .context("drawing a curve")?;
+                if text {
+                    anno.label(s.name).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                }
+            }
+            if text {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .position(SeriesLabelPosition::UpperRight)
+                    .draw()
+                    .context("drawing the legend")?;
+            }
+        }};
+    }
+    if log_y {
+        body!(builder
+            .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+            .context("building chart")?);
+    } else {
+        body!(builder
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .context("building chart")?);
+    }
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes `loss.png`, `accuracy.png` and `lr.png`; returns their paths.
+pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let metrics = cloze_train::metrics::metrics_path(run_dir);
+    let records =
+        read_records(&metrics).with_context(|| format!("reading {}", metrics.display()))?;
+    let (mut train, mut lr, mut eval_loss, mut eval_acc, mut base, mut pair) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in &records {
+        match r {
+            MetricsRecord::Train(t) => {
+                train.push((t.step as f64, t.mlm_loss));
+                lr.push((t.step as f64, t.lr));
+            }
+            MetricsRecord::Eval(e) => {
+                let s = e.step as f64;
+                eval_loss.push((s, e.metrics.mlm_loss));
+                eval_acc.push((s, e.metrics.accuracy));
+                if let Some(b) = e.metrics.unigram_baseline_accuracy {
+                    base.push((s, b));
+                }
+                if let Some(p) = e.metrics.pair_accuracy {
+                    pair.push((s, p));
+                }
+            }
+        }
+    }
+    if train.is_empty() {
+        bail!("{} holds no training records yet", metrics.display());
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let text = register_font();
+    if !text {
+        eprintln!("note: no TrueType font found (set CLOZE_PLOT_FONT=/path/to/font.ttf): plots have no labels");
+    }
+    let mut written = Vec::new();
+    let p = out.join("loss.png");
+    draw(
+        &p,
+        "Masked-LM loss",
+        "cross-entropy (nats)",
+        &[
+            Series {
+                name: "train (window mean)",
+                color: RGBColor(31, 119, 180),
+                points: train,
+            },
+            Series {
+                name: "held-out (fixed masks)",
+                color: RGBColor(214, 39, 40),
+                points: eval_loss,
+            },
+        ],
+        false,
+        text,
+    )?;
+    written.push(p);
+    if !eval_acc.is_empty() {
+        let p = out.join("accuracy.png");
+        let mut series = vec![Series {
+            name: "masked-token accuracy",
+            color: RGBColor(44, 160, 44),
+            points: eval_acc,
+        }];
+        if !base.is_empty() {
+            series.push(Series {
+                name: "unigram baseline (same masks)",
+                color: RGBColor(127, 127, 127),
+                points: base,
+            });
+        }
+        if !pair.is_empty() {
+            series.push(Series {
+                name: "NSP/SOP accuracy",
+                color: RGBColor(148, 103, 189),
+                points: pair,
+            });
+        }
+        draw(&p, "Held-out accuracy", "accuracy", &series, false, text)?;
+        written.push(p);
+    }
+    let p = out.join("lr.png");
+    draw(
+        &p,
+        "Learning rate",
+        "learning rate",
+        &[Series {
+            name: "lr",
+            color: RGBColor(255, 127, 14),
+            points: lr,
+        }],
+        false,
+        text,
+    )?;
+    written.push(p);
+    Ok(written)
+}
+
+/// Runs `cloze plot`.
+pub fn run(args: PlotArgs) -> Result<()> {
+    let out = args.out.unwrap_or_else(|| args.run_dir.join("plots"));
+    for p in plot_run(&args.run_dir, &out)? {
+        println!("{}", p.display());
+    }
+    Ok(())
+}

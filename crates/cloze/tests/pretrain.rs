@@ -1,0 +1,310 @@
+//! End-to-end tests of `cloze pretrain`, `cloze eval` and `cloze plot` on a tiny
+//! corpus the test writes itself: Ctrl-C, resume, config typos, data/tokenizer
+//! mismatches and the plots.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn cloze() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cloze"));
+    c.arg("-q");
+    c
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A small English corpus: documents of simple, repetitive sentences, blank-line separated.
+fn write_corpus(path: &Path, docs: usize) {
+    let subjects = [
+        "the people",
+        "our nation",
+        "the congress",
+        "this government",
+        "the states",
+        "our citizens",
+    ];
+    let verbs = [
+        "shall protect",
+        "must defend",
+        "will support",
+        "can improve",
+        "should respect",
+        "may secure",
+    ];
+    let objects = [
+        "the union",
+        "the constitution",
+        "our liberty",
+        "the common defense",
+        "the public peace",
+        "our commerce",
+    ];
+    let mut text = String::new();
+    for d in 0..docs {
+        for s in 0..12 {
+            let k = d * 31 + s * 7;
+            text.push_str(&format!(
+                "{} {} {} in the year {}.\n",
+                subjects[k % 6],
+                verbs[(k / 6) % 6],
+                objects[(k / 3 + d) % 6],
+                1800 + (k % 50)
+            ));
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).expect("corpus written");
+}
+
+/// Tokenizer + shards with a held-out split, in `dir`.
+fn prepare(dir: &Path, vocab: u32) -> PathBuf {
+    let corpus = dir.join("corpus.txt");
+    write_corpus(&corpus, 60);
+    let tok = dir.join("tok");
+    let data = dir.join("data");
+    ok(
+        cloze()
+            .args(["tokenizer", "train", "--corpus"])
+            .arg(&corpus)
+            .args([
+                "--vocab-size",
+                &vocab.to_string(),
+                "--min-frequency",
+                "1",
+                "--out",
+            ])
+            .arg(&tok)
+            .output()
+            .expect("spawn"),
+        "tokenizer train",
+    );
+    ok(
+        cloze()
+            .args(["data", "prepare", "--corpus"])
+            .arg(&corpus)
+            .arg("--tokenizer")
+            .arg(&tok)
+            .arg("--out")
+            .arg(&data)
+            .args([
+                "--mode",
+                "packed",
+                "--max-seq-length",
+                "32",
+                "--holdout-fraction",
+                "0.2",
+            ])
+            .output()
+            .expect("spawn"),
+        "data prepare",
+    );
+    data
+}
+
+const SMALL: &[&str] = &[
+    "--set",
+    "model.hidden_size=32",
+    "--set",
+    "model.intermediate_size=64",
+    "--set",
+    "model.num_attention_heads=2",
+    "--set",
+    "data.batch_size=8",
+    "--set",
+    "eval.every_steps=5",
+    "--set",
+    "checkpoint.every_steps=5",
+    "--set",
+    "schedule.warmup_steps=2",
+    "--set",
+    "run.log_every=1",
+    "--set",
+    "run.threads=1",
+];
+
+fn pretrain(data: &Path, out: &Path, steps: u64) -> Command {
+    let mut c = cloze();
+    c.args(["pretrain", "--config", "bert-tiny", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out);
+    c.args(["--max-steps", &steps.to_string()]).args(SMALL);
+    c
+}
+
+#[test]
+fn config_typo_is_reported_by_field_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../configs/bert-tiny.toml"
+    ))
+    .expect("preset readable");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text.replace("weight_decay", "weight_dacay")).expect("write");
+    let out = cloze()
+        .args(["pretrain", "--config"])
+        .arg(&bad)
+        .args(["--data", "."])
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("weight_dacay"), "{err}");
+    let out = cloze()
+        .args(["pretrain", "--set", "optimizer.lrate=1", "--data", "."])
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("optimizer.lrate"));
+}
+
+#[test]
+fn ctrl_c_checkpoints_then_resume_finishes_and_plots_and_eval_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = prepare(dir.path(), 200);
+    let run = dir.path().join("run");
+    let mut child = pretrain(&data, &run, 100_000)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait for training to be under way (the first metrics line), then press Ctrl-C.
+    let metrics = run.join("metrics.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|s| s.lines().count() < 3)
+        .unwrap_or(true)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "training never started"
+        );
+        if let Some(status) = child.try_wait().expect("poll") {
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "pretrain exited early ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = ok(
+        child.wait_with_output().expect("wait"),
+        "interrupted pretrain",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("interrupted at step"), "{stdout}");
+    let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
+        .expect("checkpoints")
+        .collect();
+    assert!(!ckpts.is_empty());
+
+    // Resume and finish a few more steps.
+    let done = std::fs::read_to_string(&metrics)
+        .expect("metrics")
+        .lines()
+        .count();
+    let out = ok(
+        cloze()
+            .args(["pretrain", "--resume"])
+            .arg(&run)
+            .args(["--max-steps", &(done as u64 + 6).to_string()])
+            .output()
+            .expect("spawn"),
+        "resume",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("unigram"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(run.join("model/model.safetensors").exists());
+    assert!(run.join("model/tokenizer.json").exists());
+
+    // Plots are PNG files.
+    ok(
+        cloze().arg("plot").arg(&run).output().expect("spawn"),
+        "plot",
+    );
+    for name in ["loss.png", "accuracy.png", "lr.png"] {
+        let bytes = std::fs::read(run.join("plots").join(name)).expect("png written");
+        assert!(bytes.starts_with(b"\x89PNG"), "{name} is not a PNG");
+    }
+
+    // Standalone eval agrees with the data, and refuses data made with another tokenizer.
+    let out = ok(
+        cloze()
+            .args(["eval", "--model"])
+            .arg(run.join("model"))
+            .arg("--data")
+            .arg(&data)
+            .arg("--json")
+            .output()
+            .expect("spawn"),
+        "eval",
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).expect("eval json");
+    assert!(
+        m["accuracy"].as_f64().is_some() && m["unigram_baseline_accuracy"].as_f64().is_some(),
+        "{m}"
+    );
+
+    let other = tempfile::tempdir().expect("tempdir");
+    let other_data = prepare(other.path(), 150);
+    let out = cloze()
+        .args(["eval", "--model"])
+        .arg(run.join("model"))
+        .arg("--data")
+        .arg(&other_data)
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tokenizer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cloze()
+        .args(["pretrain", "--resume"])
+        .arg(&run)
+        .arg("--data")
+        .arg(&other_data)
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tokenizer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn nan_loss_stops_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = prepare(dir.path(), 200);
+    let run = dir.path().join("run");
+    let out = pretrain(&data, &run, 50)
+        .args(["--lr", "1e30", "--set", "optimizer.max_grad_norm=0.0"])
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the loss became"), "{err}");
+}
