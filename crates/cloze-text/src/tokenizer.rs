@@ -375,7 +375,8 @@ pub struct TrainOptions {
     pub strip_accents: Option<bool>,
     /// Minimum pair frequency for a merge.
     pub min_frequency: u64,
-    /// Alphabet size limit (rare characters beyond it become `[UNK]`).
+    /// Alphabet size limit (rarer characters become `[UNK]`); `None` keeps
+    /// every character seen.
     pub limit_alphabet: Option<usize>,
 }
 
@@ -386,7 +387,8 @@ impl Default for TrainOptions {
             lowercase: true,
             strip_accents: None,
             min_frequency: 2,
-            limit_alphabet: Some(1000),
+            // No limit: a Chinese corpus needs thousands of single characters.
+            limit_alphabet: None,
         }
     }
 }

@@ -154,12 +154,13 @@ pub(crate) fn resolve(arg: &str, what: &str) -> Result<PathBuf> {
                 .any(|l| l.dataset.name == arg && l.cached),
             "{what} {arg:?} is a dataset that is not cached yet: run `cloze data fetch {arg}`"
         );
-        // A corpus dataset's corpus is its first file.
-        return Ok(if what == "corpus" {
-            dir.join(d.files[0])
-        } else {
-            dir
-        });
+        if what != "corpus" {
+            return Ok(dir);
+        }
+        let file = d
+            .corpus
+            .ok_or_else(|| anyhow::anyhow!("dataset {arg:?} has no pretraining corpus"))?;
+        return Ok(dir.join(file));
     }
     anyhow::bail!("{what} {} does not exist", path.display())
 }

@@ -52,6 +52,9 @@ struct TrainArgs {
     /// Minimum frequency of a merged pair.
     #[arg(long, default_value_t = 2)]
     min_frequency: u64,
+    /// Keep only the N most frequent characters as the alphabet (default: all).
+    #[arg(long)]
+    limit_alphabet: Option<usize>,
     /// Replace invalid UTF-8 instead of failing.
     #[arg(long)]
     lossy_utf8: bool,
@@ -77,7 +80,7 @@ fn train(args: TrainArgs) -> Result<()> {
             None
         },
         min_frequency: args.min_frequency,
-        ..TrainOptions::default()
+        limit_alphabet: args.limit_alphabet,
     };
     let corpus_options = CorpusOptions {
         lossy_utf8: args.lossy_utf8,
