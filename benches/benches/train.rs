@@ -4,6 +4,9 @@
 //! `cloze bench train --peer-python ...` runs the same step next to HF
 //! transformers in one invocation and prints the ratio.
 
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
+
 use cloze_train::bert::bert_config;
 use cloze_train::config::{ModelConfig, OptimizerConfig};
 use cloze_train::objective::Mlm;

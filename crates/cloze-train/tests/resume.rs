@@ -99,7 +99,9 @@ fn nan_loss_stops_with_the_last_checkpoint_intact() -> anyhow::Result<()> {
         pairs: false,
     };
     let mut t = Trainer::new(cfg.clone(), &m, &m.vs, dir.path())?;
-    let err = t.run(&data, None, &mut Quiet).unwrap_err();
+    let Err(err) = t.run(&data, None, &mut Quiet) else {
+        panic!("a learning rate of 1e30 must fail")
+    };
     let Error::NonFiniteLoss {
         step, last_good, ..
     } = &err
@@ -119,7 +121,9 @@ fn nan_loss_stops_with_the_last_checkpoint_intact() -> anyhow::Result<()> {
     skip.run.on_nonfinite = OnNonFinite::Skip;
     let m2 = model(&skip, false);
     let mut t2 = Trainer::new(skip, &m2, &m2.vs, dir2.path())?;
-    let err2 = t2.run(&data, None, &mut Quiet).unwrap_err();
+    let Err(err2) = t2.run(&data, None, &mut Quiet) else {
+        panic!("ten skipped batches must fail")
+    };
     assert!(matches!(err2, Error::TooManyNonFinite(10)), "{err2:?}");
     Ok(())
 }
@@ -137,7 +141,9 @@ fn damaged_checkpoint_is_refused_on_resume() -> anyhow::Result<()> {
     std::fs::write(&f, bytes)?;
     let cfg = config(8);
     let m = model(&cfg, false);
-    let err = Trainer::resume(cfg, &m, &m.vs, dir.path()).unwrap_err();
+    let Err(err) = Trainer::resume(cfg, &m, &m.vs, dir.path()) else {
+        panic!("a damaged checkpoint must be refused")
+    };
     assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err:?}");
     assert!(err.to_string().contains("optimizer.safetensors"), "{err}");
     Ok(())
