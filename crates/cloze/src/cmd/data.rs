@@ -80,6 +80,16 @@ struct InspectArgs {
     /// Also re-hash every shard against the manifest.
     #[arg(long)]
     verify: bool,
+    /// Also mask the train split with this masking scheme (TOML/JSON, e.g.
+    /// configs/masking/wwm.toml) and print the masking statistics.
+    #[arg(long, value_name = "CONFIG")]
+    masking: Option<PathBuf>,
+    /// Seed and epoch of the masks drawn for `--masking`.
+    #[arg(long, default_value_t = 0, requires = "masking")]
+    masking_seed: u64,
+    /// Mask at most this many train instances for `--masking` (0: all).
+    #[arg(long, default_value_t = 0, requires = "masking")]
+    masking_limit: usize,
 }
 
 /// Arguments of `cloze data fetch`.
@@ -319,6 +329,44 @@ fn inspect(args: InspectArgs) -> Result<()> {
             .collect();
         println!("  word ids: {} ...", words.join(" "));
     }
+    if let Some(path) = &args.masking {
+        masking_stats(&train, path, args.masking_seed, args.masking_limit)?;
+    }
+    Ok(())
+}
+
+/// Masks the train split with a scheme and prints the statistics the masking layer
+/// keeps (realised rate, corruption counts, span lengths, failed similar-word lookups).
+fn masking_stats(train: &cloze_text::ShardSet, path: &Path, seed: u64, limit: usize) -> Result<()> {
+    use cloze_mask::masker::Masker;
+    use cloze_mask::MaskingConfig;
+    let config =
+        MaskingConfig::load(path).with_context(|| format!("masking config {}", path.display()))?;
+    let tokenizer = train.tokenizer()?;
+    let masker = Masker::builder(config, train.special_tokens().clone())
+        .word_codec(std::sync::Arc::new(tokenizer))
+        .build()
+        .with_context(|| format!("building the masker of {}", path.display()))?;
+    let n = if limit == 0 {
+        train.len()
+    } else {
+        limit.min(train.len())
+    };
+    let mut total = cloze_mask::MaskStats::default();
+    let chunk = 4096;
+    for start in (0..n).step_by(chunk) {
+        let end = (start + chunk).min(n);
+        let instances = (start..end)
+            .map(|i| train.get(i))
+            .collect::<cloze_text::Result<Vec<_>>>()?;
+        let stats = masker.stats(&instances, seed, 0, start as u64)?;
+        total.merge(&stats);
+    }
+    println!(
+        "masking {} (seed {seed}, epoch 0) over {n} train instances:",
+        path.display()
+    );
+    println!("{total}");
     Ok(())
 }
 

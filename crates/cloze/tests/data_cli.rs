@@ -1,0 +1,181 @@
+//! `cloze tokenizer train`, `cloze data prepare` and `cloze data inspect` from the
+//! command line, on a corpus the test writes itself: the happy path with masking
+//! statistics, and bad input failing with a clear message, a non-zero exit and
+//! nothing left behind.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cloze(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloze"))
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("run cloze")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn write_corpus(path: &Path) {
+    let words = [
+        "people", "nation", "congress", "freedom", "treaty", "commerce", "union", "liberty",
+    ];
+    let mut text = String::new();
+    for d in 0..40 {
+        for s in 0..6 {
+            let a = words[(d + s) % words.len()];
+            let b = words[(d * 3 + s * 5) % words.len()];
+            text.push_str(&format!(
+                "The {a} of this {b} shall endure, said the speaker {d}.\n"
+            ));
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).expect("write corpus");
+}
+
+fn assert_fails_with(out: &Output, needle: &str) {
+    assert!(!out.status.success(), "expected failure, got success");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+}
+
+#[test]
+fn train_prepare_inspect_with_masking_statistics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = dir.path().join("corpus.txt");
+    write_corpus(&corpus);
+    let tok = dir.path().join("tok");
+    let out = cloze(&[
+        "tokenizer",
+        "train",
+        "--corpus",
+        p(&corpus),
+        "--vocab-size",
+        "200",
+        "--out",
+        p(&tok),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tok.join("tokenizer.json").exists() && tok.join("vocab.txt").exists());
+    let shards = dir.path().join("shards");
+    let out = cloze(&[
+        "data",
+        "prepare",
+        "--corpus",
+        p(&corpus),
+        "--tokenizer",
+        p(&tok),
+        "--out",
+        p(&shards),
+        "--holdout-fraction",
+        "0.1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wwm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/masking/wwm.toml");
+    let out = cloze(&[
+        "data",
+        "inspect",
+        p(&shards),
+        "--examples",
+        "1",
+        "--masking",
+        p(&wwm),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("train:") && text.contains("eval:"), "{text}");
+    assert!(
+        text.contains("masking") && text.contains("train instances"),
+        "{text}"
+    );
+    assert!(text.contains("[CLS]"), "no decoded example: {text}");
+}
+
+#[test]
+fn bad_input_fails_cleanly_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = dir.path().join("corpus.txt");
+    write_corpus(&corpus);
+    let tok = dir.path().join("tok");
+    assert!(cloze(&[
+        "tokenizer",
+        "train",
+        "--corpus",
+        p(&corpus),
+        "--vocab-size",
+        "200",
+        "--out",
+        p(&tok)
+    ])
+    .status
+    .success());
+
+    let missing = dir.path().join("nope.txt");
+    let out_dir = dir.path().join("out-missing");
+    let out = cloze(&[
+        "data",
+        "prepare",
+        "--corpus",
+        p(&missing),
+        "--tokenizer",
+        p(&tok),
+        "--out",
+        p(&out_dir),
+    ]);
+    assert_fails_with(&out, "nope.txt");
+    assert!(!out_dir.exists());
+
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, b"fine line\nbroken \xff\xfe line\n").expect("write");
+    let out_dir = dir.path().join("out-bad");
+    let out = cloze(&[
+        "data",
+        "prepare",
+        "--corpus",
+        p(&bad),
+        "--tokenizer",
+        p(&tok),
+        "--out",
+        p(&out_dir),
+    ]);
+    assert_fails_with(&out, "bad.txt");
+    assert!(!out_dir.exists());
+
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, b"").expect("write");
+    let out_dir = dir.path().join("out-empty");
+    let out = cloze(&[
+        "data",
+        "prepare",
+        "--corpus",
+        p(&empty),
+        "--tokenizer",
+        p(&tok),
+        "--out",
+        p(&out_dir),
+    ]);
+    assert_fails_with(&out, "empty");
+    assert!(!out_dir.exists());
+
+    let out = cloze(&["data", "inspect", p(&dir.path().join("no-shards"))]);
+    assert_fails_with(&out, "no-shards");
+
+    let out = cloze(&["data", "fetch", "no-such-dataset"]);
+    assert_fails_with(&out, "no-such-dataset");
+}
