@@ -369,6 +369,13 @@ impl<'m> Trainer<'m> {
         let mut win_secs = 0.0f64;
         let mut has_pair = false;
         let mut consecutive_bad = 0u32;
+        // A fresh run is scored once before training, so curves start from the
+        // untrained model (evaluation draws no randomness, so this changes nothing else).
+        if let Some(e) = eval {
+            if self.state.step == 0 && self.cfg.eval.every_steps > 0 {
+                self.run_eval(e, obs)?;
+            }
+        }
         while self.state.step < max_steps {
             if obs.should_stop() {
                 let dir = self.checkpoint()?;
