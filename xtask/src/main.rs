@@ -108,9 +108,14 @@ pub(crate) fn repo_root() -> PathBuf {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
+    cargo_env(args, &[])
+}
+
+fn cargo_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(repo_root())
         .status()
         .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
@@ -146,8 +151,14 @@ fn test(mut args: Vec<String>) -> Result<()> {
         }
         a.extend(&extra);
         cargo(&a)?;
-        // nextest does not run doc tests; the libtorch-free crates carry the doc examples.
-        cargo(&["test", "--doc", "-p", "cloze-text", "-p", "cloze-mask"])
+        // nextest does not run doc tests. Build them for the whole workspace (a subset
+        // of packages would resolve features differently and rebuild dependencies);
+        // doc-test binaries live outside target/, so the rpath does not reach libtorch.
+        let lib = libtorch::linked_dir(&repo_root())?.join("lib");
+        cargo_env(
+            &["test", "--doc", "--workspace"],
+            &[("LD_LIBRARY_PATH", lib.as_os_str())],
+        )
     } else {
         let mut a = vec!["test", "--workspace", "--no-fail-fast"];
         a.extend(&extra);
@@ -175,7 +186,12 @@ fn demo(args: Vec<String>) -> Result<()> {
     let data = work.join("data");
     let run = work.join("run");
     let corpus = cache_dir().join("data/sotu/sotu.txt");
-    let (tok_s, data_s, run_s, corpus_s) = (path_str(&tok)?, path_str(&data)?, path_str(&run)?, path_str(&corpus)?);
+    let (tok_s, data_s, run_s, corpus_s) = (
+        path_str(&tok)?,
+        path_str(&data)?,
+        path_str(&run)?,
+        path_str(&corpus)?,
+    );
     let model_s = path_str(&run.join("model"))?;
     let steps: Vec<(&str, Vec<&str>)> = vec![
         ("fetch the State of the Union corpus", vec!["data", "fetch", "sotu"]),
@@ -201,7 +217,12 @@ fn demo(args: Vec<String>) -> Result<()> {
         ("plot loss, accuracy and learning rate", vec!["plot", &run_s]),
     ];
     for (i, (what, argv)) in steps.iter().enumerate() {
-        println!("\n== demo step {}/{}: {what}\n   cloze {}", i + 1, steps.len(), argv.join(" "));
+        println!(
+            "\n== demo step {}/{}: {what}\n   cloze {}",
+            i + 1,
+            steps.len(),
+            argv.join(" ")
+        );
         let status = Command::new(&bin)
             .args(argv)
             .current_dir(&root)
@@ -219,7 +240,9 @@ fn demo(args: Vec<String>) -> Result<()> {
 }
 
 fn path_str(p: &Path) -> Result<String> {
-    p.to_str().map(str::to_owned).with_context(|| format!("path {} is not UTF-8", p.display()))
+    p.to_str()
+        .map(str::to_owned)
+        .with_context(|| format!("path {} is not UTF-8", p.display()))
 }
 
 /// `$CLOZE_CACHE_DIR`, else `$XDG_CACHE_HOME/cloze`, else `$HOME/.cache/cloze`.
@@ -230,7 +253,10 @@ fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(d).join("cloze");
     }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/cloze")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/cloze")
 }
 
 fn bench(args: Vec<String>) -> Result<()> {
