@@ -308,3 +308,54 @@ fn nan_loss_stops_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the loss became"), "{err}");
 }
+
+#[test]
+fn kill_9_during_checkpointing_leaves_a_resumable_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = prepare(dir.path(), 200);
+    let run = dir.path().join("run");
+    // A checkpoint every step, so the kill most likely lands in or near a write.
+    let mut child = pretrain(&data, &run, 100_000)
+        .args(["--set", "checkpoint.every_steps=1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let ckpts = run.join("checkpoints");
+    let t0 = Instant::now();
+    while std::fs::read_dir(&ckpts)
+        .map(|d| d.count() < 3)
+        .unwrap_or(true)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoints appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let _ = child.wait();
+    let out = ok(
+        cloze()
+            .args(["pretrain", "--resume"])
+            .arg(&run)
+            .args(["--max-steps", "400"])
+            .output()
+            .expect("spawn"),
+        "resume after kill -9",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("trained 400 steps"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Partial writes were cleaned away; only complete checkpoints remain.
+    for e in std::fs::read_dir(&ckpts).expect("checkpoints") {
+        let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with("step-"), "{name}");
+    }
+}
