@@ -212,7 +212,7 @@ fn demo(args: Vec<String>) -> Result<()> {
         ),
         (
             "evaluate on the held-out split against the unigram baseline, with fill-mask examples",
-            vec!["eval", "--model", &model_s, "--data", &data_s, "--examples", "4", "--fail-below-baseline"],
+            vec!["eval", "--model", &model_s, "--data", &data_s, "--examples", "2", "--fail-below-baseline"],
         ),
         ("plot loss, accuracy and learning rate", vec!["plot", &run_s]),
     ];

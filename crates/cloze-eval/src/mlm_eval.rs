@@ -23,6 +23,17 @@ pub struct MlmEvalMetrics {
     pub pair_accuracy: Option<f64>,
     /// Accuracy of always predicting the most frequent training token on the same masks.
     pub unigram_baseline_accuracy: Option<f64>,
+    /// Accuracy on the positions whose input was replaced by `[MASK]` only: the
+    /// positions where the original token is not visible, so the model must use
+    /// context (kept tokens are trivially copied, random ones are rare).
+    #[serde(default)]
+    pub mask_token_accuracy: Option<f64>,
+    /// Number of those `[MASK]` positions.
+    #[serde(default)]
+    pub mask_tokens: u64,
+    /// The unigram baseline on the `[MASK]` positions only.
+    #[serde(default)]
+    pub mask_token_baseline_accuracy: Option<f64>,
 }
 
 /// Adds up batches of predictions; [`Self::finish`] gives the metrics.
@@ -35,6 +46,9 @@ pub struct MlmEvalAccumulator {
     pair_count: u64,
     baseline_correct: u64,
     baseline_seen: bool,
+    at_mask_correct: u64,
+    at_mask_count: u64,
+    at_mask_baseline_correct: u64,
 }
 
 impl MlmEvalAccumulator {
@@ -75,15 +89,39 @@ impl MlmEvalAccumulator {
         Ok(())
     }
 
-    /// Scores the unigram baseline on the targets of the same masked positions.
+    /// Adds the subset of positions whose input token was `[MASK]`: `at_mask`
+    /// is a `[N]` bool tensor over the same rows as `logits` and `targets`.
+    pub fn add_mask_positions(
+        &mut self,
+        logits: &Tensor,
+        targets: &Tensor,
+        at_mask: &Tensor,
+    ) -> Result<(), tch::TchError> {
+        let hits = logits
+            .f_argmax(-1, false)?
+            .f_eq_tensor(targets)?
+            .f_logical_and(at_mask)?;
+        self.at_mask_correct += hits.f_sum(Kind::Int64)?.f_int64_value(&[])?.max(0) as u64;
+        self.at_mask_count += at_mask.f_sum(Kind::Int64)?.f_int64_value(&[])?.max(0) as u64;
+        Ok(())
+    }
+
+    /// Scores the unigram baseline on the same masked positions, given as
+    /// `(target, input was [MASK])` pairs.
     pub fn add_baseline(
         &mut self,
         baseline: &UnigramBaseline,
-        targets: impl IntoIterator<Item = u32>,
+        targets: impl IntoIterator<Item = (u32, bool)>,
     ) {
         self.baseline_seen = true;
-        self.baseline_correct +=
-            targets.into_iter().filter(|&t| t == baseline.token).count() as u64;
+        for (t, at_mask) in targets {
+            if t == baseline.token {
+                self.baseline_correct += 1;
+                if at_mask {
+                    self.at_mask_baseline_correct += 1;
+                }
+            }
+        }
     }
 
     /// The metrics so far.
@@ -100,6 +138,11 @@ impl MlmEvalAccumulator {
             unigram_baseline_accuracy: self
                 .baseline_seen
                 .then(|| self.baseline_correct as f64 / denom),
+            mask_token_accuracy: (self.at_mask_count > 0)
+                .then(|| self.at_mask_correct as f64 / self.at_mask_count as f64),
+            mask_tokens: self.at_mask_count,
+            mask_token_baseline_accuracy: (self.baseline_seen && self.at_mask_count > 0)
+                .then(|| self.at_mask_baseline_correct as f64 / self.at_mask_count as f64),
         }
     }
 }
@@ -183,8 +226,17 @@ mod tests {
         assert!(acc
             .add_mlm(&logits, &Tensor::from_slice(&[1i64, 1, 2, 3]))
             .is_ok());
-        acc.add_baseline(&b, [1, 1, 2, 3]);
-        assert_eq!(acc.finish().unigram_baseline_accuracy, Some(0.5));
+        let at_mask = Tensor::from_slice(&[true, false, true, true]);
+        assert!(acc
+            .add_mask_positions(&logits, &Tensor::from_slice(&[1i64, 1, 2, 3]), &at_mask)
+            .is_ok());
+        acc.add_baseline(&b, [(1, true), (1, false), (2, true), (3, true)]);
+        let m = acc.finish();
+        assert_eq!(m.unigram_baseline_accuracy, Some(0.5));
+        assert_eq!(m.mask_tokens, 3);
+        // Uniform logits predict id 0 everywhere: never right on this subset.
+        assert_eq!(m.mask_token_accuracy, Some(0.0));
+        assert!((m.mask_token_baseline_accuracy.unwrap_or(0.0) - 1.0 / 3.0).abs() < 1e-12);
         assert_eq!(UnigramBaseline::from_counts(&[0, 0], &[]), None);
     }
 

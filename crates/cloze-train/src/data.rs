@@ -138,7 +138,11 @@ pub fn build_eval_set(
         batches.push(masker.mask_batch(&inst, mask_seed, 0, start as u64)?);
         start = end;
     }
-    Ok(EvalSet { batches, baseline })
+    Ok(EvalSet {
+        batches,
+        baseline,
+        mask_token: Some(masker.specials().mask),
+    })
 }
 
 /// What a run directory and an exported model record about their data, so that

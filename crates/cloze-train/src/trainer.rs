@@ -35,6 +35,8 @@ pub struct EvalSet {
     pub batches: Vec<Batch>,
     /// The most-frequent-training-token predictor, when known.
     pub baseline: Option<UnigramBaseline>,
+    /// The `[MASK]` id, to also score the positions where the token was hidden.
+    pub mask_token: Option<u32>,
 }
 
 /// Evaluates `model` on `set` without dropout or gradients.
@@ -53,8 +55,30 @@ pub fn evaluate(
             if let (Some(l), Some(y)) = (&out.pair_logits, &tb.pair_labels) {
                 acc.add_pair(l, y)?;
             }
+            let at_mask: Vec<bool> = b
+                .masked
+                .iter()
+                .map(|m| {
+                    set.mask_token.is_some_and(|id| {
+                        b.input_ids[m.row as usize * b.seq_len + m.pos as usize] == i64::from(id)
+                    })
+                })
+                .collect();
+            if set.mask_token.is_some() {
+                acc.add_mask_positions(
+                    &out.mlm_logits,
+                    &tb.targets,
+                    &tch::Tensor::from_slice(&at_mask),
+                )?;
+            }
             if let Some(base) = &set.baseline {
-                acc.add_baseline(base, b.masked.iter().map(|m| m.target));
+                acc.add_baseline(
+                    base,
+                    b.masked
+                        .iter()
+                        .map(|m| m.target)
+                        .zip(at_mask.iter().copied()),
+                );
             }
         }
         Ok(())

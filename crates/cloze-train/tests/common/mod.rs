@@ -99,7 +99,11 @@ pub fn eval_set() -> EvalSet {
         .collect();
     EvalSet {
         batches,
-        baseline: None,
+        baseline: cloze_eval::mlm_eval::UnigramBaseline::from_counts(
+            &[0, 0, 0, 0, 0, 9, 8],
+            &[0, 1, 2, 3, 4],
+        ),
+        mask_token: Some(4),
     }
 }
 

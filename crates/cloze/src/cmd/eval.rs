@@ -61,6 +61,14 @@ pub fn summary_line(m: &MlmEvalMetrics) -> String {
             s.push_str(&format!(" ({:.1}x)", m.accuracy / b));
         }
     }
+    if let (Some(a), Some(b)) = (m.mask_token_accuracy, m.mask_token_baseline_accuracy) {
+        s.push_str(&format!(
+            "\n  at the {} positions shown as [MASK] (the token hidden, so only context can tell): {:.1}% vs the baseline's {:.1}%",
+            m.mask_tokens,
+            a * 100.0,
+            b * 100.0
+        ));
+    }
     if let Some(p) = m.pair_accuracy {
         s.push_str(&format!("; sentence-pair accuracy {:.1}%", p * 100.0));
     }
