@@ -161,6 +161,7 @@ pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         read_records(&metrics).with_context(|| format!("reading {}", metrics.display()))?;
     let (mut train, mut lr, mut eval_loss, mut eval_acc, mut base, mut pair) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut at_mask = Vec::new();
     for r in &records {
         match r {
             MetricsRecord::Train(t) => {
@@ -176,6 +177,9 @@ pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
                 }
                 if let Some(p) = e.metrics.pair_accuracy {
                     pair.push((s, p));
+                }
+                if let Some(a) = e.metrics.mask_token_accuracy {
+                    at_mask.push((s, a));
                 }
             }
         }
@@ -217,6 +221,13 @@ pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
             color: RGBColor(44, 160, 44),
             points: eval_acc,
         }];
+        if !at_mask.is_empty() {
+            series.push(Series {
+                name: "accuracy at [MASK] positions",
+                color: RGBColor(23, 190, 207),
+                points: at_mask,
+            });
+        }
         if !base.is_empty() {
             series.push(Series {
                 name: "unigram baseline (same masks)",
