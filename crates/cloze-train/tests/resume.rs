@@ -239,3 +239,45 @@ fn mlm_plus_pair_objective_trains_and_reports_pair_accuracy() -> anyhow::Result<
     ));
     Ok(())
 }
+
+#[test]
+fn every_bert_parameter_is_updated_by_the_flat_optimizer() -> anyhow::Result<()> {
+    let _g = torch_lock();
+    let cfg = config(1);
+    let m = model(&cfg, false);
+    let before: Vec<(String, tch::Tensor)> =
+        m.vs.variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach().copy()))
+            .collect();
+    let mut opt = cloze_train::AdamW::new(&m.vs, &cfg.optimizer)?;
+    let batch = cloze_train::TensorBatch::from_batch(
+        &Synthetic {
+            n: 40,
+            seed: 3,
+            pairs: false,
+        }
+        .make(0, &(0..8).collect::<Vec<_>>()),
+        tch::Device::Cpu,
+    )?;
+    for _ in 0..3 {
+        cloze_train::trainer::train_step(
+            &m,
+            &cloze_train::objective::Mlm { weight: 1.0 },
+            &mut opt,
+            &batch,
+            1e-2,
+            1.0,
+        )?;
+    }
+    let after = m.vs.variables();
+    for (name, old) in &before {
+        // The padding row of the word embeddings gets no gradient; every tensor as a whole must move.
+        let delta = (&after[name] - old)
+            .abs()
+            .sum(tch::Kind::Float)
+            .double_value(&[]);
+        assert!(delta > 0.0, "{name} never changed");
+    }
+    Ok(())
+}
