@@ -67,9 +67,13 @@ impl BertPretrainer {
 
 impl PretrainModel for BertPretrainer {
     fn forward(&self, batch: &TensorBatch, train: bool) -> Result<ModelOutput> {
-        let input = MlmInput::new(batch.input_ids.shallow_clone())
-            .with_token_type_ids(batch.token_type_ids.shallow_clone())
-            .with_attention_mask(batch.attention_mask.shallow_clone());
+        let mut input = MlmInput::new(batch.input_ids.shallow_clone())
+            .with_token_type_ids(batch.token_type_ids.shallow_clone());
+        // A batch without padding needs no attention mask: leaving it out lets
+        // libtorch pick its fastest (mask-free) attention kernel.
+        if batch.real_tokens < batch.batch_size * batch.seq_len {
+            input = input.with_attention_mask(batch.attention_mask.shallow_clone());
+        }
         let out = self
             .model
             .forward_t(&input, Some(&batch.masked_positions), train)?;
