@@ -70,10 +70,14 @@ fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
     let n = match threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
         Some(n) => n,
-        None => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        None => std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1),
     };
     tch::set_num_threads(i32::try_from(n)?);
-    rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()?;
     Ok(())
 }
 

@@ -1,13 +1,13 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
 pub mod bench;
+pub mod data;
 pub mod encode;
+pub mod eval;
 pub mod fill_mask;
-pub mod score;
 pub mod info;
 pub mod mask_demo;
-pub mod data;
-pub mod tokenizer;
 pub mod plot;
 pub mod pretrain;
-pub mod eval;
+pub mod score;
+pub mod tokenizer;
