@@ -43,12 +43,11 @@ fn assert_fails_with(out: &Output, needle: &str) {
     assert!(!err.contains("panicked"), "panic: {err}");
 }
 
-#[test]
-fn train_prepare_inspect_with_masking_statistics() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let corpus = dir.path().join("corpus.txt");
+/// Writes the test corpus and trains a small tokenizer on it; returns (corpus, tokenizer dir).
+fn corpus_and_tokenizer(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let corpus = dir.join("corpus.txt");
     write_corpus(&corpus);
-    let tok = dir.path().join("tok");
+    let tok = dir.join("tok");
     let out = cloze(&[
         "tokenizer",
         "train",
@@ -65,6 +64,13 @@ fn train_prepare_inspect_with_masking_statistics() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(tok.join("tokenizer.json").exists() && tok.join("vocab.txt").exists());
+    (corpus, tok)
+}
+
+#[test]
+fn train_prepare_inspect_with_masking_statistics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (corpus, tok) = corpus_and_tokenizer(dir.path());
     let shards = dir.path().join("shards");
     let out = cloze(&[
         "data",
@@ -110,68 +116,31 @@ fn train_prepare_inspect_with_masking_statistics() {
 #[test]
 fn bad_input_fails_cleanly_and_leaves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let corpus = dir.path().join("corpus.txt");
-    write_corpus(&corpus);
-    let tok = dir.path().join("tok");
-    assert!(cloze(&[
-        "tokenizer",
-        "train",
-        "--corpus",
-        p(&corpus),
-        "--vocab-size",
-        "200",
-        "--out",
-        p(&tok)
-    ])
-    .status
-    .success());
+    let (_, tok) = corpus_and_tokenizer(dir.path());
 
-    let missing = dir.path().join("nope.txt");
-    let out_dir = dir.path().join("out-missing");
-    let out = cloze(&[
-        "data",
-        "prepare",
-        "--corpus",
-        p(&missing),
-        "--tokenizer",
-        p(&tok),
-        "--out",
-        p(&out_dir),
-    ]);
-    assert_fails_with(&out, "nope.txt");
-    assert!(!out_dir.exists());
-
+    // Each bad corpus must fail naming the problem and leave no output directory.
+    let prepare_fails = |corpus: &Path, out_name: &str, needle: &str| {
+        let out_dir = dir.path().join(out_name);
+        let out = cloze(&[
+            "data",
+            "prepare",
+            "--corpus",
+            p(corpus),
+            "--tokenizer",
+            p(&tok),
+            "--out",
+            p(&out_dir),
+        ]);
+        assert_fails_with(&out, needle);
+        assert!(!out_dir.exists(), "{out_name} was left behind");
+    };
+    prepare_fails(&dir.path().join("nope.txt"), "out-missing", "nope.txt");
     let bad = dir.path().join("bad.txt");
     std::fs::write(&bad, b"fine line\nbroken \xff\xfe line\n").expect("write");
-    let out_dir = dir.path().join("out-bad");
-    let out = cloze(&[
-        "data",
-        "prepare",
-        "--corpus",
-        p(&bad),
-        "--tokenizer",
-        p(&tok),
-        "--out",
-        p(&out_dir),
-    ]);
-    assert_fails_with(&out, "bad.txt");
-    assert!(!out_dir.exists());
-
+    prepare_fails(&bad, "out-bad", "bad.txt");
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, b"").expect("write");
-    let out_dir = dir.path().join("out-empty");
-    let out = cloze(&[
-        "data",
-        "prepare",
-        "--corpus",
-        p(&empty),
-        "--tokenizer",
-        p(&tok),
-        "--out",
-        p(&out_dir),
-    ]);
-    assert_fails_with(&out, "empty");
-    assert!(!out_dir.exists());
+    prepare_fails(&empty, "out-empty", "empty");
 
     let out = cloze(&["data", "inspect", p(&dir.path().join("no-shards"))]);
     assert_fails_with(&out, "no-shards");
