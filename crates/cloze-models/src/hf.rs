@@ -103,25 +103,25 @@ pub fn read_config(dir: &Path) -> Result<BertConfig> {
 /// Errors if any encoder weight is missing or the checkpoint holds encoder weights
 /// the config does not describe (e.g. more layers): those mean config and weights disagree.
 pub fn load_pretrained(dir: &Path, device: Device) -> Result<Pretrained<BertForPreTraining>> {
-    let config = read_config(dir)?;
-    let vs = VarStore::new(device);
-    let model = BertForPreTraining::new(&vs.root(), &config)?;
-    let report = load_weights(&vs, dir)?;
-    check_encoder_complete(&report)?;
-    Ok(Pretrained {
-        vs,
-        model,
-        config,
-        report,
-    })
+    load_with(dir, device, BertForPreTraining::new)
 }
 
 /// Loads the encoder only (HF's `BertModel`), from any BERT checkpoint; heads in the
 /// file are reported as unexpected and otherwise ignored.
 pub fn load_encoder(dir: &Path, device: Device) -> Result<Pretrained<BertModel>> {
+    load_with(dir, device, BertModel::new)
+}
+
+/// Reads the config, builds a model with `build` under a fresh VarStore, loads the
+/// weights into it and insists that every encoder weight was found.
+fn load_with<M>(
+    dir: &Path,
+    device: Device,
+    build: impl FnOnce(&tch::nn::Path, &BertConfig) -> Result<M>,
+) -> Result<Pretrained<M>> {
     let config = read_config(dir)?;
     let vs = VarStore::new(device);
-    let model = BertModel::new(&vs.root(), &config)?;
+    let model = build(&vs.root(), &config)?;
     let report = load_weights(&vs, dir)?;
     check_encoder_complete(&report)?;
     Ok(Pretrained {
