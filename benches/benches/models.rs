@@ -61,6 +61,8 @@ fn zero_grads(vs: &VarStore) {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the `cloze` binary does at start-up.
+    cloze_models::tune_cpu_allocator();
     tch::set_num_threads(2);
     tch::manual_seed(0);
     let b = batch();

@@ -15,6 +15,8 @@ use cloze_train::{AdamW, BertPretrainer, TensorBatch};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn bench(c: &mut Criterion) {
+    // As the `cloze` binary does at start-up.
+    cloze_models::tune_cpu_allocator();
     tch::set_num_threads(2);
     let mc = ModelConfig {
         hidden_size: 256,

@@ -29,6 +29,7 @@ pub mod bert;
 mod device;
 mod error;
 pub mod hf;
+mod runtime;
 
 pub use bert::{
     Activation, BertConfig, BertForPreTraining, BertModel, BertOutput, MlmInput, PreTrainingOutput,
@@ -36,3 +37,4 @@ pub use bert::{
 pub use device::parse_device;
 pub use error::{Error, Result};
 pub use hf::{load_encoder, load_pretrained, save_pretrained, HeadStatus, LoadReport, Pretrained};
+pub use runtime::tune_cpu_allocator;

@@ -82,8 +82,12 @@ fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before anything allocates: keeps libtorch's per-step buffers in the heap
+    // instead of mapping fresh pages every training step.
+    let allocator_tuned = cloze_models::tune_cpu_allocator();
     let cli = Cli::parse();
     install_tracing(cli.verbose, cli.quiet);
+    tracing::debug!(allocator_tuned, "glibc allocator settings");
     tracing::debug!(command = ?cli.command, "starting");
     if let Err(e) = set_threads(cli.threads) {
         eprintln!("error: {e:#}");
