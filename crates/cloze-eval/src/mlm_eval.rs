@@ -34,6 +34,15 @@ pub struct MlmEvalMetrics {
     /// The unigram baseline on the `[MASK]` positions only.
     #[serde(default)]
     pub mask_token_baseline_accuracy: Option<f64>,
+    /// Mean cross-entropy (nats) at the `[MASK]` positions. More sensitive than
+    /// accuracy: a model can use context (lower loss) long before its top guess
+    /// stops being the most frequent word.
+    #[serde(default)]
+    pub mask_token_loss: Option<f64>,
+    /// Cross-entropy of the add-one-smoothed unigram distribution of the training
+    /// data at the same `[MASK]` positions: what a context-free model scores.
+    #[serde(default)]
+    pub mask_token_baseline_loss: Option<f64>,
 }
 
 /// Adds up batches of predictions; [`Self::finish`] gives the metrics.
@@ -49,6 +58,9 @@ pub struct MlmEvalAccumulator {
     at_mask_correct: u64,
     at_mask_count: u64,
     at_mask_baseline_correct: u64,
+    at_mask_nll_sum: f64,
+    at_mask_baseline_nll_sum: f64,
+    at_mask_baseline_scored: u64,
 }
 
 impl MlmEvalAccumulator {
@@ -97,6 +109,13 @@ impl MlmEvalAccumulator {
         targets: &Tensor,
         at_mask: &Tensor,
     ) -> Result<(), tch::TchError> {
+        let nll = logits
+            .f_to_kind(Kind::Float)?
+            .f_cross_entropy_loss::<Tensor>(targets, None, Reduction::None, -100, 0.0)?;
+        let nll_at_mask = nll
+            .f_mul(&at_mask.f_to_kind(Kind::Float)?)?
+            .f_sum(Kind::Double)?;
+        self.at_mask_nll_sum += nll_at_mask.f_double_value(&[])?;
         let hits = logits
             .f_argmax(-1, false)?
             .f_eq_tensor(targets)?
@@ -115,6 +134,12 @@ impl MlmEvalAccumulator {
     ) {
         self.baseline_seen = true;
         for (t, at_mask) in targets {
+            if at_mask {
+                if let Some(lp) = baseline.log_prob(t) {
+                    self.at_mask_baseline_nll_sum -= lp;
+                    self.at_mask_baseline_scored += 1;
+                }
+            }
             if t == baseline.token {
                 self.baseline_correct += 1;
                 if at_mask {
@@ -143,6 +168,10 @@ impl MlmEvalAccumulator {
             mask_tokens: self.at_mask_count,
             mask_token_baseline_accuracy: (self.baseline_seen && self.at_mask_count > 0)
                 .then(|| self.at_mask_baseline_correct as f64 / self.at_mask_count as f64),
+            mask_token_loss: (self.at_mask_count > 0)
+                .then(|| self.at_mask_nll_sum / self.at_mask_count as f64),
+            mask_token_baseline_loss: (self.at_mask_baseline_scored > 0)
+                .then(|| self.at_mask_baseline_nll_sum / self.at_mask_baseline_scored as f64),
         }
     }
 }
@@ -157,6 +186,9 @@ pub struct UnigramBaseline {
     pub count: u64,
     /// Non-special tokens counted.
     pub total: u64,
+    /// Per-id counts (specials zeroed), for the smoothed unigram distribution.
+    #[serde(skip)]
+    counts: Vec<u64>,
 }
 
 impl UnigramBaseline {
@@ -176,11 +208,32 @@ impl UnigramBaseline {
                 best = Some((id, c));
             }
         }
+        let kept = counts
+            .iter()
+            .enumerate()
+            .map(|(id, &c)| {
+                let special = u32::try_from(id).map_or(true, |id| special.contains(&id));
+                if special {
+                    0
+                } else {
+                    c
+                }
+            })
+            .collect();
         best.map(|(token, count)| Self {
             token,
             count,
             total,
+            counts: kept,
         })
+    }
+
+    /// Natural log of the add-one-smoothed unigram probability of `token`,
+    /// `(count + 1) / (total + vocabulary size)`; `None` for ids outside the counts.
+    pub fn log_prob(&self, token: u32) -> Option<f64> {
+        let c = *self.counts.get(token as usize)?;
+        let vocab = self.counts.len() as u64;
+        Some(((c + 1) as f64 / (self.total + vocab) as f64).ln())
     }
 }
 
@@ -212,15 +265,10 @@ mod tests {
     #[test]
     fn baseline_skips_specials_and_scores_the_same_masks() {
         let b = UnigramBaseline::from_counts(&[50, 9, 3, 9], &[0]);
-        assert_eq!(
-            b,
-            Some(UnigramBaseline {
-                token: 1,
-                count: 9,
-                total: 21
-            })
-        );
-        let Some(b) = b else { return };
+        let Some(b) = b else {
+            panic!("a baseline exists")
+        };
+        assert_eq!((b.token, b.count, b.total), (1, 9, 21));
         let mut acc = MlmEvalAccumulator::new();
         let logits = Tensor::zeros([4, 4], (Kind::Float, tch::Device::Cpu));
         assert!(acc
@@ -237,6 +285,12 @@ mod tests {
         // Uniform logits predict id 0 everywhere: never right on this subset.
         assert_eq!(m.mask_token_accuracy, Some(0.0));
         assert!((m.mask_token_baseline_accuracy.unwrap_or(0.0) - 1.0 / 3.0).abs() < 1e-12);
+        // Uniform logits over 4 ids: ln 4 nats at each [MASK] position.
+        assert!((m.mask_token_loss.unwrap_or(0.0) - 4f64.ln()).abs() < 1e-5);
+        // Smoothed unigram over counts [0 (special), 9, 3, 9], total 21, 4 ids:
+        // p(1) = 10/25, p(2) = 4/25, p(3) = 10/25 at the three [MASK] targets.
+        let expected = -((0.4f64).ln() + (0.16f64).ln() + (0.4f64).ln()) / 3.0;
+        assert!((m.mask_token_baseline_loss.unwrap_or(0.0) - expected).abs() < 1e-9);
         assert_eq!(UnigramBaseline::from_counts(&[0, 0], &[]), None);
     }
 

@@ -68,6 +68,17 @@ pub fn summary_line(m: &MlmEvalMetrics) -> String {
             a * 100.0,
             b * 100.0
         ));
+        if let (Some(l), Some(bl)) = (m.mask_token_loss, m.mask_token_baseline_loss) {
+            s.push_str(&format!(
+                "; cross-entropy there {l:.3} nats vs {bl:.3} for the unigram distribution ({:+.3}: {})",
+                l - bl,
+                if l < bl {
+                    "the model draws on context"
+                } else {
+                    "no gain from context yet"
+                }
+            ));
+        }
     }
     if let Some(p) = m.pair_accuracy {
         s.push_str(&format!("; sentence-pair accuracy {:.1}%", p * 100.0));
