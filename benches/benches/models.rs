@@ -63,6 +63,7 @@ fn zero_grads(vs: &VarStore) {
 fn bench(c: &mut Criterion) {
     // As the `cloze` binary does at start-up.
     cloze_models::tune_cpu_allocator();
+    cloze_models::flush_denormals();
     tch::set_num_threads(2);
     tch::manual_seed(0);
     let b = batch();

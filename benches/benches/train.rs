@@ -17,6 +17,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 fn bench(c: &mut Criterion) {
     // As the `cloze` binary does at start-up.
     cloze_models::tune_cpu_allocator();
+    cloze_models::flush_denormals();
     tch::set_num_threads(2);
     let mc = ModelConfig {
         hidden_size: 256,

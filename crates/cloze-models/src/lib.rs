@@ -37,4 +37,4 @@ pub use bert::{
 pub use device::parse_device;
 pub use error::{Error, Result};
 pub use hf::{load_encoder, load_pretrained, save_pretrained, HeadStatus, LoadReport, Pretrained};
-pub use runtime::tune_cpu_allocator;
+pub use runtime::{flush_denormals, tune_cpu_allocator};

@@ -85,9 +85,12 @@ fn main() -> std::process::ExitCode {
     // Before anything allocates: keeps libtorch's per-step buffers in the heap
     // instead of mapping fresh pages every training step.
     let allocator_tuned = cloze_models::tune_cpu_allocator();
+    // Also before libtorch starts threads (they inherit it): subnormal Adam
+    // moments would otherwise slow every later step down.
+    let denormals_flushed = cloze_models::flush_denormals();
     let cli = Cli::parse();
     install_tracing(cli.verbose, cli.quiet);
-    tracing::debug!(allocator_tuned, "glibc allocator settings");
+    tracing::debug!(allocator_tuned, denormals_flushed, "CPU runtime settings");
     tracing::debug!(command = ?cli.command, "starting");
     if let Err(e) = set_threads(cli.threads) {
         eprintln!("error: {e:#}");
