@@ -7,11 +7,7 @@
 // criterion's macros generate undocumented functions.
 #![allow(missing_docs)]
 
-use cloze_train::bert::bert_config;
-use cloze_train::config::{ModelConfig, OptimizerConfig};
-use cloze_train::objective::Mlm;
-use cloze_train::trainer::train_step;
-use cloze_train::{AdamW, BertPretrainer, TensorBatch};
+use cloze_train::bench::{StepBench, StepShape};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn bench(c: &mut Criterion) {
@@ -19,36 +15,12 @@ fn bench(c: &mut Criterion) {
     cloze_models::tune_cpu_allocator();
     cloze_models::flush_denormals();
     tch::set_num_threads(2);
-    let mc = ModelConfig {
-        hidden_size: 256,
-        num_hidden_layers: 4,
-        num_attention_heads: 4,
-        intermediate_size: 1024,
-        max_position_embeddings: 512,
-        type_vocab_size: 2,
-        hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1,
-        initializer_range: 0.02,
-        layer_norm_eps: 1e-12,
-    };
-    let model =
-        BertPretrainer::new(bert_config(&mc, 30522, 0), false, 0, tch::Device::Cpu).expect("model");
-    let hp = OptimizerConfig {
-        lr: 1e-4,
-        weight_decay: 0.01,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-6,
-        max_grad_norm: 1.0,
-    };
-    let mut opt = AdamW::new(&model.vs, &hp).expect("optimiser");
-    let batch = TensorBatch::synthetic(16, 128, 30522, 0.15, 0).expect("batch");
-    let obj = Mlm { weight: 1.0 };
+    let mut bench = StepBench::new(&StepShape::PEER).expect("model, optimiser and batch");
     let mut g = c.benchmark_group("train_step");
     g.sample_size(10);
     g.throughput(Throughput::Elements(16 * 128));
     g.bench_function("bert_h256_l4_seq128_b16", |b| {
-        b.iter(|| train_step(&model, &obj, &mut opt, &batch, 1e-4, 1.0).expect("step"))
+        b.iter(|| bench.step().expect("step"))
     });
     g.finish();
 }

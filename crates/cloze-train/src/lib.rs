@@ -10,6 +10,7 @@
 //! arguments: the driver observes it through [`Observer`].
 
 pub mod batch;
+pub mod bench;
 pub mod bert;
 pub mod checkpoint;
 pub mod config;

@@ -8,11 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use cloze_train::bert::bert_config;
-use cloze_train::config::ModelConfig;
-use cloze_train::objective::Mlm;
-use cloze_train::trainer::train_step;
-use cloze_train::{AdamW, BertPretrainer, TensorBatch};
+use cloze_train::bench::{StepBench, StepShape};
 use serde_json::json;
 
 /// Arguments of `cloze bench train`.
@@ -72,37 +68,21 @@ pub struct TrainBench {
 /// Builds the model and times `steps` training steps.
 pub fn measure(a: &TrainArgs) -> Result<TrainBench> {
     let ffn = a.ffn.unwrap_or(4 * a.hidden);
-    let mc = ModelConfig {
-        hidden_size: a.hidden,
-        num_hidden_layers: a.layers,
-        num_attention_heads: a.heads,
-        intermediate_size: ffn,
-        max_position_embeddings: 512,
-        type_vocab_size: 2,
-        hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1,
-        initializer_range: 0.02,
-        layer_norm_eps: 1e-12,
-    };
-    let vocab = u32::try_from(a.vocab).context("--vocab")?;
-    let model = BertPretrainer::new(bert_config(&mc, vocab, 0), false, 0, tch::Device::Cpu)?;
-    let hp = cloze_train::config::OptimizerConfig {
-        lr: 1e-4,
-        weight_decay: 0.01,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-6,
-        max_grad_norm: 1.0,
-    };
-    let mut opt = AdamW::new(&model.vs, &hp)?;
-    let batch = TensorBatch::synthetic(a.batch, a.seq, a.vocab, 0.15, 0)?;
-    let obj = Mlm { weight: 1.0 };
+    let mut bench = StepBench::new(&StepShape {
+        hidden: a.hidden,
+        layers: a.layers,
+        heads: a.heads,
+        ffn,
+        vocab: a.vocab,
+        seq: a.seq,
+        batch: a.batch,
+    })?;
     for _ in 0..2 {
-        train_step(&model, &obj, &mut opt, &batch, 1e-4, 1.0)?;
+        bench.step()?;
     }
     let t = Instant::now();
     for _ in 0..a.steps {
-        train_step(&model, &obj, &mut opt, &batch, 1e-4, 1.0)?;
+        bench.step()?;
     }
     let step_s = t.elapsed().as_secs_f64() / f64::from(a.steps.max(1));
     let (h, l, s, v, b) = (
@@ -112,7 +92,7 @@ pub fn measure(a: &TrainArgs) -> Result<TrainBench> {
         a.vocab as f64,
         a.batch as f64,
     );
-    let masked = batch.num_masked();
+    let masked = bench.num_masked();
     // Forward + backward = 3 x (2 FLOPs per multiply-add). Per token: the encoder's
     // dense layers (4h^2 attention projections + 2h*ffn), attention scores and
     // values (2*s*h per layer); per predicted position: the head transform (h^2)
@@ -125,7 +105,7 @@ pub fn measure(a: &TrainArgs) -> Result<TrainBench> {
         tokens_per_s: b * s / step_s,
         step_s,
         flops_per_step,
-        params: opt.num_params(),
+        params: bench.num_params(),
         masked,
     })
 }
