@@ -18,6 +18,7 @@ pub mod progress;
 pub mod sentences;
 pub mod shards;
 pub mod tokenizer;
+mod vocab;
 pub mod words;
 
 pub use error::{Error, Result};

@@ -3,16 +3,20 @@
 //! attaches word ids (from the tokenizer for English, from jieba for Chinese),
 //! and trains new WordPiece vocabularies with BERT normalisation.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{AddedToken, Model, Tokenizer};
+use tokenizers::{
+    AddedToken, Model, NormalizedString, Normalizer, OffsetReferential, OffsetType,
+    PreTokenizedString, PreTokenizer, Tokenizer,
+};
 
 use crate::datasets::hex;
 use crate::error::{Error, IoContext, Result};
@@ -408,22 +412,8 @@ where
             RESERVED.len()
         )));
     }
-    let mut builder = WordPieceTrainer::builder()
-        .vocab_size(options.vocab_size)
-        .min_frequency(options.min_frequency)
-        .show_progress(false)
-        .continuing_subword_prefix("##".into())
-        .special_tokens(
-            RESERVED
-                .iter()
-                .map(|t| AddedToken::from(*t, true))
-                .collect(),
-        );
-    if let Some(limit) = options.limit_alphabet {
-        builder = builder.limit_alphabet(limit);
-    }
-    let trainer = builder.build();
-    // The trainer replaces the model's vocabulary; WordPiece's default unknown token is [UNK].
+    // The model is replaced below; normaliser and pre-tokeniser first, as
+    // they also split the training text into words.
     let mut tok = Tokenizer::new(WordPiece::default());
     tok.with_normalizer(Some(BertNormalizer::new(
         true,
@@ -433,8 +423,35 @@ where
     )));
     tok.with_pre_tokenizer(Some(BertPreTokenizer));
     tok.with_decoder(Some(WordPieceDecoder::default()));
-    let mut wrapper = tokenizers::models::TrainerWrapper::WordPieceTrainer(trainer);
-    tok.train(&mut wrapper, texts).map_err(tok_err(memory))?;
+    let counts = count_words(&tok, texts)?;
+    let tokens = crate::vocab::learn_vocab(
+        counts,
+        &crate::vocab::LearnOptions {
+            vocab_size: options.vocab_size,
+            min_frequency: options.min_frequency,
+            limit_alphabet: options.limit_alphabet,
+            reserved: &RESERVED,
+            prefix: "##",
+        },
+    );
+    let vocab: ahash::AHashMap<String, u32> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(id, token)| (token, id as u32))
+        .collect();
+    let model = WordPiece::builder()
+        .vocab(vocab)
+        .unk_token(UNK.into())
+        .continuing_subword_prefix("##".into())
+        .build()
+        .map_err(tok_err(memory))?;
+    tok.with_model(model);
+    tok.add_special_tokens(
+        &RESERVED
+            .iter()
+            .map(|t| AddedToken::from(*t, true))
+            .collect::<Vec<_>>(),
+    );
     // The post-processor must point at the trained vocabulary's [CLS]/[SEP].
     let id = |t: &str| {
         tok.token_to_id(t)
@@ -449,6 +466,57 @@ where
         (CLS.into(), cls),
     )));
     TextTokenizer::from_tokenizer(tok, memory)
+}
+
+/// Lines handed to one parallel counting pass.
+const COUNT_CHUNK: usize = 8192;
+
+/// Counts the words `tok`'s normaliser and pre-tokeniser make of `texts`
+/// (what the vocabulary is learned from), in parallel chunks of lines.
+fn count_words<I>(tok: &Tokenizer, texts: I) -> Result<HashMap<String, u64>>
+where
+    I: Iterator<Item = String> + Send,
+{
+    let memory = Path::new("<training>");
+    let words_of = |text: &String| -> tokenizers::Result<Vec<String>> {
+        let mut normalized = NormalizedString::from(text.as_str());
+        if let Some(n) = tok.get_normalizer() {
+            n.normalize(&mut normalized)?;
+        }
+        let mut pre = PreTokenizedString::from(normalized);
+        if let Some(p) = tok.get_pre_tokenizer() {
+            p.pre_tokenize(&mut pre)?;
+        }
+        Ok(pre
+            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(word, _, _)| word.to_string())
+            .collect())
+    };
+    let mut total: HashMap<String, u64> = HashMap::new();
+    let mut texts = texts.peekable();
+    while texts.peek().is_some() {
+        let chunk: Vec<String> = texts.by_ref().take(COUNT_CHUNK).collect();
+        let counted = chunk
+            .par_iter()
+            .try_fold(HashMap::new, |mut acc: HashMap<String, u64>, text| {
+                for word in words_of(text)? {
+                    *acc.entry(word).or_default() += 1;
+                }
+                Ok::<_, tokenizers::Error>(acc)
+            })
+            .try_reduce(HashMap::new, |mut a, b| {
+                for (word, n) in b {
+                    *a.entry(word).or_default() += n;
+                }
+                Ok(a)
+            })
+            .map_err(tok_err(memory))?;
+        for (word, n) in counted {
+            *total.entry(word).or_default() += n;
+        }
+    }
+    Ok(total)
 }
 
 /// Writes `tokenizer.json` and `vocab.txt` (one token per line, in id order)
@@ -536,7 +604,7 @@ mod tests {
         let texts = (0..30).flat_map(|_| lines.iter().map(|s| s.to_string()));
         for lowercase in [true, false] {
             let options = TrainOptions {
-                vocab_size: 150,
+                vocab_size: 80,
                 lowercase,
                 ..Default::default()
             };
@@ -576,6 +644,30 @@ mod tests {
             renumber(&[Some(3), Some(3), None, Some(7), Some(8), Some(8)]),
             [0, 0, 1, 2, 3, 3]
         );
+    }
+
+    #[test]
+    fn training_twice_gives_the_same_vocabulary() {
+        // Many words share a count, so merge ties are common.
+        let texts =
+            || (0..400).map(|i| format!("alpha{} beta{} gamma{}s delta", i % 17, i % 11, i % 5));
+        let options = TrainOptions {
+            vocab_size: 80,
+            ..Default::default()
+        };
+        let a = train_wordpiece(texts(), &options).unwrap();
+        let b = train_wordpiece(texts(), &options).unwrap();
+        assert_eq!(a.vocab_size(), 80);
+        let dir = tempfile::tempdir().unwrap();
+        save_tokenizer_dir(&a, &dir.path().join("a")).unwrap();
+        save_tokenizer_dir(&b, &dir.path().join("b")).unwrap();
+        for file in ["vocab.txt", "tokenizer.json"] {
+            assert_eq!(
+                std::fs::read(dir.path().join("a").join(file)).unwrap(),
+                std::fs::read(dir.path().join("b").join(file)).unwrap(),
+                "{file}"
+            );
+        }
     }
 
     #[test]
