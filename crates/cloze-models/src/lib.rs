@@ -32,7 +32,8 @@ pub mod hf;
 mod runtime;
 
 pub use bert::{
-    Activation, BertConfig, BertForPreTraining, BertModel, BertOutput, MlmInput, PreTrainingOutput,
+    Activation, BertConfig, BertForPreTraining, BertModel, BertOutput, MlmInput, OffsetHeads,
+    PreTrainingOutput,
 };
 pub use device::parse_device;
 pub use error::{Error, Result};

@@ -75,7 +75,13 @@ pub struct StepBench {
 impl StepBench {
     /// Builds the model (seed 0), AdamW and a synthetic batch on the CPU.
     pub fn new(shape: &StepShape) -> Result<Self> {
-        let model = BertPretrainer::new(shape.bert_config()?, false, 0, Device::Cpu)?;
+        let model = BertPretrainer::new(
+            shape.bert_config()?,
+            false,
+            0,
+            &crate::config::InitConfig::default(),
+            Device::Cpu,
+        )?;
         let hp = OptimizerConfig {
             lr: 1e-4,
             weight_decay: 0.01,

@@ -7,7 +7,7 @@ use tch::nn::VarStore;
 use tch::Device;
 
 use crate::batch::{ModelOutput, PretrainModel, TensorBatch};
-use crate::config::ModelConfig;
+use crate::config::{InitConfig, ModelConfig};
 use crate::error::Result;
 
 /// A BERT pretraining model and the variable store that owns its weights.
@@ -41,9 +41,15 @@ pub fn bert_config(m: &ModelConfig, vocab_size: u32, pad_id: u32) -> BertConfig 
 }
 
 impl BertPretrainer {
-    /// A freshly initialised model; initialisation is seeded by `seed`.
-    /// `pair_head` adds the NSP/SOP classifier (and pooler).
-    pub fn new(config: BertConfig, pair_head: bool, seed: u64, device: Device) -> Result<Self> {
+    /// A freshly initialised model; initialisation is seeded by `seed` and
+    /// follows `init`. `pair_head` adds the NSP/SOP classifier (and pooler).
+    pub fn new(
+        config: BertConfig,
+        pair_head: bool,
+        seed: u64,
+        init: &InitConfig,
+        device: Device,
+    ) -> Result<Self> {
         tch::manual_seed((crate::trainer::mix_seed(seed, 0x1417, 0) >> 1) as i64);
         let vs = VarStore::new(device);
         let model = if pair_head {
@@ -51,6 +57,9 @@ impl BertPretrainer {
         } else {
             BertForPreTraining::new_masked_lm(&vs.root(), &config)?
         };
+        if let Some(heads) = init.offset_heads() {
+            model.bert().init_offset_heads(&heads)?;
+        }
         Ok(Self { vs, model, config })
     }
 

@@ -19,6 +19,9 @@ pub struct TrainConfig {
     pub run: RunConfig,
     /// Transformer shape (the vocabulary size comes from the tokenizer).
     pub model: ModelConfig,
+    /// How a fresh model's weights start (a resumed run loads its own).
+    #[serde(default)]
+    pub init: InitConfig,
     /// The masking scheme, passed to `cloze-mask` as is.
     pub masking: cloze_mask::MaskingConfig,
     /// Which losses are trained and their weights.
@@ -106,6 +109,87 @@ fn default_init_range() -> f64 {
 }
 fn default_ln_eps() -> f64 {
     1e-12
+}
+
+/// `[init]`: how a fresh model's weights start.
+///
+/// The offset-head fields are kept whatever the scheme (and checked when it
+/// is `offset_heads`), so that
+/// `--set init.scheme=hf` or `--set init.scheme=offset_heads` switches a
+/// preset without touching the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitConfig {
+    /// Which initialisation.
+    #[serde(default)]
+    pub scheme: InitScheme,
+    /// `offset_heads`: relative position per first-layer head (`-1`: the
+    /// previous token).
+    #[serde(default = "default_offsets")]
+    pub offsets: Vec<i64>,
+    /// `offset_heads`: amplitude of the position embeddings' sines and cosines.
+    #[serde(default = "default_position_amplitude")]
+    pub position_amplitude: f64,
+    /// `offset_heads`: scale of the heads' query-key product on positions.
+    #[serde(default = "one")]
+    pub strength: f64,
+}
+
+/// The initialisation schemes of `[init]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// HF's: every weight N(0, `initializer_range`), biases 0, LayerNorm 1.
+    #[default]
+    Hf,
+    /// HF's, then sinusoidal position embeddings and first-layer heads that
+    /// attend to fixed relative positions from the first step
+    /// (`cloze_models::OffsetHeads`); for short runs of small models.
+    OffsetHeads,
+}
+
+impl Default for InitConfig {
+    fn default() -> Self {
+        let heads = cloze_models::OffsetHeads::default();
+        Self {
+            scheme: InitScheme::Hf,
+            offsets: heads.offsets,
+            position_amplitude: heads.position_amplitude,
+            strength: heads.strength,
+        }
+    }
+}
+
+fn default_offsets() -> Vec<i64> {
+    cloze_models::OffsetHeads::default().offsets
+}
+
+fn default_position_amplitude() -> f64 {
+    cloze_models::OffsetHeads::default().position_amplitude
+}
+
+impl InitConfig {
+    /// The model-layer settings, `None` for HF's plain initialisation.
+    pub fn offset_heads(&self) -> Option<cloze_models::OffsetHeads> {
+        match self.scheme {
+            InitScheme::Hf => None,
+            InitScheme::OffsetHeads => Some(cloze_models::OffsetHeads {
+                offsets: self.offsets.clone(),
+                position_amplitude: self.position_amplitude,
+                strength: self.strength,
+            }),
+        }
+    }
+}
+
+/// `init.<field>` for a field of `cloze_models::OffsetHeads`.
+fn init_field(field: &'static str) -> &'static str {
+    match field {
+        "offsets" => "init.offsets",
+        "position_amplitude" => "init.position_amplitude",
+        "strength" => "init.strength",
+        _ => "init",
+    }
 }
 
 /// The training objective: masked LM alone or with a sentence-pair task.
@@ -399,6 +483,15 @@ impl TrainConfig {
                 return Err(bad(field, format!("must be in [0, 1), got {p}")));
             }
         }
+        if let Some(init) = self.init.offset_heads() {
+            init.validate(m.hidden_size, m.num_attention_heads, m.num_hidden_layers)
+                .map_err(|e| match e {
+                    cloze_models::Error::InvalidConfig { field, reason } => {
+                        bad(init_field(field), reason)
+                    }
+                    other => bad("init", other.to_string()),
+                })?;
+        }
         let o = &self.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {
             return Err(bad(
@@ -494,6 +587,49 @@ mod tests {
             src = c.source();
         }
         s
+    }
+
+    #[test]
+    fn init_section_defaults_to_hf_and_is_checked() -> Result<()> {
+        let (_, text) = PRESETS[0];
+        let start = text
+            .find("[init]")
+            .ok_or(Error::BadOverride("no [init]".into()))?;
+        let end = start + text[start..].find("\n[").unwrap_or(text.len() - start) + 1;
+        // Without the section: HF's initialisation.
+        let plain = format!("{}{}", &text[..start], &text[end..]);
+        let cfg = TrainConfig::from_toml(&plain, Path::new("x"))?;
+        assert_eq!(cfg.init, InitConfig::default());
+        assert!(cfg.init.offset_heads().is_none());
+        // A preset switches scheme with one override.
+        let on = cfg.with_overrides(&["init.scheme=offset_heads".into()])?;
+        assert!(on.init.offset_heads().is_some());
+        // The preset's section parses into offset heads.
+        let tiny = TrainConfig::from_toml(text, Path::new("x"))?;
+        let heads = tiny
+            .init
+            .offset_heads()
+            .ok_or(Error::BadOverride("hf".into()))?;
+        assert_eq!(heads.offsets, [-1, 1]);
+        let off = tiny.with_overrides(&["init.scheme=hf".into()])?;
+        assert!(off.init.offset_heads().is_none());
+        // A typo inside the section names the field.
+        let typo = text.replace("position_amplitude", "position_amplitud");
+        let err = TrainConfig::from_toml(&typo, Path::new("x")).unwrap_err();
+        let chain = format!("{:?}", anyhow_like(&err));
+        assert!(chain.contains("position_amplitud"), "{chain}");
+        // More offsets than first-layer heads, and a bad strength, are refused.
+        for (over, field) in [
+            ("init.offsets=[-1, 1, 2]", "init.offsets"),
+            ("init.strength=-1.0", "init.strength"),
+        ] {
+            let err = tiny.with_overrides(&[over.into()]).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidConfig { field: f, .. } if f == field),
+                "{over}: {err}"
+            );
+        }
+        Ok(())
     }
 
     #[test]

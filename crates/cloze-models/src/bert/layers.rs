@@ -146,6 +146,11 @@ impl BertEmbeddings {
         })
     }
 
+    /// The position-embedding table `[max_position_embeddings, H]`.
+    pub(crate) fn position_table(&self) -> &Tensor {
+        &self.position
+    }
+
     /// The word-embedding matrix `[V, H]`; the MLM decoder shares it (no copy).
     pub fn word_embeddings(&self) -> &Tensor {
         &self.word
@@ -177,8 +182,8 @@ impl BertEmbeddings {
 /// (`attention.self.{query,key,value}`, `attention.output.{dense,LayerNorm}`).
 #[derive(Debug)]
 pub(crate) struct BertAttention {
-    query: Linear,
-    key: Linear,
+    pub(crate) query: Linear,
+    pub(crate) key: Linear,
     value: Linear,
     output: Linear,
     layer_norm: LayerNorm,
@@ -269,6 +274,11 @@ pub(crate) struct BertLayer {
 }
 
 impl BertLayer {
+    /// The self-attention block.
+    pub(crate) fn attention(&self) -> &BertAttention {
+        &self.attention
+    }
+
     pub(crate) fn new(p: &Path, config: &BertConfig) -> Result<Self> {
         let (h, ff) = (config.hidden_size, config.intermediate_size);
         Ok(BertLayer {

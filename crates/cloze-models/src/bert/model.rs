@@ -23,10 +23,10 @@ pub struct BertOutput {
 /// `VarStore` has exactly the keys of HF's `BertModel`.
 #[derive(Debug)]
 pub struct BertModel {
-    embeddings: BertEmbeddings,
-    layers: Vec<BertLayer>,
+    pub(super) embeddings: BertEmbeddings,
+    pub(super) layers: Vec<BertLayer>,
     pooler: Option<Pooler>,
-    config: BertConfig,
+    pub(super) config: BertConfig,
 }
 
 impl BertModel {

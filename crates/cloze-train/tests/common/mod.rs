@@ -148,7 +148,8 @@ keep_last = 2
 
 pub fn model(cfg: &TrainConfig, pair_head: bool) -> BertPretrainer {
     let bc = cloze_train::bert::bert_config(&cfg.model, VOCAB, 0);
-    BertPretrainer::new(bc, pair_head, cfg.run.seed, tch::Device::Cpu).expect("model builds")
+    BertPretrainer::new(bc, pair_head, cfg.run.seed, &cfg.init, tch::Device::Cpu)
+        .expect("model builds")
 }
 
 /// The train losses logged in a run directory, by step.

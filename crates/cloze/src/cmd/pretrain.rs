@@ -172,7 +172,13 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     let pair_head = cfg.objective.kind != ObjectiveKind::Mlm;
     let bert_cfg =
         cloze_train::bert::bert_config(&cfg.model, data.specials.vocab_size, data.specials.pad);
-    let model = BertPretrainer::new(bert_cfg, pair_head, cfg.run.seed, tch::Device::Cpu)?;
+    let model = BertPretrainer::new(
+        bert_cfg,
+        pair_head,
+        cfg.run.seed,
+        &cfg.init,
+        tch::Device::Cpu,
+    )?;
     let source = data.train_source(&cfg)?;
     let eval = data.eval_set(&cfg)?;
     tracing::info!(
