@@ -12,8 +12,10 @@
 //! [`OffsetHeads`] starts the model with that structure instead. Position
 //! embeddings get sines and cosines in the last `head_dim` coordinates, at
 //! `head_dim / 2` frequencies evenly spaced in (0, π), so the dot product of
-//! two positions is `amplitude² · Σ_f cos(ω_f (i - j))`: large at `i = j` and
-//! exactly zero at every other distance below `2 · head_dim`. In the first
+//! two positions is `amplitude² · Σ_f cos(ω_f (i - j))`: largest at `i = j`,
+//! exactly zero at every distance that is not a multiple of `head_dim`
+//! (negative at `head_dim` itself), so the next equally high score is
+//! `2 · head_dim` positions away. In the first
 //! layer, head `h` reads those coordinates through a key projection that keeps
 //! them and a query projection that rotates each frequency's plane by
 //! `ω_f · offsets[h]`, so query `i` matches key `i + offsets[h]`: with offsets
@@ -42,9 +44,8 @@ pub struct OffsetHeads {
     pub offsets: Vec<i64>,
     /// Amplitude of each sine and cosine in the position embeddings.
     pub position_amplitude: f64,
-    /// Scale of the query-key product on the position coordinates; with
-    /// post-LayerNorm embeddings the score of the matching key is about
-    /// `8 · strength` above the others for a head size of 64.
+    /// Scale of the query-key product on the position coordinates: larger
+    /// makes the offset heads' attention sharper at the start.
     pub strength: f64,
 }
 
