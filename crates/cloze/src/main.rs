@@ -60,8 +60,17 @@ fn install_tracing(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .with_target(false)
         .init();
+}
+
+/// Colour (ANSI escapes) only when standard error is a terminal and
+/// `NO_COLOR` is unset or empty, so logs written to files and pipes stay plain.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 /// Sets libtorch's intra-op threads and rayon's global pool explicitly, so runs are
@@ -111,9 +120,17 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<cmd::interrupt::Interrupted>() {
+            // Stopped by Ctrl-C: not a failure of the command, but not a
+            // finished job either, so `cloze pretrain && cloze eval` stops here.
+            Some(stopped) => {
+                eprintln!("{stopped}");
+                std::process::ExitCode::from(cmd::interrupt::EXIT_INTERRUPTED)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -2,145 +2,11 @@
 //! corpus the test writes itself: Ctrl-C, resume, config typos, data/tokenizer
 //! mismatches and the plots.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::{cloze, ok, prepare, pretrain};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn cloze() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cloze"));
-    c.arg("-q");
-    c
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A small English corpus: documents of simple, repetitive sentences, blank-line separated.
-fn write_corpus(path: &Path, docs: usize) {
-    let subjects = [
-        "the people",
-        "our nation",
-        "the congress",
-        "this government",
-        "the states",
-        "our citizens",
-    ];
-    let verbs = [
-        "shall protect",
-        "must defend",
-        "will support",
-        "can improve",
-        "should respect",
-        "may secure",
-    ];
-    let objects = [
-        "the union",
-        "the constitution",
-        "our liberty",
-        "the common defense",
-        "the public peace",
-        "our commerce",
-    ];
-    let mut text = String::new();
-    for d in 0..docs {
-        for s in 0..12 {
-            let k = d * 31 + s * 7;
-            text.push_str(&format!(
-                "{} {} {} in the year {}.\n",
-                subjects[k % 6],
-                verbs[(k / 6) % 6],
-                objects[(k / 3 + d) % 6],
-                1800 + (k % 50)
-            ));
-        }
-        text.push('\n');
-    }
-    std::fs::write(path, text).expect("corpus written");
-}
-
-/// Tokenizer + shards with a held-out split, in `dir`.
-fn prepare(dir: &Path, vocab: u32) -> PathBuf {
-    let corpus = dir.join("corpus.txt");
-    write_corpus(&corpus, 60);
-    let tok = dir.join("tok");
-    let data = dir.join("data");
-    ok(
-        cloze()
-            .args(["tokenizer", "train", "--corpus"])
-            .arg(&corpus)
-            .args([
-                "--vocab-size",
-                &vocab.to_string(),
-                "--min-frequency",
-                "1",
-                "--out",
-            ])
-            .arg(&tok)
-            .output()
-            .expect("spawn"),
-        "tokenizer train",
-    );
-    ok(
-        cloze()
-            .args(["data", "prepare", "--corpus"])
-            .arg(&corpus)
-            .arg("--tokenizer")
-            .arg(&tok)
-            .arg("--out")
-            .arg(&data)
-            .args([
-                "--mode",
-                "packed",
-                "--max-seq-length",
-                "32",
-                "--holdout-fraction",
-                "0.2",
-            ])
-            .output()
-            .expect("spawn"),
-        "data prepare",
-    );
-    data
-}
-
-const SMALL: &[&str] = &[
-    "--set",
-    "model.hidden_size=32",
-    "--set",
-    "model.intermediate_size=64",
-    "--set",
-    "model.num_attention_heads=2",
-    "--set",
-    "data.batch_size=8",
-    "--set",
-    "eval.every_steps=5",
-    "--set",
-    "checkpoint.every_steps=5",
-    "--set",
-    "schedule.warmup_steps=2",
-    "--set",
-    "run.log_every=1",
-    "--set",
-    "run.threads=1",
-];
-
-fn pretrain(data: &Path, out: &Path, steps: u64) -> Command {
-    let mut c = cloze();
-    c.args(["pretrain", "--config", "bert-tiny", "--data"])
-        .arg(data)
-        .arg("--out")
-        .arg(out);
-    c.args(["--max-steps", &steps.to_string()]).args(SMALL);
-    c
-}
 
 #[test]
 fn config_typo_is_reported_by_field_name() {
@@ -204,12 +70,19 @@ fn ctrl_c_checkpoints_then_resume_finishes_and_plots_and_eval_work() {
         .status()
         .expect("kill");
     assert!(kill.success());
-    let out = ok(
-        child.wait_with_output().expect("wait"),
-        "interrupted pretrain",
+    // Stopped by Ctrl-C is not a finished job: status 130, and the message
+    // gives the exact command that continues the run.
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted at step"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "continue with: cloze pretrain --resume {}",
+            run.display()
+        )),
+        "{stderr}"
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("interrupted at step"), "{stdout}");
     let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
         .expect("checkpoints")
         .collect();

@@ -6,6 +6,7 @@ pub mod encode;
 pub mod eval;
 pub mod fill_mask;
 pub mod info;
+pub mod interrupt;
 pub mod mask_demo;
 pub mod plot;
 pub mod pretrain;
