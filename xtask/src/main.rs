@@ -180,7 +180,9 @@ fn demo(args: Vec<String>) -> Result<()> {
     let root = repo_root();
     let bin = root.join("target/release/cloze");
     // Everything the demo writes stays under runs/demo (ignored by git); the
-    // corpus itself is cached outside the clone by `cloze data fetch`.
+    // corpus itself is cached outside the clone by `cloze data fetch`. Each
+    // step passes --force, which replaces only that command's own earlier
+    // output (recognised by its marker), so a rerun of the demo starts over.
     let work = root.join("runs/demo");
     let tok = work.join("tokenizer");
     let data = work.join("data");
@@ -197,13 +199,13 @@ fn demo(args: Vec<String>) -> Result<()> {
         ("fetch the State of the Union corpus", vec!["data", "fetch", "sotu"]),
         (
             "train a WordPiece tokenizer (8,192 ids)",
-            vec!["tokenizer", "train", "--corpus", &corpus_s, "--vocab-size", "8192", "--out", &tok_s],
+            vec!["tokenizer", "train", "--corpus", &corpus_s, "--vocab-size", "8192", "--out", &tok_s, "--force"],
         ),
         (
             "prepare shards with a held-out split",
             vec![
                 "data", "prepare", "--corpus", &corpus_s, "--tokenizer", &tok_s, "--out", &data_s,
-                "--mode", "packed", "--max-seq-length", "128", "--holdout-fraction", "0.03",
+                "--mode", "packed", "--max-seq-length", "128", "--holdout-fraction", "0.03", "--force",
             ],
         ),
         (

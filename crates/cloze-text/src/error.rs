@@ -106,7 +106,7 @@ pub enum Error {
         line: u64,
     },
     /// A line exceeds the reader's limit (a binary file or a file without newlines).
-    #[error("{path}:{line}: line longer than {limit} bytes (is this a text corpus?)")]
+    #[error("{path}:{line}: line longer than {limit} bytes, the --max-line-bytes limit: if this is a text corpus with long lines (one paragraph or document per line), raise --max-line-bytes; a binary file or text without newlines is not a corpus")]
     LineTooLong {
         /// The file.
         path: PathBuf,
@@ -124,7 +124,7 @@ pub enum Error {
     /// The `tokenizers` crate reported an error.
     #[error("tokenizer {path}")]
     Tokenizer {
-        /// The tokenizer file or directory ("<memory>" when none).
+        /// The tokenizer file or directory (`"<memory>"` when none).
         path: PathBuf,
         /// The library's error.
         #[source]
@@ -167,6 +167,34 @@ pub enum Error {
     /// Invalid settings.
     #[error("invalid setting: {0}")]
     Config(String),
+    /// The maximum instance length is outside what [`crate::pretrain::MIN_SEQ_LENGTH`]
+    /// and [`crate::pretrain::MAX_SEQ_LENGTH`] allow.
+    #[error("max_seq_length (--max-seq-length) {value} is out of range: choose between {min} and {max} tokens per instance (BERT presets use 512 or less)")]
+    SeqLengthOutOfRange {
+        /// The length asked for.
+        value: usize,
+        /// The smallest accepted length.
+        min: usize,
+        /// The largest accepted length.
+        max: usize,
+    },
+    /// A manifest names a shard file that is not a plain file name inside the
+    /// data directory (absolute, `..`, or with a path separator).
+    #[error("manifest {manifest} names shard file {file:?}, which is not a plain file name inside the data directory: the manifest is damaged or was not written by cloze; prepare the data again with `cloze data prepare`")]
+    UnsafeShardName {
+        /// The manifest file.
+        manifest: PathBuf,
+        /// The offending name as written in it.
+        file: String,
+    },
+    /// An output directory was refused, is locked by another process, or
+    /// could not be published (the rule is `cloze_fs`'s).
+    #[error(transparent)]
+    Output(#[from] cloze_fs::Error),
+    /// The caller asked the operation to stop ([`crate::Progress::cancelled`]);
+    /// nothing was published.
+    #[error("stopped on request; nothing was published")]
+    Cancelled,
 }
 
 /// The crate's result type.

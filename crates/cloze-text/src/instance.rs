@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Word id given to tokens that belong to no word ([CLS], [SEP], padding).
+/// Word id given to tokens that belong to no word (`[CLS]`, `[SEP]`, padding).
 pub const NO_WORD: u32 = u32::MAX;
 
 /// The sentence-pair objective's label for an instance, if it has one.
@@ -39,7 +39,7 @@ impl PairLabel {
 pub struct Instance {
     /// Token ids, special tokens included.
     pub tokens: Vec<u32>,
-    /// Segment (token type) id per token: 0 for A (and [CLS]), 1 for B.
+    /// Segment (token type) id per token: 0 for A (and `[CLS]`), 1 for B.
     pub segment_ids: Vec<u8>,
     /// Word id per token, [`NO_WORD`] for special tokens.
     pub word_ids: Vec<u32>,

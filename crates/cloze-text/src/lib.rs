@@ -1,7 +1,9 @@
 //! `cloze-text`: the text layer. Corpora in, tokenizer, word boundaries, unmasked
 //! pretraining instances, on-disk shards.
 //!
-//! Neighbours: nothing below it; `cloze-mask` consumes its [`Instance`]s and
+//! Neighbours: below it only `cloze-fs`, whose rule every directory it writes
+//! follows (shards, tokenizers: never replace the user's data, one writer,
+//! publish by rename); `cloze-mask` consumes its [`Instance`]s and
 //! [`SpecialTokens`]; `cloze-train` reads shards through [`shards::ShardSet`];
 //! the `cloze` driver exposes [`datasets`] as `cloze data fetch|list`. This
 //! crate never links libtorch.

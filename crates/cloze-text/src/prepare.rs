@@ -5,11 +5,21 @@
 //! tokenized and turned into instances in parallel with rayon, and its
 //! instances are written as one shard per split. NSP's random B segment is
 //! drawn from the other documents of the same chunk and split, which keeps
-//! memory flat in corpus size. Everything is written into a temporary sibling
-//! directory that replaces `out` only when complete.
+//! memory flat in corpus size.
+//!
+//! Output follows the `cloze-fs` rule: [`prepare_into`] writes into a fresh
+//! directory the caller provides (the staging sibling of a checked
+//! [`cloze_fs::OutputDir`]); the caller publishes it. [`prepare`] does all of
+//! it for library callers. Nothing is ever written into the final directory
+//! before it is complete, an output that is not an earlier `prepare` output
+//! (or that holds the corpus or the tokenizer) is never replaced, and a
+//! [`Progress::cancelled`] request stops between chunks with
+//! [`Error::Cancelled`], the staging directory removed.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use cloze_fs::{OutputDir, OutputKind};
 
 use rand::Rng;
 use rayon::prelude::*;
@@ -53,7 +63,8 @@ impl Default for PrepareConfig {
 /// What [`prepare`] did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrepareReport {
-    /// The shard directory.
+    /// The shard directory: where it was published ([`prepare`]) or the
+    /// directory written into ([`prepare_into`]).
     pub out: PathBuf,
     /// Documents read.
     pub documents: u64,
@@ -94,30 +105,38 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn validate(config: &PrepareConfig) -> Result<()> {
-    let i = &config.instances;
-    if i.max_seq_length < 8 {
-        return Err(Error::Config(format!(
-            "max_seq_length {} is below 8",
-            i.max_seq_length
-        )));
+impl PrepareConfig {
+    /// Checks every setting, so a caller can refuse bad input before any
+    /// work: the instance settings ([`InstanceConfig::validate`], including
+    /// the [`crate::pretrain::MAX_SEQ_LENGTH`] bound), the holdout fraction
+    /// and the chunk size. [`prepare_into`] checks again.
+    ///
+    /// [`InstanceConfig::validate`]: crate::pretrain::InstanceConfig::validate
+    pub fn validate(&self) -> Result<()> {
+        self.instances.validate()?;
+        if !(0.0..1.0).contains(&self.holdout_fraction) {
+            return Err(Error::Config(format!(
+                "holdout fraction {} is not in [0, 1)",
+                self.holdout_fraction
+            )));
+        }
+        if self.chunk_bytes == 0 {
+            return Err(Error::Config("chunk_bytes is 0".into()));
+        }
+        Ok(())
     }
-    if !(0.0..=1.0).contains(&i.short_seq_prob) {
-        return Err(Error::Config(format!(
-            "short_seq_prob {} is not in [0, 1]",
-            i.short_seq_prob
-        )));
-    }
-    if !(0.0..1.0).contains(&config.holdout_fraction) {
-        return Err(Error::Config(format!(
-            "holdout fraction {} is not in [0, 1)",
-            config.holdout_fraction
-        )));
-    }
-    if config.chunk_bytes == 0 {
-        return Err(Error::Config("chunk_bytes is 0".into()));
-    }
-    Ok(())
+}
+
+/// The kind of output `prepare` writes, for [`OutputDir::check`]: the command
+/// `data prepare`, replaced only with `--force`; directories written before
+/// output markers existed are recognised by their manifest, tokenizer copy
+/// and first train shard.
+pub fn output_kind() -> OutputKind {
+    OutputKind::new("data prepare", "--force").with_legacy_markers(&[
+        MANIFEST,
+        TOKENIZER,
+        "train-00000.bin",
+    ])
 }
 
 /// Tokenizes one document's lines into segments.
@@ -158,7 +177,15 @@ impl SplitWriter {
     }
 }
 
-/// Prepares shards from `corpus` into the directory `out` (replaced atomically).
+/// Prepares shards from `corpus` into `out` for library callers: checks `out`
+/// with [`output_kind`] (the corpus and the tokenizer's source as inputs),
+/// writes into a staging sibling and publishes it.
+///
+/// An existing `out` is replaced only when it is an earlier `prepare` output
+/// (as `cloze data prepare --force` does); any other non-empty directory, a
+/// directory holding the corpus or the tokenizer, a file or the current
+/// directory is refused with [`Error::Output`] before any work. On any error
+/// the previous `out` is left exactly as it was.
 pub fn prepare(
     corpus: &Path,
     tokenizer: &TextTokenizer,
@@ -166,22 +193,34 @@ pub fn prepare(
     config: &PrepareConfig,
     progress: &dyn Progress,
 ) -> Result<PrepareReport> {
+    config.validate()?;
+    let guard = OutputDir::check(out, &output_kind(), &[corpus, tokenizer.source()], true)?;
+    let staging = guard.staging()?;
+    let mut report = prepare_into(corpus, tokenizer, staging.path(), config, progress)?;
+    report.out = guard.publish(staging)?;
+    Ok(report)
+}
+
+/// Writes the shards of `corpus`, a copy of the tokenizer and the manifest
+/// into `dir`, an existing empty directory (normally
+/// [`OutputDir::staging`]); publishing it is the caller's job, and
+/// [`PrepareReport::out`] is `dir`.
+///
+/// Polls [`Progress::cancelled`] before each chunk and before the manifest,
+/// returning [`Error::Cancelled`]; on that or any other error `dir` holds a
+/// partial result the caller discards.
+pub fn prepare_into(
+    corpus: &Path,
+    tokenizer: &TextTokenizer,
+    dir: &Path,
+    config: &PrepareConfig,
+    progress: &dyn Progress,
+) -> Result<PrepareReport> {
     let _span = tracing::info_span!("prepare", corpus = %corpus.display()).entered();
-    validate(config)?;
+    config.validate()?;
     let start = Instant::now();
     let total_bytes = corpus_bytes(corpus)?;
     let mut reader = DocumentReader::open(corpus, config.corpus.clone())?;
-
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).at(&parent)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".shards-partial-")
-        .tempdir_in(&parent)
-        .at(&parent)?;
-    let dir = staging.path();
 
     let special = tokenizer.special_tokens().clone();
     let mut train = SplitWriter {
@@ -198,6 +237,9 @@ pub fn prepare(
     let mut last_bytes = 0u64;
     let mut stages = StageSeconds::default();
     loop {
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
         // Read one chunk of whole documents.
         let t0 = Instant::now();
         let read_span = tracing::debug_span!("read").entered();
@@ -297,6 +339,9 @@ pub fn prepare(
         last_bytes = now;
     }
     progress.finish();
+    if progress.cancelled() {
+        return Err(Error::Cancelled);
+    }
     if documents == 0 {
         return Err(Error::EmptyCorpus {
             path: corpus.to_path_buf(),
@@ -330,11 +375,10 @@ pub fn prepare(
         source,
     })?;
     std::fs::write(&path, json).at(&path)?;
-    crate::datasets::publish_dir(staging, out)?;
 
     let seconds = start.elapsed().as_secs_f64();
     Ok(PrepareReport {
-        out: out.to_path_buf(),
+        out: dir.to_path_buf(),
         documents,
         text_tokens,
         train: train.info,

@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::instance::{Instance, PairLabel, SpecialTokens, NO_WORD};
 
 /// The pair objective (or none) instances are built for.
@@ -49,6 +50,44 @@ pub struct InstanceConfig {
     pub short_seq_prob: f64,
     /// Seed of every random choice.
     pub seed: u64,
+}
+
+/// The shortest instance length accepted: `[CLS]`, two `[SEP]`s and room for
+/// a few tokens of each segment.
+pub const MIN_SEQ_LENGTH: usize = 8;
+
+/// The longest instance length accepted, in tokens (special tokens included).
+///
+/// The models cloze trains use learned absolute position embeddings (512 in
+/// every BERT preset), so instances longer than the model's positions cannot
+/// be trained at all, and attention memory grows with the square of the
+/// length: at 8192 tokens one sequence's attention scores take 256 MiB per
+/// head and layer in fp32. 8192 leaves room for long-context experiments
+/// (16x BERT's 512) while a typo such as 4294967296 or 100000 becomes an error
+/// before any work instead of an out-of-memory abort or a failure at the
+/// first forward pass. The trainer checks the tighter bound of the model's
+/// `max_position_embeddings` when it knows the model.
+pub const MAX_SEQ_LENGTH: usize = 8192;
+
+impl InstanceConfig {
+    /// Checks the settings: `max_seq_length` in
+    /// [`MIN_SEQ_LENGTH`]`..=`[`MAX_SEQ_LENGTH`], `short_seq_prob` in `[0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        if !(MIN_SEQ_LENGTH..=MAX_SEQ_LENGTH).contains(&self.max_seq_length) {
+            return Err(Error::SeqLengthOutOfRange {
+                value: self.max_seq_length,
+                min: MIN_SEQ_LENGTH,
+                max: MAX_SEQ_LENGTH,
+            });
+        }
+        if !(0.0..=1.0).contains(&self.short_seq_prob) {
+            return Err(Error::Config(format!(
+                "short_seq_prob {} is not in [0, 1]",
+                self.short_seq_prob
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for InstanceConfig {
@@ -346,6 +385,30 @@ fn packed(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_seq_length_is_bounded_with_a_typed_error() {
+        for bad in [0, MIN_SEQ_LENGTH - 1, MAX_SEQ_LENGTH + 1, 100_000, 1 << 32] {
+            let config = InstanceConfig {
+                max_seq_length: bad,
+                ..InstanceConfig::default()
+            };
+            let err = config.validate().unwrap_err();
+            assert!(
+                matches!(err, Error::SeqLengthOutOfRange { value, max: MAX_SEQ_LENGTH, .. } if value == bad),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains("8192"), "{err}");
+        }
+        for good in [MIN_SEQ_LENGTH, 512, MAX_SEQ_LENGTH] {
+            InstanceConfig {
+                max_seq_length: good,
+                ..InstanceConfig::default()
+            }
+            .validate()
+            .unwrap();
+        }
+    }
 
     fn special() -> SpecialTokens {
         SpecialTokens {

@@ -11,6 +11,13 @@ pub trait Progress: Sync {
     fn finish(&self) {}
     /// A one-line message for the user (e.g. where a download went).
     fn message(&self, _text: &str) {}
+    /// Whether the caller wants the operation to stop (the driver answers true
+    /// after Ctrl-C). Long operations poll it between units of work (a chunk
+    /// of documents, a batch of lines) and then return [`crate::Error::Cancelled`]
+    /// without publishing anything.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Ignores all progress.

@@ -19,7 +19,11 @@
 //! A shard directory holds `manifest.json`, `tokenizer.json` (a copy of the
 //! tokenizer, for decoding) and `train-NNNNN.bin` / `eval-NNNNN.bin`. It is
 //! written under a temporary name and renamed into place when complete, so a
-//! directory with a manifest is always whole.
+//! directory with a manifest is always whole. Shard file names in a manifest
+//! must be plain names inside the directory: [`read_manifest`] refuses an
+//! absolute name, `..` or a path separator ([`Error::UnsafeShardName`]), so a
+//! damaged or hostile manifest cannot make cloze read (or hash) files
+//! elsewhere.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -467,7 +471,29 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
             ),
         });
     }
+    for info in manifest.train.shards.iter().chain(&manifest.eval.shards) {
+        if !is_plain_file_name(&info.file) {
+            return Err(Error::UnsafeShardName {
+                manifest: path,
+                file: info.file.clone(),
+            });
+        }
+    }
     Ok(manifest)
+}
+
+/// True when `name` names a file directly inside a directory: one normal
+/// path component, no separator of any platform, not `.` or `..`, no NUL.
+fn is_plain_file_name(name: &str) -> bool {
+    use std::path::Component;
+    if name.is_empty() || name.contains(['/', '\\', '\0']) {
+        return false;
+    }
+    let mut components = Path::new(name).components();
+    matches!(
+        (components.next(), components.next()),
+        (Some(Component::Normal(c)), None) if c == name
+    )
 }
 
 /// A seeded permutation of `0..len` for one epoch, the same on every machine
@@ -697,6 +723,51 @@ mod tests {
             .contains("magic"));
         std::fs::remove_file(dir.path().join(MANIFEST)).unwrap();
         assert!(matches!(ShardSet::open(dir.path()), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn shard_names_outside_the_directory_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        let infos = write_set(&dir, &[vec![inst(0, 2, None)]]);
+        // A copy of the shard beside the directory: a name reaching it must
+        // be refused even though the file is a valid shard.
+        std::fs::copy(dir.join(&infos[0].file), root.path().join("outside.bin")).unwrap();
+        let outside = root.path().join("outside.bin");
+        for bad in [
+            "../outside.bin".to_string(),
+            outside.display().to_string(),
+            "sub/train-00000.bin".to_string(),
+            "..".to_string(),
+            ".".to_string(),
+            String::new(),
+            "a\\b.bin".to_string(),
+        ] {
+            let mut m = manifest(infos.clone());
+            m.train.shards[0].file = bad.clone();
+            std::fs::write(dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+            let err = ShardSet::open(&dir).unwrap_err();
+            assert!(
+                matches!(&err, Error::UnsafeShardName { file, .. } if *file == bad),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().contains("manifest.json"), "{err}");
+        }
+        // Eval shards are checked too.
+        let mut m = manifest(infos.clone());
+        m.eval.shards.push(ShardInfo {
+            file: "../outside.bin".into(),
+            ..infos[0].clone()
+        });
+        std::fs::write(dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        assert!(matches!(
+            ShardSet::open(&dir),
+            Err(Error::UnsafeShardName { .. })
+        ));
+        // Dots inside a plain name are harmless.
+        assert!(is_plain_file_name("train..v2.bin"));
+        assert!(is_plain_file_name("train-00000.bin"));
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! existing `tokenizer.json` or BERT `vocab.txt`, knows its special tokens,
 //! attaches word ids (from the tokenizer for English, from jieba for Chinese),
 //! and trains new WordPiece vocabularies with BERT normalisation.
+//!
+//! A trained tokenizer is saved as a directory (`tokenizer.json` +
+//! `vocab.txt`) under the `cloze-fs` rule: [`save_tokenizer_files`] writes
+//! into a staging directory the caller publishes, [`save_tokenizer_dir`] does
+//! both and never replaces anything but an earlier tokenizer output.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,8 @@ use crate::datasets::hex;
 use crate::error::{Error, IoContext, Result};
 use crate::fastbert::FastBert;
 use crate::instance::SpecialTokens;
+use crate::progress::{NoProgress, Progress};
+use crate::vocab::Stop;
 use crate::words::{has_cjk, jieba, jieba_word_ids};
 
 /// `[PAD]`.
@@ -397,10 +404,79 @@ impl Default for TrainOptions {
     }
 }
 
+/// Why a trained vocabulary has the size it has (see [`TrainReport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VocabStop {
+    /// The vocabulary reached the size asked for.
+    Reached,
+    /// No pair of adjacent pieces is left in any word: every word of the
+    /// corpus is already a single token.
+    NoPairs,
+    /// The most frequent remaining pair occurs `count` times, fewer than
+    /// [`TrainOptions::min_frequency`].
+    BelowMinFrequency {
+        /// How often the most frequent remaining pair occurs.
+        count: u64,
+    },
+}
+
+/// How a vocabulary came to its size, so a caller can say why it is smaller
+/// (or larger) than asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainReport {
+    /// [`TrainOptions::vocab_size`].
+    pub requested: usize,
+    /// Tokens in the trained vocabulary.
+    pub vocab_size: usize,
+    /// Reserved tokens ([`RESERVED`]).
+    pub reserved: usize,
+    /// Distinct characters kept (after [`TrainOptions::limit_alphabet`]).
+    pub alphabet: usize,
+    /// `##x` continuation pieces, one per character seen inside a word.
+    pub continuation: usize,
+    /// Merges made: pairs that occurred at least `min_frequency` times.
+    pub merges: usize,
+    /// [`TrainOptions::min_frequency`].
+    pub min_frequency: u64,
+    /// Why merging stopped.
+    pub stop: VocabStop,
+}
+
+impl TrainReport {
+    /// True when the vocabulary has fewer tokens than asked for.
+    pub fn is_short(&self) -> bool {
+        self.vocab_size < self.requested
+    }
+}
+
+/// A trained tokenizer and the report of its training.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// How its vocabulary came to its size.
+    pub report: TrainReport,
+}
+
 /// Trains a WordPiece vocabulary with BERT normalisation (CJK characters split
 /// into single characters, control characters removed) on `texts`, reserving
-/// [`RESERVED`] at ids 0..6.
+/// [`RESERVED`] at ids 0..6. [`train_wordpiece_with`] also reports why the
+/// vocabulary has its size and can be stopped.
 pub fn train_wordpiece<I>(texts: I, options: &TrainOptions) -> Result<TextTokenizer>
+where
+    I: Iterator<Item = String> + Send,
+{
+    train_wordpiece_with(texts, options, &NoProgress).map(|t| t.tokenizer)
+}
+
+/// [`train_wordpiece`] with a [`TrainReport`], polling
+/// [`Progress::cancelled`] between batches of lines and during merging; a
+/// cancelled training returns [`Error::Cancelled`].
+pub fn train_wordpiece_with<I>(
+    texts: I,
+    options: &TrainOptions,
+    progress: &dyn Progress,
+) -> Result<Trained>
 where
     I: Iterator<Item = String> + Send,
 {
@@ -423,8 +499,8 @@ where
     )));
     tok.with_pre_tokenizer(Some(BertPreTokenizer));
     tok.with_decoder(Some(WordPieceDecoder::default()));
-    let counts = count_words(&tok, texts)?;
-    let tokens = crate::vocab::learn_vocab(
+    let counts = count_words(&tok, texts, progress)?;
+    let learned = crate::vocab::learn_vocab(
         counts,
         &crate::vocab::LearnOptions {
             vocab_size: options.vocab_size,
@@ -433,8 +509,26 @@ where
             reserved: &RESERVED,
             prefix: "##",
         },
+        &|| progress.cancelled(),
     );
-    let vocab: ahash::AHashMap<String, u32> = tokens
+    let stop = match learned.stop {
+        Stop::Reached => VocabStop::Reached,
+        Stop::NoPairs => VocabStop::NoPairs,
+        Stop::BelowMinFrequency { count } => VocabStop::BelowMinFrequency { count },
+        Stop::Cancelled => return Err(Error::Cancelled),
+    };
+    let mut report = TrainReport {
+        requested: options.vocab_size,
+        vocab_size: learned.tokens.len(),
+        reserved: RESERVED.len(),
+        alphabet: learned.alphabet,
+        continuation: learned.continuation,
+        merges: learned.merges,
+        min_frequency: options.min_frequency.max(1),
+        stop,
+    };
+    let vocab: ahash::AHashMap<String, u32> = learned
+        .tokens
         .into_iter()
         .enumerate()
         .map(|(id, token)| (token, id as u32))
@@ -465,7 +559,9 @@ where
         (SEP.into(), sep),
         (CLS.into(), cls),
     )));
-    TextTokenizer::from_tokenizer(tok, memory)
+    let tokenizer = TextTokenizer::from_tokenizer(tok, memory)?;
+    report.vocab_size = tokenizer.vocab_size() as usize;
+    Ok(Trained { tokenizer, report })
 }
 
 /// Lines handed to one parallel counting pass.
@@ -473,7 +569,11 @@ const COUNT_CHUNK: usize = 8192;
 
 /// Counts the words `tok`'s normaliser and pre-tokeniser make of `texts`
 /// (what the vocabulary is learned from), in parallel chunks of lines.
-fn count_words<I>(tok: &Tokenizer, texts: I) -> Result<HashMap<String, u64>>
+fn count_words<I>(
+    tok: &Tokenizer,
+    texts: I,
+    progress: &dyn Progress,
+) -> Result<HashMap<String, u64>>
 where
     I: Iterator<Item = String> + Send,
 {
@@ -495,7 +595,13 @@ where
     };
     let mut total: HashMap<String, u64> = HashMap::new();
     let mut texts = texts.peekable();
-    while texts.peek().is_some() {
+    loop {
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if texts.peek().is_none() {
+            break;
+        }
         let chunk: Vec<String> = texts.by_ref().take(COUNT_CHUNK).collect();
         let counted = chunk
             .par_iter()
@@ -519,21 +625,34 @@ where
     Ok(total)
 }
 
+/// The kind of output a trained tokenizer directory is, for
+/// [`cloze_fs::OutputDir::check`]: the command `tokenizer train`, replaced
+/// only with `--force`. Directories written before output markers existed are
+/// not recognised (a directory holding `tokenizer.json` and `vocab.txt` may
+/// just as well be a downloaded or trained model), so they are never replaced.
+pub fn output_kind() -> cloze_fs::OutputKind {
+    cloze_fs::OutputKind::new("tokenizer train", "--force")
+}
+
 /// Writes `tokenizer.json` and `vocab.txt` (one token per line, in id order)
-/// as the directory `dir`, atomically: both files are written into a sibling
-/// temporary directory that then replaces `dir`.
+/// as the directory `dir` for library callers, under the `cloze-fs` rule:
+/// `dir` is checked with [`output_kind`], the files go into a staging
+/// sibling, and it is renamed into place. An existing `dir` is replaced only
+/// when it is an earlier tokenizer output; anything else is refused with
+/// [`Error::Output`] and left as it was.
 pub fn save_tokenizer_dir(tok: &TextTokenizer, dir: &Path) -> Result<()> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(parent).at(parent)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".tokenizer-partial-")
-        .tempdir_in(parent)
-        .at(parent)?;
-    write_tokenizer_files(tok, staging.path())?;
-    crate::datasets::publish_dir(staging, dir)
+    let guard = cloze_fs::OutputDir::check(dir, &output_kind(), &[], true)?;
+    let staging = guard.staging()?;
+    save_tokenizer_files(tok, staging.path())?;
+    guard.publish(staging)?;
+    Ok(())
+}
+
+/// Writes `tokenizer.json` and `vocab.txt` (one token per line, in id order)
+/// into the existing directory `dir` (normally a staging directory the caller
+/// publishes).
+pub fn save_tokenizer_files(tok: &TextTokenizer, dir: &Path) -> Result<()> {
+    write_tokenizer_files(tok, dir)
 }
 
 fn write_tokenizer_files(tok: &TextTokenizer, dir: &Path) -> Result<()> {

@@ -33,11 +33,51 @@ pub(crate) struct LearnOptions<'a> {
     pub prefix: &'a str,
 }
 
-/// Learns a vocabulary from word counts and returns its tokens in id order.
+/// Why the merge loop of [`learn_vocab`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The vocabulary reached the size asked for.
+    Reached,
+    /// No pair of adjacent symbols is left in any word.
+    NoPairs,
+    /// The most frequent remaining pair occurs `count` times, below `min_frequency`.
+    BelowMinFrequency {
+        /// How often the best remaining pair occurs.
+        count: u64,
+    },
+    /// The caller asked to stop.
+    Cancelled,
+}
+
+/// What [`learn_vocab`] produced and why it stopped where it did.
+#[derive(Debug, Clone)]
+pub(crate) struct Learned {
+    /// Tokens in id order.
+    pub tokens: Vec<String>,
+    /// Distinct characters kept (the alphabet).
+    pub alphabet: usize,
+    /// `##x` continuation pieces added for characters seen inside words.
+    pub continuation: usize,
+    /// Merges made.
+    pub merges: usize,
+    /// Why the loop ended.
+    pub stop: Stop,
+}
+
+/// Merges between two polls of `cancelled`.
+const POLL_EVERY: usize = 256;
+
+/// Learns a vocabulary from word counts and returns its tokens in id order,
+/// with the counts that explain its size. `cancelled` is polled every few
+/// hundred merges.
 ///
 /// The result depends only on the multiset of words and on `options`, never
 /// on the order in which the words were counted.
-pub(crate) fn learn_vocab(counts: HashMap<String, u64>, options: &LearnOptions<'_>) -> Vec<String> {
+pub(crate) fn learn_vocab(
+    counts: HashMap<String, u64>,
+    options: &LearnOptions<'_>,
+    cancelled: &dyn Fn() -> bool,
+) -> Learned {
     let mut words: Vec<(String, u64)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
     words.sort_unstable();
     let mut vocab = Vocab::default();
@@ -56,6 +96,8 @@ pub(crate) fn learn_vocab(counts: HashMap<String, u64>, options: &LearnOptions<'
     for c in &inner {
         vocab.intern(&format!("{}{c}", options.prefix));
     }
+    let mut merges = 0usize;
+    let mut stop = Stop::Reached;
     let mut symbols: Vec<Vec<Id>> = words
         .iter()
         .map(|(word, _)| {
@@ -94,7 +136,12 @@ pub(crate) fn learn_vocab(counts: HashMap<String, u64>, options: &LearnOptions<'
         .collect();
     let min_count = i64::try_from(options.min_frequency.max(1)).unwrap_or(i64::MAX);
     while vocab.len() < options.vocab_size {
+        if merges.is_multiple_of(POLL_EVERY) && cancelled() {
+            stop = Stop::Cancelled;
+            break;
+        }
         let Some((count, Reverse(pair))) = heap.pop() else {
+            stop = Stop::NoPairs;
             break;
         };
         let current = pair_counts.get(&pair).copied().unwrap_or(0);
@@ -105,8 +152,12 @@ pub(crate) fn learn_vocab(counts: HashMap<String, u64>, options: &LearnOptions<'
             continue;
         }
         if count < min_count {
+            stop = Stop::BelowMinFrequency {
+                count: u64::try_from(count).unwrap_or(0),
+            };
             break;
         }
+        merges += 1;
         let left = vocab.token(pair.0).to_string();
         let right = vocab.token(pair.1);
         let merged = format!(
@@ -147,7 +198,13 @@ pub(crate) fn learn_vocab(counts: HashMap<String, u64>, options: &LearnOptions<'
             }
         }
     }
-    vocab.tokens
+    Learned {
+        tokens: vocab.tokens,
+        alphabet: alphabet.len(),
+        continuation: inner.len(),
+        merges,
+        stop,
+    }
 }
 
 /// The characters kept: all, or the `limit` most frequent.
@@ -244,7 +301,9 @@ mod tests {
                 ("hugs", 5),
             ]),
             &options(20),
-        );
+            &|| false,
+        )
+        .tokens;
         // Reserved, then the sorted alphabet, then sorted continuation pieces.
         let start = [
             "[PAD]", "[UNK]", "b", "g", "h", "n", "p", "s", "u", "##g", "##n", "##s", "##u",
@@ -268,8 +327,8 @@ mod tests {
         for (w, n) in words.iter().rev() {
             reversed.insert(w.clone(), *n);
         }
-        let a = learn_vocab(forward, &options(60));
-        let b = learn_vocab(reversed, &options(60));
+        let a = learn_vocab(forward, &options(60), &|| false).tokens;
+        let b = learn_vocab(reversed, &options(60), &|| false).tokens;
         assert_eq!(a, b);
         assert_eq!(a.len(), 60);
     }
@@ -283,12 +342,38 @@ mod tests {
                 limit_alphabet: Some(3),
                 ..options(100)
             },
-        );
+            &|| false,
+        )
+        .tokens;
         // a and b (3 each) are kept, then the tie at 1 goes to the smaller c.
         assert!(vocab.contains(&"a".to_string()) && vocab.contains(&"c".to_string()));
         assert!(!vocab.contains(&"z".to_string()) && !vocab.contains(&"##q".to_string()));
         assert!(vocab.contains(&"ab".to_string()), "{vocab:?}");
         assert!(!vocab.contains(&"cd".to_string()), "below min_frequency");
+    }
+
+    #[test]
+    fn the_report_says_why_the_vocabulary_is_short() {
+        let words = counts(&[("ab", 3), ("cd", 1)]);
+        let learned = learn_vocab(
+            words.clone(),
+            &LearnOptions {
+                min_frequency: 2,
+                ..options(100)
+            },
+            &|| false,
+        );
+        // [PAD] [UNK] a b c d ##b ##d ab: one merge, then "c ##d" occurs once.
+        assert_eq!((learned.alphabet, learned.continuation), (4, 2));
+        assert_eq!(learned.merges, 1);
+        assert_eq!(learned.stop, Stop::BelowMinFrequency { count: 1 });
+        assert_eq!(learned.tokens.len(), 9);
+        let all = learn_vocab(words.clone(), &options(100), &|| false);
+        assert_eq!((all.merges, all.stop), (2, Stop::NoPairs));
+        let enough = learn_vocab(words.clone(), &options(9), &|| false);
+        assert_eq!((enough.tokens.len(), enough.stop), (9, Stop::Reached));
+        let stopped = learn_vocab(words, &options(100), &|| true);
+        assert_eq!((stopped.merges, stopped.stop), (0, Stop::Cancelled));
     }
 
     #[test]

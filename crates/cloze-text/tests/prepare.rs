@@ -234,3 +234,129 @@ fn tokenizer_without_mask_is_refused() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn prepare_replaces_only_its_own_output() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text = corpus_text(8);
+    let corpus = dir.path().join("c.txt");
+    fs::write(&corpus, &text)?;
+    let tok = tokenizer(&text)?;
+    let config = PrepareConfig::default();
+
+    // A directory of someone else's files is never replaced.
+    let foreign = dir.path().join("thesis");
+    fs::create_dir(&foreign)?;
+    fs::write(foreign.join("chapter1.tex"), "years of work")?;
+    let err = prepare(&corpus, &tok, &foreign, &config, &NoProgress).unwrap_err();
+    assert!(
+        matches!(err, Error::Output(cloze_fs::Error::NotOurs { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(foreign.join("chapter1.tex"))?,
+        "years of work"
+    );
+
+    // Nor a directory holding the corpus.
+    let holder = dir.path().join("holder");
+    fs::create_dir(&holder)?;
+    let inner = holder.join("corpus.txt");
+    fs::write(&inner, &text)?;
+    let err = prepare(&inner, &tok, &holder, &config, &NoProgress).unwrap_err();
+    assert!(
+        matches!(err, Error::Output(cloze_fs::Error::HoldsInput { .. })),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&inner)?, text);
+
+    // Its own earlier output is replaced, and carries the marker.
+    let out = dir.path().join("out");
+    prepare(&corpus, &tok, &out, &config, &NoProgress)?;
+    assert!(out.join(cloze_fs::MARKER).is_file());
+    prepare(&corpus, &tok, &out, &config, &NoProgress)?;
+    ShardSet::open(&out)?;
+    assert_eq!(
+        entries(dir.path()),
+        ["c.txt", "holder", "out", "thesis"],
+        "no staging directory or lock left behind"
+    );
+    Ok(())
+}
+
+/// Asks to stop once `after` chunks have been reported.
+struct StopAfter {
+    after: u64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl cloze_text::Progress for StopAfter {
+    fn advance(&self, _n: u64) {
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn cancelled(&self) -> bool {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst) >= self.after
+    }
+}
+
+#[test]
+fn cancelled_prepare_publishes_nothing_and_keeps_the_previous_output() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text = corpus_text(60);
+    let corpus = dir.path().join("c.txt");
+    fs::write(&corpus, &text)?;
+    let tok = tokenizer(&text)?;
+    let config = PrepareConfig {
+        chunk_bytes: 1000,
+        ..Default::default()
+    };
+    let out = dir.path().join("out");
+    for previous in [false, true] {
+        let manifest = previous.then(|| fs::read(out.join("manifest.json")).unwrap());
+        let progress = StopAfter {
+            after: 2,
+            seen: Default::default(),
+        };
+        let err = prepare(&corpus, &tok, &out, &config, &progress).unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        assert_eq!(progress.seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+        match manifest {
+            None => assert!(!out.exists()),
+            Some(m) => assert_eq!(fs::read(out.join("manifest.json"))?, m),
+        }
+        let left: Vec<String> = entries(dir.path());
+        assert!(
+            left.iter().all(|e| e == "c.txt" || e == "out"),
+            "leftovers: {left:?}"
+        );
+        prepare(&corpus, &tok, &out, &config, &NoProgress)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn max_seq_length_beyond_the_bound_is_refused_before_any_work() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text = corpus_text(3);
+    let corpus = dir.path().join("c.txt");
+    fs::write(&corpus, &text)?;
+    let tok = tokenizer(&text)?;
+    for bad in [100_000usize, 4_294_967_296] {
+        let config = PrepareConfig {
+            instances: InstanceConfig {
+                max_seq_length: bad,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err =
+            prepare(&corpus, &tok, &dir.path().join("out"), &config, &NoProgress).unwrap_err();
+        assert!(
+            matches!(err, Error::SeqLengthOutOfRange { value, max, .. }
+                if value == bad && max == cloze_text::pretrain::MAX_SEQ_LENGTH),
+            "{err}"
+        );
+        assert_eq!(entries(dir.path()), ["c.txt"], "nothing created");
+    }
+    Ok(())
+}

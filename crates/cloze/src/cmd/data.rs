@@ -1,12 +1,25 @@
 //! `cloze data`: fetch real datasets, list the cache, prepare and inspect shards.
+//!
+//! `prepare` follows the `cloze-fs` output rule: its flags are checked and its
+//! `--out` is checked and locked before any work (never a file, the current
+//! directory, a read-only place, a directory holding the corpus or the
+//! tokenizer, or someone else's directory; its own earlier output only with
+//! `--force`), the shards are written into `.OUT.partial-PID-*` beside it and
+//! renamed into place when complete. Ctrl-C stops between chunks, removes the
+//! staging directory and exits 130; after `kill -9` the next run on the same
+//! `--out` removes what the dead process left.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use cloze_text::datasets;
+use cloze_text::Progress as _;
 use indicatif::{ProgressBar, ProgressStyle};
+
+use super::interrupt::{self, Interrupted};
 
 /// Arguments of `cloze data`.
 #[derive(Debug, Args)]
@@ -37,14 +50,19 @@ struct PrepareArgs {
     /// Tokenizer directory or file (tokenizer.json or vocab.txt), or a cached dataset name (`minilm`).
     #[arg(long)]
     tokenizer: String,
-    /// Output directory (replaced atomically).
+    /// Output directory: created, or replaced when it is empty or (with
+    /// --force) an earlier `cloze data prepare` output; anything else is refused.
     #[arg(long)]
     out: PathBuf,
+    /// Replace --out when it holds an earlier `cloze data prepare` output
+    /// (never other files, never a directory holding the corpus or tokenizer).
+    #[arg(long)]
+    force: bool,
     /// Instance mode.
     #[arg(long, default_value = "nsp", value_parser = ["nsp", "sop", "packed"])]
     mode: String,
-    /// Maximum tokens per instance, special tokens included.
-    #[arg(long, default_value_t = 128)]
+    /// Maximum tokens per instance, special tokens included (8 to 8192).
+    #[arg(long, default_value_t = 128, value_parser = parse_max_seq_length)]
     max_seq_length: usize,
     /// Probability of a shorter target length (NSP/SOP).
     #[arg(long, default_value_t = 0.1)]
@@ -67,6 +85,24 @@ struct PrepareArgs {
     /// Longest accepted line in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_line_bytes: usize,
+}
+
+/// `--max-seq-length`: a number in
+/// [`MIN_SEQ_LENGTH`](cloze_text::pretrain::MIN_SEQ_LENGTH)`..=`[`MAX_SEQ_LENGTH`](cloze_text::pretrain::MAX_SEQ_LENGTH),
+/// refused by clap (naming the flag) before anything else runs.
+fn parse_max_seq_length(text: &str) -> Result<usize, String> {
+    use cloze_text::pretrain::{MAX_SEQ_LENGTH, MIN_SEQ_LENGTH};
+    let n: u128 = text.trim().parse().map_err(|_| {
+        format!("not a whole number of tokens (choose {MIN_SEQ_LENGTH} to {MAX_SEQ_LENGTH})")
+    })?;
+    if n < MIN_SEQ_LENGTH as u128 || n > MAX_SEQ_LENGTH as u128 {
+        return Err(format!(
+            "the maximum is {MAX_SEQ_LENGTH} tokens per instance and the minimum {MIN_SEQ_LENGTH}: \
+             choose a length in {MIN_SEQ_LENGTH}..={MAX_SEQ_LENGTH} (BERT presets use 512 or less; \
+             longer instances need a model with as many position embeddings)"
+        ));
+    }
+    usize::try_from(n).map_err(|e| e.to_string())
 }
 
 /// Arguments of `cloze data inspect`.
@@ -176,15 +212,16 @@ pub(crate) fn resolve(arg: &str, what: &str) -> Result<PathBuf> {
 }
 
 fn prepare(args: PrepareArgs) -> Result<()> {
+    use cloze_fs::OutputDir;
     use cloze_text::corpus::{CorpusFormat, CorpusOptions};
-    use cloze_text::prepare::{prepare, PrepareConfig};
+    use cloze_text::prepare::{output_kind, prepare_into, PrepareConfig};
     use cloze_text::pretrain::InstanceConfig;
     use cloze_text::{TextTokenizer, WordBoundaries};
 
+    // Everything that can be refused is refused before any work: the inputs
+    // exist, the settings are valid, and the output may be written.
     let corpus = resolve(&args.corpus, "corpus")?;
     let tok_path = resolve(&args.tokenizer, "tokenizer")?;
-    let tokenizer = TextTokenizer::from_path(&tok_path)
-        .with_context(|| format!("loading tokenizer {}", tok_path.display()))?;
     let config = PrepareConfig {
         instances: InstanceConfig {
             mode: args.mode.parse().map_err(anyhow::Error::msg)?,
@@ -208,9 +245,37 @@ fn prepare(args: PrepareArgs) -> Result<()> {
         },
         ..PrepareConfig::default()
     };
-    let progress = BarProgress::default();
-    let report = prepare(&corpus, &tokenizer, &args.out, &config, &progress)
+    config.validate().context("checking the settings")?;
+    // Installed before the output is locked, so from the moment the lock (and
+    // then the staging directory) exists, Ctrl-C cleans up instead of killing.
+    let stop = interrupt::install("stopping after the current chunk; nothing will be published")?;
+    let guard = OutputDir::check(
+        &args.out,
+        &output_kind(),
+        &[corpus.as_path(), tok_path.as_path()],
+        args.force,
+    )?;
+    let tokenizer = TextTokenizer::from_path(&tok_path)
+        .with_context(|| format!("loading tokenizer {}", tok_path.display()))?;
+    let progress = BarProgress::with_stop(stop.clone());
+    let staging = guard.staging()?;
+    let result = prepare_into(&corpus, &tokenizer, staging.path(), &config, &progress);
+    if stop.load(Ordering::SeqCst) {
+        // Whatever the library returned, the user asked to stop: drop the
+        // staging directory (removing it) and leave --out as it was.
+        progress.finish();
+        drop(staging);
+        return Err(anyhow::Error::new(Interrupted(format!(
+            "data prepare interrupted: nothing was published to {} (anything already there is \
+             untouched) and the partial output was removed; run the same command again to prepare the data",
+            args.out.display()
+        ))));
+    }
+    let mut report = result
         .with_context(|| format!("preparing {} into {}", corpus.display(), args.out.display()))?;
+    report.out = guard
+        .publish(staging)
+        .with_context(|| format!("publishing {}", args.out.display()))?;
     println!(
         "prepared {} documents from {} into {}",
         report.documents,
@@ -370,13 +435,30 @@ fn masking_stats(train: &cloze_text::ShardSet, path: &Path, seed: u64, limit: us
     Ok(())
 }
 
-/// Draws library progress as indicatif bars on stderr.
+/// Draws library progress as indicatif bars on stderr, and tells the library
+/// to stop once the Ctrl-C flag it was given is set.
 #[derive(Default)]
 pub struct BarProgress {
     bar: Mutex<Option<ProgressBar>>,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl BarProgress {
+    /// Bars, and [`cloze_text::Progress::cancelled`] answering `stop`
+    /// (the flag [`interrupt::install`] returns).
+    pub fn with_stop(stop: Arc<AtomicBool>) -> Self {
+        Self {
+            bar: Mutex::default(),
+            stop: Some(stop),
+        }
+    }
 }
 
 impl cloze_text::Progress for BarProgress {
+    fn cancelled(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
     fn stage(&self, name: &str, total: Option<u64>, unit: &str) {
         let bar = match total {
             Some(n) => ProgressBar::new(n).with_style(
