@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::special::threshold;
 
 /// Tolerance for "sums to 1": loose enough for decimal literals like 0.8 + 0.1 + 0.1.
 const SUM_TOLERANCE: f64 = 1e-6;
@@ -320,6 +321,15 @@ impl MaskingConfig {
                 if *max_predictions == Some(0) {
                     return Err(invalid("select.max_predictions", 0, "at least 1"));
                 }
+                // The budget is rate x tokens clamped up to min_predictions: with
+                // both at 0 no sequence ever gets a masked token.
+                if *rate == 0.0 && *min_predictions == 0 {
+                    return Err(Error::SelectsNothing {
+                        field: "select.rate".to_owned(),
+                        value: *rate,
+                        why: " (with select.min_predictions = 0)",
+                    });
+                }
                 if let Some(max) = max_predictions {
                     if min_predictions > max {
                         return Err(invalid(
@@ -362,6 +372,15 @@ impl MaskingConfig {
                 check_rate("select.rate", *rate)?;
                 if *max_predictions == Some(0) {
                     return Err(invalid("select.max_predictions", 0, "at least 1"));
+                }
+                // Units are drawn against a 32-bit threshold: a rate that rounds
+                // to a zero threshold never selects anything.
+                if threshold(*rate) == 0 {
+                    return Err(Error::SelectsNothing {
+                        field: "select.rate".to_owned(),
+                        value: *rate,
+                        why: "",
+                    });
                 }
             }
         }
@@ -565,6 +584,43 @@ mod tests {
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert!(p.windows(2).all(|w| w[0] > w[1]));
         assert!((p[1] / p[0] - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_selection_that_selects_nothing_is_refused_naming_the_rate() {
+        let mut c = MaskingConfig::bert(Some(20));
+        c.select = SelectConfig::Budget {
+            rate: 0.0,
+            max_predictions: Some(20),
+            min_predictions: 0,
+            lengths: LengthsConfig::Single,
+        };
+        let e = c
+            .validate()
+            .expect_err("rate 0 without a minimum selects nothing");
+        assert!(
+            matches!(&e, Error::SelectsNothing { field, .. } if field == "select.rate"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("select.rate"), "{e}");
+        // A minimum still guarantees a target per sequence.
+        c.select = SelectConfig::Budget {
+            rate: 0.0,
+            max_predictions: None,
+            min_predictions: 1,
+            lengths: LengthsConfig::Single,
+        };
+        c.validate().expect("min_predictions = 1 selects one token");
+        for rate in [0.0, 1e-12] {
+            c.select = SelectConfig::Bernoulli {
+                rate,
+                max_predictions: None,
+            };
+            let e = c
+                .validate()
+                .expect_err("a zero Bernoulli rate selects nothing");
+            assert!(matches!(&e, Error::SelectsNothing { .. }), "{e}");
+        }
     }
 
     #[test]

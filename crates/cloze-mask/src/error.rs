@@ -31,6 +31,17 @@ pub enum Error {
         /// What the field accepts.
         expected: &'static str,
     },
+    /// The selection stage can never select a token, so no batch would have a
+    /// masked token to predict (the MLM loss of such a batch is undefined).
+    #[error("masking config field `{field}`: {value} selects no token{why}, so no batch would have a masked token to predict; use a rate above 0 (BERT uses 0.15)")]
+    SelectsNothing {
+        /// Dotted path of the offending field, `select.rate`.
+        field: String,
+        /// The rate found.
+        value: f64,
+        /// What else makes it select nothing (e.g. `select.min_predictions = 0`), or empty.
+        why: &'static str,
+    },
     /// The vocabulary lacks a special token masking needs.
     #[error("the vocabulary has no {token} token")]
     MissingSpecialToken {

@@ -103,6 +103,7 @@ impl PretrainModel for BertPretrainer {
             return Err(crate::Error::CorruptCheckpoint {
                 path: dir.to_owned(),
                 problem: format!("weights do not match the model: {report}"),
+                newest_intact: None,
             });
         }
         Ok(())

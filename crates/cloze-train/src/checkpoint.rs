@@ -8,6 +8,12 @@
 //! leaves either the complete new checkpoint or none, and never touches the
 //! previous one. Dropout randomness is re-seeded from (seed, step) at every step,
 //! so no generator state needs saving for an exact resume.
+//!
+//! Resuming normally continues from the newest checkpoint; if it is damaged the
+//! error names the newest intact one ([`newest_intact`]). Resuming from an
+//! older checkpoint ([`resolve`]) first moves the newer ones aside to
+//! `checkpoints/superseded-step-N/` ([`supersede_newer`]): kept, never read,
+//! pruned or overwritten by the trainer, for the user to inspect or delete.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -234,6 +240,7 @@ pub fn verify(dir: &Path) -> Result<CheckpointMeta> {
     let corrupt = |problem: String| Error::CorruptCheckpoint {
         path: dir.to_owned(),
         problem,
+        newest_intact: None,
     };
     let text = std::fs::read_to_string(&state_path)
         .map_err(|e| corrupt(format!("cannot read {STATE_FILE}: {e}")))?;
@@ -266,10 +273,21 @@ pub fn verify(dir: &Path) -> Result<CheckpointMeta> {
 /// Restores model weights and optimiser state from `dir`; returns the trainer state.
 pub fn restore(dir: &Path, model: &dyn PretrainModel, opt: &mut AdamW) -> Result<TrainState> {
     let meta = verify(dir)?;
+    load_verified(dir, &meta, model, opt)?;
+    Ok(meta.state)
+}
+
+/// Loads a checkpoint whose metadata [`verify`] has just returned.
+pub fn load_verified(
+    dir: &Path,
+    meta: &CheckpointMeta,
+    model: &dyn PretrainModel,
+    opt: &mut AdamW,
+) -> Result<()> {
     model.load_weights(dir)?;
     let tensors = Tensor::read_safetensors(dir.join(OPTIM_FILE))?;
     opt.load_state(&tensors, meta.state.step, &meta.optimizer_slots)?;
-    Ok(meta.state)
+    Ok(())
 }
 
 /// The newest complete checkpoint of a run.
@@ -277,4 +295,78 @@ pub fn latest(run_dir: &Path) -> Result<(u64, PathBuf)> {
     list(run_dir)?
         .pop()
         .ok_or_else(|| Error::NoCheckpoint(run_dir.to_owned()))
+}
+
+/// The newest checkpoint older than `below` whose files all verify, if any.
+pub fn newest_intact(run_dir: &Path, below: u64) -> Result<Option<(u64, PathBuf)>> {
+    for (step, dir) in list(run_dir)?.into_iter().rev() {
+        if step < below && verify(&dir).is_ok() {
+            return Ok(Some((step, dir)));
+        }
+    }
+    Ok(None)
+}
+
+/// Finds one of the run's checkpoints from what a user typed: a step number
+/// (`500`), a directory name (`step-00000500`) or a path to the directory.
+/// Anything that is not a complete checkpoint of this run is refused with the
+/// steps that exist.
+pub fn resolve(run_dir: &Path, spec: &str) -> Result<PathBuf> {
+    let all = list(run_dir)?;
+    let not_found = || Error::CheckpointNotFound {
+        run_dir: run_dir.to_owned(),
+        spec: spec.to_owned(),
+        available: all.iter().map(|(s, _)| *s).collect(),
+    };
+    if let Ok(step) = spec.trim().parse::<u64>() {
+        return all
+            .iter()
+            .find(|(s, _)| *s == step)
+            .map(|(_, p)| p.clone())
+            .ok_or_else(not_found);
+    }
+    let as_given = Path::new(spec);
+    let candidates = [as_given.to_path_buf(), checkpoints_dir(run_dir).join(spec)];
+    let Some(found) = candidates.iter().find(|p| p.is_dir()) else {
+        return Err(not_found());
+    };
+    // Compare real paths, so `run/checkpoints/step-5/../step-5` or a relative
+    // path from another directory still name the same checkpoint.
+    let real = std::fs::canonicalize(found).map_err(io_err("resolving", found))?;
+    for (_, p) in &all {
+        if std::fs::canonicalize(p).is_ok_and(|q| q == real) {
+            return Ok(p.clone());
+        }
+    }
+    Err(not_found())
+}
+
+/// Moves every checkpoint newer than `step` to `checkpoints/superseded-step-N`
+/// (with `-2`, `-3`, ... if that name is taken), where the trainer never reads,
+/// prunes or overwrites it. Resuming from an older checkpoint calls this, so
+/// the newer ones (usually damaged) are neither picked up by a later `--resume`
+/// nor counted against `keep_last`, and are still there for the user to inspect
+/// or delete. Returns the new paths.
+pub fn supersede_newer(run_dir: &Path, step: u64) -> Result<Vec<PathBuf>> {
+    let root = checkpoints_dir(run_dir);
+    let mut moved = Vec::new();
+    for (s, dir) in list(run_dir)? {
+        if s <= step {
+            continue;
+        }
+        let base = format!("superseded-{}", step_dir_name(s));
+        let mut dst = root.join(&base);
+        let mut k = 2;
+        while dst.exists() {
+            dst = root.join(format!("{base}-{k}"));
+            k += 1;
+        }
+        std::fs::rename(&dir, &dst).map_err(io_err("renaming", &dir))?;
+        tracing::warn!(from = %dir.display(), to = %dst.display(), "newer checkpoint set aside");
+        moved.push(dst);
+    }
+    if !moved.is_empty() {
+        fsync_path(&root)?;
+    }
+    Ok(moved)
 }

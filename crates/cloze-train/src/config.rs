@@ -463,6 +463,9 @@ impl TrainConfig {
         {
             return Err(bad("model", "sizes must be positive"));
         }
+        if m.max_position_embeddings <= 0 {
+            return Err(bad("model.max_position_embeddings", "must be at least 1"));
+        }
         if m.hidden_size % m.num_attention_heads != 0 {
             return Err(bad(
                 "model.num_attention_heads",
@@ -492,6 +495,7 @@ impl TrainConfig {
                     other => bad("init", other.to_string()),
                 })?;
         }
+        self.masking.validate().map_err(Error::InvalidMasking)?;
         let o = &self.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {
             return Err(bad(
@@ -541,6 +545,106 @@ impl TrainConfig {
     /// Sequences consumed by one optimiser step.
     pub fn sequences_per_step(&self) -> usize {
         self.data.batch_size * self.data.grad_accum
+    }
+
+    /// The masking scheme's selection rate (`masking.select.rate`), for messages.
+    pub fn masking_rate(&self) -> f64 {
+        match &self.masking.select {
+            cloze_mask::SelectConfig::Budget { rate, .. }
+            | cloze_mask::SelectConfig::Bernoulli { rate, .. } => *rate,
+        }
+    }
+
+    /// Every setting whose value differs between `self` and `other`, by dotted
+    /// key (`optimizer.lr`), in key order.
+    pub fn differences(&self, other: &Self) -> Result<Vec<ConfigChange>> {
+        let mut a = std::collections::BTreeMap::new();
+        let mut b = std::collections::BTreeMap::new();
+        flatten("", &toml::Table::try_from(self)?, &mut a);
+        flatten("", &toml::Table::try_from(other)?, &mut b);
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let show =
+            |v: Option<&toml::Value>| v.map_or_else(|| "(unset)".to_owned(), |v| v.to_string());
+        Ok(keys
+            .into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| ConfigChange {
+                key: k.clone(),
+                old: show(a.get(k)),
+                new: show(b.get(k)),
+            })
+            .collect())
+    }
+
+    /// Checks the configuration a resumed run would use (`requested`) against
+    /// the one it was started with (`self`, the saved `config.toml`). Changes
+    /// to the keys in [`RESUME_MAY_CHANGE`] are returned (to be reported);
+    /// any other change is refused with [`Error::ResumeChangesRun`] listing
+    /// every refused difference.
+    pub fn resume_changes(&self, requested: &Self) -> Result<Vec<ConfigChange>> {
+        let (allowed, refused): (Vec<_>, Vec<_>) = self
+            .differences(requested)?
+            .into_iter()
+            .partition(|c| RESUME_MAY_CHANGE.contains(&c.key.as_str()));
+        if refused.is_empty() {
+            Ok(allowed)
+        } else {
+            Err(Error::ResumeChangesRun { changes: refused })
+        }
+    }
+}
+
+/// The settings a resumed run may change: the length of the run (which also
+/// stretches the learning-rate schedule), where the data lives (its tokenizer
+/// is still checked), libtorch's thread count (losses then differ from an
+/// uninterrupted run in the last bits), and logging, evaluation and
+/// checkpoint cadence. Everything else decides what is trained and is kept.
+pub const RESUME_MAY_CHANGE: &[&str] = &[
+    "run.max_steps",
+    "data.dir",
+    "run.threads",
+    "run.log_every",
+    "eval.every_steps",
+    "checkpoint.every_steps",
+    "checkpoint.keep_last",
+    "checkpoint.keep_best",
+];
+
+/// One setting that differs between two configurations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// Dotted key, e.g. `optimizer.lr`.
+    pub key: String,
+    /// The first configuration's value, as TOML (`(unset)` when absent).
+    pub old: String,
+    /// The second configuration's value.
+    pub new: String,
+}
+
+impl std::fmt::Display for ConfigChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} -> {}", self.key, self.old, self.new)
+    }
+}
+
+/// Flattens nested tables into dotted keys; arrays and scalars are leaves.
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut std::collections::BTreeMap<String, toml::Value>,
+) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            other => {
+                out.insert(key, other.clone());
+            }
+        }
     }
 }
 
@@ -615,7 +719,7 @@ mod tests {
         assert!(off.init.offset_heads().is_none());
         // A typo inside the section names the field.
         let typo = text.replace("position_amplitude", "position_amplitud");
-        let err = TrainConfig::from_toml(&typo, Path::new("x")).unwrap_err();
+        let err = TrainConfig::from_toml(&typo, Path::new("x")).expect_err("a typo is refused");
         let chain = format!("{:?}", anyhow_like(&err));
         assert!(chain.contains("position_amplitud"), "{chain}");
         // More offsets than first-layer heads, and a bad strength, are refused.
@@ -623,7 +727,7 @@ mod tests {
             ("init.offsets=[-1, 1, 2]", "init.offsets"),
             ("init.strength=-1.0", "init.strength"),
         ] {
-            let err = tiny.with_overrides(&[over.into()]).unwrap_err();
+            let err = tiny.with_overrides(&[over.into()]).expect_err("refused");
             assert!(
                 matches!(err, Error::InvalidConfig { field: f, .. } if f == field),
                 "{over}: {err}"
@@ -641,6 +745,59 @@ mod tests {
         assert!(cfg.with_overrides(&["optimizer.lrr=0.5".into()]).is_err());
         assert!(cfg.with_overrides(&["nosection.lr=0.5".into()]).is_err());
         assert!(cfg.with_overrides(&["optimizer.lr=-1".into()]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn resume_changes_list_refused_keys_and_allow_the_safe_ones() -> Result<()> {
+        let saved = TrainConfig::preset("bert-tiny").ok_or(Error::BadOverride("preset".into()))?;
+        assert!(saved.differences(&saved)?.is_empty());
+        let longer =
+            saved.with_overrides(&["run.max_steps=9000".into(), "run.threads=1".into()])?;
+        let ok = saved.resume_changes(&longer)?;
+        let keys: Vec<&str> = ok.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["run.max_steps", "run.threads"]);
+        let changed = saved.with_overrides(&[
+            "optimizer.lr=1e-4".into(),
+            "masking.select.rate=0.2".into(),
+            "run.max_steps=9000".into(),
+        ])?;
+        let err = saved
+            .resume_changes(&changed)
+            .expect_err("lr and masking changes are refused");
+        let Error::ResumeChangesRun { changes } = &err else {
+            panic!("expected ResumeChangesRun, got {err}")
+        };
+        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "masking.select.rate: 0.15 -> 0.2",
+                "optimizer.lr: 0.002 -> 0.0001"
+            ]
+        );
+        assert!(
+            err.to_string().contains("optimizer.lr: 0.002 -> 0.0001"),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn masking_that_selects_nothing_is_a_config_error_naming_the_rate() -> Result<()> {
+        let cfg = TrainConfig::preset("bert-tiny").ok_or(Error::BadOverride("preset".into()))?;
+        let err = cfg
+            .with_overrides(&[
+                "masking.select.rate=0.0".into(),
+                "masking.select.min_predictions=0".into(),
+            ])
+            .expect_err("a rate of 0 selects nothing");
+        assert!(matches!(err, Error::InvalidMasking(_)), "{err}");
+        let chain = anyhow_like(&err);
+        assert!(
+            chain.contains("[masking]") && chain.contains("select.rate"),
+            "{chain}"
+        );
         Ok(())
     }
 

@@ -138,6 +138,16 @@ pub fn build_eval_set(
         batches.push(masker.mask_batch(&inst, mask_seed, 0, start as u64)?);
         start = end;
     }
+    if n > 0 && batches.iter().all(|b: &Batch| b.masked.is_empty()) {
+        let rate = match &masker.config().select {
+            cloze_mask::SelectConfig::Budget { rate, .. }
+            | cloze_mask::SelectConfig::Bernoulli { rate, .. } => *rate,
+        };
+        return Err(Error::NothingMasked {
+            what: "the evaluation set".to_owned(),
+            rate,
+        });
+    }
     Ok(EvalSet {
         batches,
         baseline,
@@ -174,6 +184,9 @@ pub struct PreparedData {
     pub tokenizer_path: PathBuf,
     /// Its SHA-256.
     pub tokenizer_sha256: String,
+    /// The longest instance the data may hold, special tokens included
+    /// (the manifest's `max_seq_length`).
+    pub max_seq_length: usize,
 }
 
 impl std::fmt::Debug for PreparedData {
@@ -213,6 +226,7 @@ impl PreparedData {
             specials: manifest.special_tokens.clone(),
             tokenizer_path: dir.join(TOKENIZER),
             tokenizer_sha256: manifest.tokenizer_hash.clone(),
+            max_seq_length: manifest.instances.max_seq_length,
             train: Box::new(train),
             eval,
         })
@@ -225,6 +239,52 @@ impl PreparedData {
             vocab_size: self.specials.vocab_size,
             data_dir: self.dir.clone(),
         }
+    }
+
+    /// Checks, before any work, that every batch of this data fits the model
+    /// of `cfg`: the longest row (the manifest's `max_seq_length`, after
+    /// `masking.collate.pad_to`) must be covered by
+    /// `model.max_position_embeddings`. Otherwise the first forward pass would
+    /// fail (or, for huge lengths, allocate without bound); the error names both
+    /// numbers and what to change.
+    pub fn check_fits_model(&self, cfg: &TrainConfig) -> Result<()> {
+        use cloze_mask::PadTo;
+        let max_len = self.max_seq_length;
+        let pad_to = cfg.masking.collate.pad_to;
+        // A fixed length shorter than the data is the masker's error per batch;
+        // the row is at least as long as the data's longest instance.
+        let padded = pad_to.seq_len(max_len).max(max_len);
+        let limit = cfg.model.max_position_embeddings;
+        if i64::try_from(padded).is_ok_and(|p| p <= limit) {
+            return Ok(());
+        }
+        let limit_len = usize::try_from(limit).unwrap_or(0);
+        let mut fixes = vec![format!(
+            "set model.max_position_embeddings to at least {padded} (`--set model.max_position_embeddings={padded}`)"
+        )];
+        match pad_to {
+            PadTo::Fixed { len } if len > limit_len => fixes.push(format!(
+                "lower masking.collate.pad_to.len to {limit_len} or less"
+            )),
+            _ => {
+                let fitting = match pad_to {
+                    PadTo::MultipleOf { multiple } => limit_len / multiple.max(1) * multiple.max(1),
+                    PadTo::BatchMax | PadTo::Fixed { .. } => limit_len,
+                };
+                if fitting > 0 {
+                    fixes.push(format!(
+                        "prepare the data again with `cloze data prepare --max-seq-length {fitting}` (or less)"
+                    ));
+                }
+            }
+        }
+        Err(Error::SequenceTooLong {
+            data_dir: self.dir.clone(),
+            max_seq_length: max_len,
+            padded_len: padded,
+            max_position_embeddings: limit,
+            fix: fixes.join(", or "),
+        })
     }
 
     /// A masker for `cfg.masking` over this data's special tokens.

@@ -40,6 +40,9 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// The `[masking]` section is not a valid masking scheme (the source names the field).
+    #[error("invalid config: [masking]")]
+    InvalidMasking(#[source] cloze_mask::Error),
     /// A command-line override named no known field or had a bad value.
     #[error("override `{0}`: expected KEY=VALUE with a known dotted key (e.g. optimizer.lr=1e-3)")]
     BadOverride(String),
@@ -79,16 +82,90 @@ pub enum Error {
     #[error("{0} consecutive batches had a non-finite loss; stopping")]
     TooManyNonFinite(u32),
     /// A checkpoint on disk is incomplete or its contents do not match their checksums.
-    #[error("checkpoint {} is damaged: {problem}", path.display())]
+    #[error(
+        "checkpoint {} is damaged: {problem}{}",
+        path.display(),
+        newest_intact.as_ref().map_or_else(String::new, |(step, p)| format!(
+            "; the newest intact checkpoint is step {step} ({})", p.display()
+        ))
+    )]
     CorruptCheckpoint {
         /// The checkpoint directory.
         path: PathBuf,
         /// What is wrong.
         problem: String,
+        /// When resuming from the newest checkpoint failed: the newest older
+        /// checkpoint that verifies, to resume from instead (`None` when no
+        /// other was looked at or none is intact).
+        newest_intact: Option<(u64, PathBuf)>,
     },
     /// No complete checkpoint exists in the run directory.
     #[error("no complete checkpoint under {}", .0.display())]
     NoCheckpoint(PathBuf),
+    /// A checkpoint asked for by step or path is not one of the run's checkpoints.
+    #[error(
+        "{spec} is not a checkpoint of the run in {}; its checkpoints are steps {}",
+        run_dir.display(),
+        if available.is_empty() { "(none)".to_owned() } else {
+            available.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        }
+    )]
+    CheckpointNotFound {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The step or directory as given.
+        spec: String,
+        /// The steps of the run's complete checkpoints.
+        available: Vec<u64>,
+    },
+    /// A resumed run's checkpoint is already past the configured `run.max_steps`.
+    #[error(
+        "the run is already at step {step}, past run.max_steps = {max_steps}; nothing to train"
+    )]
+    AlreadyPast {
+        /// The checkpoint's step.
+        step: u64,
+        /// The configured last step.
+        max_steps: u64,
+    },
+    /// Resuming would change settings that decide what is trained.
+    #[error(
+        "resuming would change the run's settings ({}); a resumed run keeps the settings it was started with, except {}",
+        changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        crate::config::RESUME_MAY_CHANGE.join(", ")
+    )]
+    ResumeChangesRun {
+        /// Every refused difference, saved value first.
+        changes: Vec<crate::config::ConfigChange>,
+    },
+    /// The data's sequences are longer than the model's position embeddings cover.
+    #[error(
+        "the data in {} holds sequences of up to {max_seq_length} tokens{}, but model.max_position_embeddings is {max_position_embeddings}: {fix}",
+        data_dir.display(),
+        if padded_len > max_seq_length { format!(" (padded to {padded_len} by masking.collate.pad_to)") } else { String::new() }
+    )]
+    SequenceTooLong {
+        /// The prepared data directory.
+        data_dir: PathBuf,
+        /// The manifest's `max_seq_length`.
+        max_seq_length: usize,
+        /// The longest row a batch can have after padding.
+        padded_len: usize,
+        /// The model's `max_position_embeddings`.
+        max_position_embeddings: i64,
+        /// What to change, in words.
+        fix: String,
+    },
+    /// A batch has no masked token: the masking config selects (almost) nothing.
+    #[error(
+        "{what} has no masked token, so there is nothing to predict: the masking config selects too few tokens (masking.select.rate = {rate}); raise masking.select.rate (BERT uses 0.15) or masking.select.min_predictions"
+    )]
+    NothingMasked {
+        /// Which batch ("the training batch of step 3", "the evaluation set").
+        what: String,
+        /// The configured selection rate.
+        rate: f64,
+    },
     /// The data and the model/tokenizer do not belong together.
     #[error("data mismatch: {0}")]
     DataMismatch(String),

@@ -8,6 +8,16 @@
 //! `cloze-text` shards (through [`DataSource`]), and scores them with
 //! `cloze-eval`'s MLM metrics. It draws no progress bars and parses no
 //! arguments: the driver observes it through [`Observer`].
+//!
+//! What it refuses, with typed errors that say what to change: data longer
+//! than the model's position embeddings ([`data::PreparedData::check_fits_model`],
+//! [`Error::SequenceTooLong`]); a masking scheme that selects nothing
+//! ([`Error::InvalidMasking`] at config validation, [`Error::NothingMasked`]
+//! for a batch without a masked token); resuming with settings that would
+//! change the run ([`TrainConfig::resume_changes`], [`Error::ResumeChangesRun`]),
+//! past `run.max_steps` ([`Error::AlreadyPast`]) or from a damaged checkpoint
+//! ([`Error::CorruptCheckpoint`] names the newest intact one, which
+//! [`Trainer::resume_from`] continues from).
 
 pub mod batch;
 pub mod bench;

@@ -223,22 +223,77 @@ impl<'m> Trainer<'m> {
     ///
     /// The configuration must be the one saved in the run directory, except for
     /// `run.max_steps` (a run may be extended); libtorch must use the same thread
-    /// count for bit-identical losses.
+    /// count for bit-identical losses. If the newest checkpoint is damaged, the
+    /// [`Error::CorruptCheckpoint`] names the newest intact one, to pass to
+    /// [`Trainer::resume_from`]. A checkpoint already past `run.max_steps` is
+    /// [`Error::AlreadyPast`].
     pub fn resume(
         cfg: TrainConfig,
         model: &'m dyn PretrainModel,
         vs: &tch::nn::VarStore,
         run_dir: &Path,
     ) -> Result<Self> {
+        Self::resume_at(cfg, model, vs, run_dir, None)
+    }
+
+    /// Continues the run in `run_dir` from `checkpoint`, one of its checkpoints
+    /// (see [`checkpoint::resolve`]). Newer checkpoints are moved aside to
+    /// `checkpoints/superseded-step-N/` ([`checkpoint::supersede_newer`]) once
+    /// this one has loaded, so the run continues from here and a later resume
+    /// does not jump back to them.
+    pub fn resume_from(
+        cfg: TrainConfig,
+        model: &'m dyn PretrainModel,
+        vs: &tch::nn::VarStore,
+        run_dir: &Path,
+        checkpoint: &Path,
+    ) -> Result<Self> {
+        Self::resume_at(cfg, model, vs, run_dir, Some(checkpoint))
+    }
+
+    fn resume_at(
+        cfg: TrainConfig,
+        model: &'m dyn PretrainModel,
+        vs: &tch::nn::VarStore,
+        run_dir: &Path,
+        chosen: Option<&Path>,
+    ) -> Result<Self> {
         checkpoint::clean_partial(run_dir)?;
-        let (_, dir) = checkpoint::latest(run_dir)?;
-        let mut opt = AdamW::new(vs, &cfg.optimizer)?;
-        let state = checkpoint::restore(&dir, model, &mut opt)?;
+        let (dir, meta) = match chosen {
+            Some(dir) => (dir.to_owned(), checkpoint::verify(dir)?),
+            None => {
+                let (step, dir) = checkpoint::latest(run_dir)?;
+                match checkpoint::verify(&dir) {
+                    Ok(meta) => (dir, meta),
+                    Err(Error::CorruptCheckpoint { path, problem, .. }) => {
+                        return Err(Error::CorruptCheckpoint {
+                            path,
+                            problem,
+                            newest_intact: checkpoint::newest_intact(run_dir, step)?,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let state = &meta.state;
+        if state.step > cfg.run.max_steps {
+            return Err(Error::AlreadyPast {
+                step: state.step,
+                max_steps: cfg.run.max_steps,
+            });
+        }
         if state.seed != cfg.run.seed {
             return Err(Error::ResumeMismatch(format!(
                 "the checkpoint was trained with seed {}, the config says {}",
                 state.seed, cfg.run.seed
             )));
+        }
+        let mut opt = AdamW::new(vs, &cfg.optimizer)?;
+        checkpoint::load_verified(&dir, &meta, model, &mut opt)?;
+        let state = meta.state;
+        if chosen.is_some() {
+            checkpoint::supersede_newer(run_dir, state.step)?;
         }
         if state.threads != cfg.run.threads {
             tracing::warn!(
@@ -419,6 +474,14 @@ impl<'m> Trainer<'m> {
             for _ in 0..accum {
                 let (epoch, first, idx) = self.next_indices(data)?;
                 let batch = data.batch(epoch, first, &idx)?;
+                if batch.masked.is_empty() {
+                    // The mean MLM loss of no token is NaN; say why instead of
+                    // letting it surface as a NaN loss blamed on the learning rate.
+                    return Err(Error::NothingMasked {
+                        what: format!("the training batch of step {}", step + 1),
+                        rate: self.cfg.masking_rate(),
+                    });
+                }
                 let tb = TensorBatch::from_batch(&batch, self.device)?;
                 tokens += tb.real_tokens as u64;
                 let out = self.model.forward(&tb, true)?;
@@ -492,7 +555,7 @@ impl<'m> Trainer<'m> {
                 tokens as f64 / dt.max(1e-9),
             );
             let done = self.state.step;
-            if done % log_every == 0 || done == max_steps {
+            if done.is_multiple_of(log_every) || done == max_steps {
                 let m = TrainMetrics {
                     step: done,
                     loss: win_loss / win_steps as f64,
@@ -519,12 +582,12 @@ impl<'m> Trainer<'m> {
             }
             let every_eval = self.cfg.eval.every_steps;
             if let Some(e) = eval {
-                if every_eval > 0 && done % every_eval == 0 && done != max_steps {
+                if every_eval > 0 && done.is_multiple_of(every_eval) && done != max_steps {
                     self.run_eval(e, obs)?;
                 }
             }
             let every_ckpt = self.cfg.checkpoint.every_steps;
-            if every_ckpt > 0 && done % every_ckpt == 0 && done != max_steps {
+            if every_ckpt > 0 && done.is_multiple_of(every_ckpt) && done != max_steps {
                 let dir = self.checkpoint()?;
                 obs.on_checkpoint(done, &dir);
             }

@@ -56,7 +56,7 @@ pub fn instance(len: usize, seed: u64, pair: bool) -> Instance {
         segment_ids,
         word_ids,
         pair_label: pair.then_some(PairLabel::Nsp {
-            is_random_next: seed % 2 == 0,
+            is_random_next: seed.is_multiple_of(2),
         }),
     }
 }

@@ -1,13 +1,47 @@
 //! `cloze pretrain`: pretrain a BERT from a config preset on prepared shards,
 //! with a progress bar, Ctrl-C checkpointing and `--resume`.
+//!
+//! What it promises about files (the README's "safety" section says the same):
+//! - The run directory (`--out RUN`) is checked before any work
+//!   ([`cloze_fs::OutputDir::check`]): a regular file, `.` (or an ancestor of
+//!   the current directory), a read-only directory, a directory that holds
+//!   one of the run's inputs (the data, the config file, a similar-word
+//!   source), or a non-empty directory that is not a pretraining run is
+//!   refused. A run directory is recognised by its marker `.cloze-output.json`
+//!   (written when the run starts) or, for runs made before markers, by
+//!   `config.toml` + `metrics.jsonl`. An existing run needs `--resume RUN` to
+//!   continue or `--force` to start over; `--force` removes only what a run
+//!   writes ([`RUN_FILES`]) and leaves every other file in RUN alone.
+//! - The data must fit the model before any work: the manifest's
+//!   `max_seq_length` (after padding) must not exceed
+//!   `model.max_position_embeddings`; the masking scheme must select tokens.
+//! - One writer per run: the whole command holds an exclusive OS lock on RUN
+//!   (`RUN/.cloze-run.lock`, plus `cloze-fs`'s lock beside RUN for a fresh
+//!   run), released when the process ends in any way, even `kill -9`. A second
+//!   `cloze pretrain --out RUN` or `--resume RUN` exits with status 1 naming the
+//!   holder's PID and touches nothing.
+//! - Ctrl-C once: the trainer finishes the current step, writes a checkpoint,
+//!   and the command exits with status 130, printing the exact `--resume`
+//!   command. Ctrl-C twice: the process quits at once with status 130 without
+//!   running destructors (libtorch's threads are never torn down under it);
+//!   checkpoints are published by rename, so the last complete one is intact
+//!   and a half-written one is removed by the next `--resume`.
+//! - `--resume RUN` continues from the newest checkpoint with the run's saved
+//!   settings: flags that would change them are refused with the list of
+//!   differences, except those in [`cloze_train::config::RESUME_MAY_CHANGE`]
+//!   (`--max-steps`, `--data`, threads, cadence). A damaged newest checkpoint
+//!   is refused with the command that resumes from the newest intact one,
+//!   `--from-checkpoint STEP`; that moves the newer checkpoints to
+//!   `checkpoints/superseded-step-N/`, where they are kept but never used.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use cloze_eval::mlm_eval::MlmEvalMetrics;
+use cloze_fs::{DirLock, OutputDir, OutputKind, OutputState};
 use cloze_train::config::{ObjectiveKind, TrainConfig};
 use cloze_train::data::{self, PreparedData};
 use cloze_train::metrics::TrainMetrics;
@@ -15,25 +49,53 @@ use cloze_train::trainer::{config_path, Observer, RunOutcome, Trainer};
 use cloze_train::BertPretrainer;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cmd::interrupt::{self, Interrupted};
+
+/// The preset used when `--config` is not given (and not resuming).
+const DEFAULT_PRESET: &str = "bert-tiny";
+
+/// What a run writes into its directory: the only entries `--force` removes.
+pub const RUN_FILES: &[&str] = &[
+    "config.toml",
+    "metrics.jsonl",
+    "metrics.jsonl.tmp",
+    "checkpoints",
+    "model",
+    "plots",
+    data::DATA_RECORD,
+    cloze_fs::MARKER,
+];
+
+/// The lock file inside a run directory, held for the whole command.
+const RUN_LOCK: &str = ".cloze-run.lock";
+
 /// Arguments of `cloze pretrain`.
 #[derive(Debug, Args)]
 pub struct PretrainArgs {
-    /// A config file, or a preset name: bert-tiny, bert-mini, bert-small, bert-base.
-    #[arg(long, default_value = "bert-tiny")]
-    pub config: String,
+    /// A config file, or a preset name: bert-tiny (the default), bert-mini,
+    /// bert-small, bert-base. With --resume: only to check that it matches the run.
+    #[arg(long)]
+    pub config: Option<String>,
     /// Prepared data directory (`cloze data prepare` output); overrides `data.dir`.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Run directory (config, metrics, checkpoints, final model).
+    /// Run directory (config, metrics, checkpoints, final model). An existing
+    /// run is refused unless --force is given; other directories are never replaced.
     #[arg(long, default_value = "runs/pretrain")]
     pub out: PathBuf,
-    /// Continue the run in this directory from its newest checkpoint (its saved config is used).
+    /// Continue the run in this directory from its newest checkpoint, with its
+    /// saved settings (only --max-steps and --data may change).
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// With --resume: continue from this checkpoint (a step number, or a
+    /// directory under RUN/checkpoints) instead of the newest. Newer checkpoints
+    /// are moved to RUN/checkpoints/superseded-step-N/ and kept, never used.
+    #[arg(long, value_name = "STEP_OR_DIR", requires = "resume")]
+    pub from_checkpoint: Option<String>,
     /// Override any config value: `--set optimizer.lr=3e-4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Shorthand for `--set run.max_steps=N`.
+    /// Shorthand for `--set run.max_steps=N`; with --resume, extends the run.
     #[arg(long)]
     pub max_steps: Option<u64>,
     /// Shorthand for `--set optimizer.lr=X`.
@@ -45,8 +107,9 @@ pub struct PretrainArgs {
     /// Shorthand for `--set run.seed=N`.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Replace an existing run directory instead of refusing to.
-    #[arg(long)]
+    /// Start over in an existing run directory: removes what the earlier run
+    /// wrote (config, metrics, checkpoints, model, plots) and nothing else.
+    #[arg(long, conflicts_with = "resume")]
     pub force: bool,
 }
 
@@ -55,6 +118,19 @@ struct Driver {
     bar: ProgressBar,
     stop: Arc<AtomicBool>,
     last_eval: Option<MlmEvalMetrics>,
+}
+
+impl Driver {
+    /// Prints a line above the bar, or straight to stderr when the bar is
+    /// hidden (stderr is not a terminal): indicatif's `println` prints nothing
+    /// then, and the line would be missing from logs written to files.
+    fn line(&self, text: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
 }
 
 impl Observer for Driver {
@@ -81,7 +157,7 @@ impl Observer for Driver {
             .pair_accuracy
             .map(|p| format!(", pair accuracy {:.1}%", p * 100.0))
             .unwrap_or_default();
-        self.bar.println(format!(
+        self.line(format!(
             "step {step:>6}  eval loss {:.3}  ppl {:.1}  masked accuracy {:.1}%{base}{pair}",
             m.mlm_loss,
             m.perplexity,
@@ -97,23 +173,17 @@ impl Observer for Driver {
     }
 }
 
-/// Installs the Ctrl-C handler: the first press asks the trainer to checkpoint
-/// and stop between steps; a second press exits at once (checkpoint writes are
-/// atomic, so the previous checkpoint survives even that).
-fn install_ctrlc() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let presses = Arc::new(AtomicU32::new(0));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if presses.fetch_add(1, Ordering::SeqCst) == 0 {
-            eprintln!("\ninterrupt: writing a checkpoint after the current step (press Ctrl-C again to quit now)");
-            flag.store(true, Ordering::SeqCst);
-        } else {
-            std::process::exit(130);
-        }
-    })
-    .context("installing the Ctrl-C handler")?;
-    Ok(stop)
+/// A path as a shell word: unchanged when it needs no quoting, else in single quotes.
+fn shell_word(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./+:=@,%".contains(c));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// Resolves the effective configuration from the arguments.
@@ -143,32 +213,211 @@ fn effective_config(a: &PretrainArgs, base: TrainConfig) -> Result<TrainConfig> 
     Ok(cfg)
 }
 
+/// The configuration of a resumed run: its saved one, with only the changes
+/// that keep it the same run. Anything else is refused with the differences.
+fn resume_config(a: &PretrainArgs, run: &Path) -> Result<TrainConfig> {
+    let saved =
+        TrainConfig::load(&config_path(run)).context("reading the run's saved config.toml")?;
+    let base = match &a.config {
+        Some(spec) => {
+            let mut c = TrainConfig::load_or_preset(spec)?;
+            if c.data.dir.as_os_str().is_empty() {
+                c.data.dir = saved.data.dir.clone();
+            }
+            c
+        }
+        None => saved.clone(),
+    };
+    let cfg = effective_config(a, base)?;
+    match saved.resume_changes(&cfg) {
+        Ok(applied) => {
+            for c in applied {
+                tracing::info!(change = %c, "resume");
+            }
+            Ok(cfg)
+        }
+        Err(cloze_train::Error::ResumeChangesRun { changes }) => {
+            let list: String = changes.iter().map(|c| format!("\n  {c}")).collect();
+            bail!(
+                "cannot resume {run}: these settings would change the run (saved -> requested):{list}\n\
+                 A resumed run keeps the settings it was started with; only {may} may change \
+                 (--max-steps extends the run). Drop the flags above to continue it as it was, \
+                 or start a new run with `--out NEW_DIR`.",
+                run = run.display(),
+                may = cloze_train::config::RESUME_MAY_CHANGE.join(", ")
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The input files and directories a run must never delete: the data, the
+/// config file, and any similar-word source the masking scheme reads.
+fn inputs_of(a: &PretrainArgs, cfg: &TrainConfig) -> Vec<PathBuf> {
+    use cloze_mask::{CorruptConfig, SimilarSourceConfig};
+    let mut inputs = vec![cfg.data.dir.clone()];
+    if let Some(spec) = &a.config {
+        if Path::new(spec).exists() {
+            inputs.push(PathBuf::from(spec));
+        }
+    }
+    if let CorruptConfig::SimilarWord {
+        source: Some(source),
+        ..
+    } = &cfg.masking.corrupt
+    {
+        match source {
+            SimilarSourceConfig::Cilin {
+                path: Some(path), ..
+            }
+            | SimilarSourceConfig::Word2vec { path, .. } => inputs.push(path.clone()),
+            SimilarSourceConfig::Cilin { path: None, .. } => {}
+        }
+    }
+    inputs
+}
+
+/// The kind of output a run directory is, for `cloze-fs`.
+fn run_kind() -> OutputKind {
+    OutputKind::new("pretrain", "--force").with_legacy_markers(&["config.toml", "metrics.jsonl"])
+}
+
+/// Checks `--out` before any work: see the module documentation. Holds
+/// `cloze-fs`'s lock beside the run directory until dropped.
+fn check_out(a: &PretrainArgs, cfg: &TrainConfig) -> Result<OutputDir> {
+    let inputs = inputs_of(a, cfg);
+    let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let run = &a.out;
+    OutputDir::check(run, &run_kind(), &refs, a.force).map_err(|e| match e {
+        cloze_fs::Error::Exists { .. } => anyhow!(
+            "{run} already holds a pretraining run: continue it with `cloze pretrain --resume {word}`, \
+             or pass --force to start over (that removes the run's config, metrics, checkpoints and \
+             model, and nothing else in {run})",
+            run = run.display(),
+            word = shell_word(run)
+        ),
+        other => anyhow::Error::new(other),
+    })
+}
+
+/// Makes the checked `--out` a fresh run directory: takes the run's own lock
+/// (so a `--resume` of it cannot run at the same time), removes what an
+/// earlier run wrote when `--force` replaced one, and writes the marker.
+fn start_run_dir(guard: &OutputDir, run: &Path) -> Result<DirLock> {
+    std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
+    let lock = DirLock::acquire(&run.join(RUN_LOCK), run)?;
+    if guard.state() == OutputState::Ours {
+        for name in RUN_FILES {
+            let p = run.join(name);
+            // symlink_metadata: a link is removed as a link, never followed.
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                Ok(_) => std::fs::remove_file(&p),
+                Err(_) => continue,
+            }
+            .with_context(|| format!("removing {} of the earlier run", p.display()))?;
+        }
+    }
+    run_kind().write_marker(run)?;
+    Ok(lock)
+}
+
+/// Takes the lock of an existing run directory for `--resume`.
+fn lock_for_resume(run: &Path) -> Result<DirLock> {
+    if !run.is_dir() {
+        bail!(
+            "{} is not a directory: there is no run to resume (start one with --out)",
+            run.display()
+        );
+    }
+    if !config_path(run).is_file() {
+        bail!(
+            "{} is not a pretraining run (it has no config.toml): there is nothing to resume",
+            run.display()
+        );
+    }
+    let lock = DirLock::acquire(&run.join(RUN_LOCK), run)?;
+    if !run.join(cloze_fs::MARKER).exists() {
+        // A run made before markers: mark it now.
+        run_kind().write_marker(run)?;
+    }
+    Ok(lock)
+}
+
+/// The flags of this `--resume` that a suggested command must repeat.
+fn resume_flags(a: &PretrainArgs) -> String {
+    let mut s = String::new();
+    if let Some(d) = &a.data {
+        s.push_str(&format!(" --data {}", shell_word(d)));
+    }
+    if let Some(n) = a.max_steps {
+        s.push_str(&format!(" --max-steps {n}"));
+    }
+    s
+}
+
+/// Turns the trainer's resume errors into messages with the command to run.
+fn explain_resume_error(e: cloze_train::Error, a: &PretrainArgs, run: &Path) -> anyhow::Error {
+    let word = shell_word(run);
+    match e {
+        cloze_train::Error::CorruptCheckpoint {
+            newest_intact: Some((step, _)),
+            ..
+        } => anyhow!(
+            "{e}\nresume from it with: cloze pretrain --resume {word} --from-checkpoint {step}{extra}\n\
+             (the newer checkpoints are then moved to {run}/checkpoints/superseded-step-N/, kept but never used)",
+            extra = resume_flags(a),
+            run = run.display()
+        ),
+        cloze_train::Error::CorruptCheckpoint {
+            newest_intact: None,
+            ..
+        } if a.from_checkpoint.is_none() => anyhow!(
+            "{e}; no older intact checkpoint remains: start the run over with \
+             `cloze pretrain --out {word} --force` (and the same --config/--data/--set flags)"
+        ),
+        cloze_train::Error::AlreadyPast { step, max_steps } => anyhow!(
+            "the run in {} is already at step {step}, past --max-steps {max_steps}: \
+             pass a --max-steps above {step} to train it further",
+            run.display()
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
 /// Runs `cloze pretrain`.
 pub fn run(a: PretrainArgs) -> Result<()> {
     let resuming = a.resume.is_some();
     let run_dir = a.resume.clone().unwrap_or_else(|| a.out.clone());
-    let base = if resuming {
-        TrainConfig::load(&config_path(&run_dir)).context("reading the run's saved config.toml")?
+
+    // 1. Settings, and the run directory checked and locked, before any work.
+    let (cfg, out_guard, mut run_lock) = if resuming {
+        let lock = lock_for_resume(&run_dir)?;
+        (resume_config(&a, &run_dir)?, None, Some(lock))
     } else {
-        TrainConfig::load_or_preset(&a.config)?
+        let spec = a.config.as_deref().unwrap_or(DEFAULT_PRESET);
+        let cfg = effective_config(&a, TrainConfig::load_or_preset(spec)?)?;
+        let guard = check_out(&a, &cfg)?;
+        (cfg, Some(guard), None)
     };
-    let cfg = effective_config(&a, base)?;
-    if !resuming && run_dir.join("checkpoints").exists() {
-        if !a.force {
-            bail!(
-                "{} already holds a run: continue it with `--resume {}`, or pass --force to start over",
-                run_dir.display(),
-                run_dir.display()
-            );
-        }
-        std::fs::remove_dir_all(&run_dir)
-            .with_context(|| format!("removing {}", run_dir.display()))?;
-    }
+
+    // 2. The data must fit the model and the masking scheme, still before the
+    //    run directory is created or an earlier run removed.
     tch::set_num_threads(cfg.run.threads);
     let data = PreparedData::open(&cfg.data.dir)?;
+    data.check_fits_model(&cfg)?;
     if resuming {
         data::check_model_matches(&run_dir, &data)?;
     }
+    let source = data.train_source(&cfg)?;
+    let eval = data.eval_set(&cfg)?;
+
+    // 3. A fresh run's directory: locked, cleared of an earlier run (--force), marked.
+    if let Some(guard) = &out_guard {
+        run_lock = Some(start_run_dir(guard, &run_dir)?);
+    }
+    let stop = interrupt::install("writing a checkpoint after the current step, then stopping")?;
+
     let pair_head = cfg.objective.kind != ObjectiveKind::Mlm;
     let bert_cfg =
         cloze_train::bert::bert_config(&cfg.model, data.specials.vocab_size, data.specials.pad);
@@ -179,8 +428,6 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         &cfg.init,
         tch::Device::Cpu,
     )?;
-    let source = data.train_source(&cfg)?;
-    let eval = data.eval_set(&cfg)?;
     tracing::info!(
         train_examples = source.len(),
         eval_batches = eval.as_ref().map_or(0, |e| e.batches.len()),
@@ -193,12 +440,17 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         "data ready"
     );
     let mut trainer = if resuming {
-        Trainer::resume(cfg.clone(), &model, &model.vs, &run_dir)?
+        let resumed = match &a.from_checkpoint {
+            Some(spec) => cloze_train::checkpoint::resolve(&run_dir, spec).and_then(|dir| {
+                Trainer::resume_from(cfg.clone(), &model, &model.vs, &run_dir, &dir)
+            }),
+            None => Trainer::resume(cfg.clone(), &model, &model.vs, &run_dir),
+        };
+        resumed.map_err(|e| explain_resume_error(e, &a, &run_dir))?
     } else {
         Trainer::new(cfg.clone(), &model, &model.vs, &run_dir)?
     };
     data::record_data(&run_dir, &data)?;
-    let stop = install_ctrlc()?;
     let bar = ProgressBar::new(cfg.run.max_steps);
     bar.set_style(
         ProgressStyle::with_template(
@@ -215,13 +467,14 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     };
     let outcome = trainer.run(&source, eval.as_ref(), &mut obs);
     obs.bar.finish_and_clear();
-    match outcome? {
+    let result = match outcome? {
         RunOutcome::Interrupted { checkpoint, step } => {
-            println!(
+            // Not a finished job: exit 130 so `cloze pretrain && cloze eval` stops here.
+            Err(anyhow::Error::new(Interrupted(format!(
                 "interrupted at step {step}; checkpoint {}\ncontinue with: cloze pretrain --resume {}",
                 checkpoint.display(),
-                run_dir.display()
-            );
+                shell_word(&run_dir)
+            ))))
         }
         RunOutcome::Finished { checkpoint, eval } => {
             let model_dir = run_dir.join("model");
@@ -238,7 +491,11 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             if let Some(m) = eval {
                 println!("{}", crate::cmd::eval::summary_line(&m));
             }
+            Ok(())
         }
-    }
-    Ok(())
+    };
+    // The locks are held until every file of the run is written.
+    drop(run_lock);
+    drop(out_guard);
+    result
 }
