@@ -50,6 +50,14 @@ pub enum Error {
         /// The model's `max_position_embeddings`.
         max: usize,
     },
+    /// A maximum length that leaves no room for text besides the special tokens.
+    #[error("a maximum length of {max_len} tokens leaves no room for text: the tokenizer adds {added} special tokens")]
+    MaxLengthTooSmall {
+        /// The maximum length asked for.
+        max_len: usize,
+        /// Special tokens the tokenizer adds to each text.
+        added: usize,
+    },
     /// Batch size zero or another option out of its domain.
     #[error("invalid option {name}: {reason}")]
     InvalidOption {

@@ -21,4 +21,4 @@ pub use encode::{cosine, encode, EncodeOptions, Encoded};
 pub use error::{Error, Result};
 pub use fill_mask::{fill_mask, Candidate, MaskPrediction};
 pub use pll::{corpus_pseudo_perplexity, pseudo_log_likelihood, PllScore};
-pub use text::ModelTokenizer;
+pub use text::{ModelTokenizer, Tokenized};

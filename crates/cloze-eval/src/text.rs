@@ -1,9 +1,14 @@
 //! The tokenizer of a checkpoint directory, as inference needs it: text in, ids with
 //! `[CLS]`/`[SEP]` out, no padding (batches are padded by [`crate::batch`]).
+//!
+//! Truncation is done here rather than by `tokenizers` so that what it dropped stays
+//! visible: [`ModelTokenizer::tokenize_batch`] returns each text's ids together with
+//! its untruncated ids when they were longer than the maximum length, so callers can
+//! report truncated lines and a `[MASK]` that fell beyond the limit.
 
 use std::path::{Path, PathBuf};
 
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
 
 use crate::{Error, Result};
 
@@ -12,6 +17,8 @@ use crate::{Error, Result};
 pub struct ModelTokenizer {
     inner: Tokenizer,
     path: PathBuf,
+    max_len: usize,
+    added: usize,
     /// `[CLS]` id.
     pub cls: u32,
     /// `[SEP]` id.
@@ -22,10 +29,46 @@ pub struct ModelTokenizer {
     pub mask: Option<u32>,
 }
 
+/// One text as the model sees it, and what truncation removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    /// Token ids with the special tokens, at most the tokenizer's maximum length.
+    pub ids: Vec<u32>,
+    /// The ids of the whole text (special tokens included) when it was longer than
+    /// the maximum length; `None` when `ids` is the whole text.
+    pub untruncated: Option<Vec<u32>>,
+}
+
+impl Tokenized {
+    /// Whether tokens were cut off.
+    pub fn is_truncated(&self) -> bool {
+        self.untruncated.is_some()
+    }
+
+    /// Token count of the whole text, special tokens included.
+    pub fn full_len(&self) -> usize {
+        self.untruncated.as_ref().unwrap_or(&self.ids).len()
+    }
+
+    /// Position (in the untruncated sequence, `[CLS]` = 0) of the first occurrence of
+    /// `id` that truncation removed: e.g. a `[MASK]` beyond the maximum length.
+    pub fn first_dropped(&self, id: u32) -> Option<usize> {
+        let full = self.untruncated.as_ref()?;
+        let kept = self.ids.iter().filter(|&&t| t == id).count();
+        full.iter()
+            .enumerate()
+            .filter(|(_, &t)| t == id)
+            .nth(kept)
+            .map(|(pos, _)| pos)
+    }
+}
+
 impl ModelTokenizer {
-    /// Loads `dir/tokenizer.json` (or a tokenizer.json path). Padding baked into the
-    /// file (all-MiniLM-L6-v2 pads to 128) is turned off; sequences are truncated to
-    /// `max_len` tokens, special tokens included.
+    /// Loads `dir/tokenizer.json` (or a tokenizer.json path). Padding and truncation
+    /// baked into the file (all-MiniLM-L6-v2 pads to 128) are turned off; sequences are
+    /// truncated here to `max_len` tokens, special tokens included, keeping the start
+    /// (as `tokenizers` would). `max_len` must leave room for at least one token
+    /// besides the special tokens.
     pub fn from_dir(dir: &Path, max_len: usize) -> Result<Self> {
         let path = if dir.is_dir() {
             dir.join("tokenizer.json")
@@ -38,12 +81,13 @@ impl ModelTokenizer {
         };
         let mut inner = Tokenizer::from_file(&path).map_err(tok_err)?;
         inner.with_padding(None);
-        inner
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                ..Default::default()
-            }))
-            .map_err(tok_err)?;
+        inner.with_truncation(None).map_err(tok_err)?;
+        let added = inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
+        if max_len <= added {
+            return Err(Error::MaxLengthTooSmall { max_len, added });
+        }
         let id = |token: &'static str| {
             inner.token_to_id(token).ok_or_else(|| Error::MissingToken {
                 path: path.clone(),
@@ -55,21 +99,92 @@ impl ModelTokenizer {
             sep: id("[SEP]")?,
             pad: id("[PAD]")?,
             mask: id("[MASK]").ok(),
+            max_len,
+            added,
             inner,
             path,
         })
     }
 
-    /// Token ids of each text with `[CLS] ... [SEP]`, in input order.
-    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        let encs = self
+    /// The maximum sequence length, special tokens included.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// How many special tokens the tokenizer adds to a single text (`[CLS]`, `[SEP]`).
+    pub fn special_tokens_added(&self) -> usize {
+        self.added
+    }
+
+    fn err(&self, source: tokenizers::Error) -> Error {
+        Error::Tokenizer {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Each text with `[CLS] ... [SEP]`, truncated to the maximum length, with its
+    /// untruncated ids when truncation removed something; in input order.
+    pub fn tokenize_batch(&self, texts: &[&str]) -> Result<Vec<Tokenized>> {
+        let raw = self
             .inner
-            .encode_batch_fast(texts.to_vec(), true)
-            .map_err(|source| Error::Tokenizer {
-                path: self.path.clone(),
-                source,
-            })?;
-        Ok(encs.into_iter().map(|e| e.get_ids().to_vec()).collect())
+            .encode_batch_fast(texts.to_vec(), false)
+            .map_err(|e| self.err(e))?;
+        let keep = self.max_len - self.added;
+        raw.into_iter()
+            .map(|mut enc| {
+                if enc.len() <= keep {
+                    return Ok(Tokenized {
+                        ids: self.finish(enc)?.get_ids().to_vec(),
+                        untruncated: None,
+                    });
+                }
+                let full = self.finish(enc.clone())?.get_ids().to_vec();
+                enc.truncate(keep, 0, TruncationDirection::Right);
+                // The cut-off rest is not needed: keep the post-processor from
+                // processing it too.
+                drop(enc.take_overflowing());
+                Ok(Tokenized {
+                    ids: self.finish(enc)?.get_ids().to_vec(),
+                    untruncated: Some(full),
+                })
+            })
+            .collect()
+    }
+
+    /// Adds the special tokens (the post-processor's template).
+    fn finish(&self, enc: Encoding) -> Result<Encoding> {
+        self.inner
+            .post_process(enc, None, true)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Token ids of each text with `[CLS] ... [SEP]`, truncated to the maximum
+    /// length, in input order ([`Self::tokenize_batch`] also says what was cut).
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        Ok(self
+            .tokenize_batch(texts)?
+            .into_iter()
+            .map(|t| t.ids)
+            .collect())
+    }
+
+    /// The part of `text` the model sees after truncation: the original text up to
+    /// the end of the last token kept (the whole text when nothing was cut).
+    pub fn kept_text<'t>(&self, text: &'t str) -> Result<&'t str> {
+        let keep = self.max_len - self.added;
+        let enc = self.inner.encode(text, false).map_err(|e| self.err(e))?;
+        if enc.len() <= keep {
+            return Ok(text);
+        }
+        let end = enc.get_offsets()[..keep]
+            .iter()
+            .map(|&(_, end)| end)
+            .max()
+            .unwrap_or(0);
+        // Offsets are byte offsets into `text`; fall back to the whole text should a
+        // tokenizer ever report one off a character boundary.
+        Ok(text.get(..end).unwrap_or(text))
     }
 
     /// The string of a token id (`"[UNK]"`-style fallback never needed for ids from the model).
@@ -87,5 +202,113 @@ impl ModelTokenizer {
                 path: self.path.clone(),
                 source,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A word-level tokenizer: ids 0-4 are `[PAD] [UNK] [CLS] [SEP] [MASK]`, then
+    /// `w5` ... `w95`, with BERT's `[CLS] A [SEP]` template.
+    fn tokenizer(dir: &Path) {
+        let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+        let mut vocab = serde_json::Map::new();
+        for (i, s) in specials.iter().enumerate() {
+            vocab.insert(s.to_string(), i.into());
+        }
+        for i in 5..96 {
+            vocab.insert(format!("w{i}"), i.into());
+        }
+        let added: Vec<serde_json::Value> = specials
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                serde_json::json!({"id": i, "content": s, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+            })
+            .collect();
+        let tok = serde_json::json!({
+            "version": "1.0", "truncation": {"direction": "Left", "max_length": 2,
+                "strategy": "LongestFirst", "stride": 0},
+            "padding": null, "added_tokens": added,
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": {"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                           {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                                   "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
+            "decoder": null,
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+        });
+        std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+    }
+
+    #[test]
+    fn truncation_keeps_the_start_and_reports_what_it_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        tokenizer(dir.path());
+        // The file's own truncation (left, 2 tokens) is ignored.
+        let tok = ModelTokenizer::from_dir(dir.path(), 5).unwrap();
+        assert_eq!(tok.special_tokens_added(), 2);
+        let out = tok
+            .tokenize_batch(&["w5 w6", "w5 w6 w7", "w5 w6 w7 w8 [MASK] w9 [MASK]"])
+            .unwrap();
+        assert_eq!(out[0].ids, vec![2, 5, 6, 3]);
+        assert!(!out[0].is_truncated());
+        assert_eq!(out[1].ids, vec![2, 5, 6, 7, 3]);
+        assert_eq!(out[1].full_len(), 5);
+        assert!(
+            !out[1].is_truncated(),
+            "exactly at the limit is not truncated"
+        );
+        assert_eq!(out[2].ids, vec![2, 5, 6, 7, 3]);
+        assert_eq!(out[2].full_len(), 9);
+        assert_eq!(
+            out[2].untruncated.as_deref(),
+            Some(&[2, 5, 6, 7, 8, 4, 9, 4, 3][..])
+        );
+        assert_eq!(out[2].first_dropped(4), Some(5));
+        assert_eq!(out[2].first_dropped(9), Some(6));
+        assert_eq!(out[0].first_dropped(4), None);
+        assert_eq!(
+            tok.encode_batch(&["w5 w6 w7 w8"]).unwrap(),
+            vec![vec![2, 5, 6, 7, 3]]
+        );
+    }
+
+    #[test]
+    fn first_dropped_skips_the_occurrences_that_were_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        tokenizer(dir.path());
+        let tok = ModelTokenizer::from_dir(dir.path(), 5).unwrap();
+        let out = tok.tokenize_batch(&["[MASK] w5 w6 [MASK]"]).unwrap();
+        assert_eq!(out[0].ids, vec![2, 4, 5, 6, 3]);
+        assert_eq!(out[0].first_dropped(4), Some(4));
+    }
+
+    #[test]
+    fn kept_text_is_the_original_prefix_the_model_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        tokenizer(dir.path());
+        let tok = ModelTokenizer::from_dir(dir.path(), 5).unwrap();
+        assert_eq!(tok.kept_text("w5  w6   w7 w8 w9").unwrap(), "w5  w6   w7");
+        assert_eq!(tok.kept_text("w5 w6 w7").unwrap(), "w5 w6 w7");
+        assert_eq!(tok.kept_text("  w5 ").unwrap(), "  w5 ");
+    }
+
+    #[test]
+    fn a_maximum_length_without_room_for_text_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        tokenizer(dir.path());
+        assert!(matches!(
+            ModelTokenizer::from_dir(dir.path(), 2),
+            Err(Error::MaxLengthTooSmall {
+                max_len: 2,
+                added: 2
+            })
+        ));
+        assert!(ModelTokenizer::from_dir(dir.path(), 3).is_ok());
     }
 }

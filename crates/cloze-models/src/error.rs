@@ -86,6 +86,22 @@ pub enum Error {
         /// The safetensors dtype.
         dtype: String,
     },
+    /// A checkpoint tensor holds NaN or infinite values: the file is damaged or the
+    /// training that wrote it diverged. Every output of such a model would be noise.
+    #[error(
+        "checkpoint tensor `{key}` holds {nan} NaN and {inf} infinite values (of {numel}); \
+         the checkpoint is damaged or the run that wrote it diverged"
+    )]
+    NonFiniteWeights {
+        /// The checkpoint key.
+        key: String,
+        /// How many of its values are NaN.
+        nan: i64,
+        /// How many are +/- infinity.
+        inf: i64,
+        /// How many values it has.
+        numel: i64,
+    },
     /// The checkpoint directory has no weights file we can read.
     #[error("no model.safetensors (or model.safetensors.index.json) in {dir}")]
     NoWeights {

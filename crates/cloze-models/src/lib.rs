@@ -23,7 +23,9 @@
 //!   functions, so a libtorch failure (device mismatch, out of memory) is an error too.
 //! - [`hf::load_pretrained`] / [`hf::load_encoder`] read `config.json` + `model.safetensors`
 //!   (optional `bert.` prefix, legacy `gamma`/`beta`, sharded index) and return a
-//!   [`LoadReport`]; [`hf::save_pretrained`] writes the same format atomically.
+//!   [`LoadReport`]; a tensor they take that holds NaN or infinity is
+//!   [`Error::NonFiniteWeights`] ([`hf::check_finite`]); [`hf::save_pretrained`] writes the
+//!   same format atomically.
 
 pub mod bert;
 mod device;

@@ -264,3 +264,91 @@ fn a_config_that_disagrees_with_the_weights_is_an_error() {
         Err(Error::Json { .. })
     ));
 }
+
+/// The fixture with `edit` applied to its tensors, in a fresh directory.
+fn with_tensors(edit: impl Fn(&mut BTreeMap<String, Tensor>)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_config(dir.path());
+    let mut t = read_safetensors(&fixture().join("model.safetensors")).unwrap();
+    edit(&mut t);
+    write_safetensors(&dir.path().join("model.safetensors"), &t).unwrap();
+    dir
+}
+
+fn key_ending(t: &BTreeMap<String, Tensor>, suffix: &str) -> String {
+    t.keys().find(|k| k.ends_with(suffix)).unwrap().clone()
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    const QUERY: &str = "encoder.layer.1.attention.self.query.weight";
+    let d = with_tensors(|t| {
+        let key = key_ending(t, QUERY);
+        let bad = t[&key].copy();
+        let flat = bad.view([-1]);
+        let _ = flat.narrow(0, 3, 1).fill_(f64::NAN);
+        let _ = flat.narrow(0, 7, 2).fill_(f64::INFINITY);
+        t.insert(key, bad);
+    });
+    for result in [
+        load_pretrained(d.path(), Device::Cpu).map(|_| ()),
+        load_encoder(d.path(), Device::Cpu).map(|_| ()),
+    ] {
+        match result {
+            Err(e @ Error::NonFiniteWeights { .. }) => {
+                let Error::NonFiniteWeights {
+                    key,
+                    nan,
+                    inf,
+                    numel,
+                } = &e
+                else {
+                    unreachable!()
+                };
+                assert!(key.ends_with(QUERY), "{key}");
+                assert_eq!((*nan, *inf, *numel), (1, 2, 32 * 32));
+                assert!(e.to_string().contains(QUERY), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The resume path copies weights without the check (the trainer has its own
+    // integrity rules); `check_finite` is there for it.
+    let p = load_pretrained(&fixture(), Device::Cpu).unwrap();
+    cloze_models::hf::load_weights(&p.vs, d.path()).unwrap();
+    let vars = p.vs.variables();
+    assert!(matches!(
+        cloze_models::hf::check_finite(vars.iter().map(|(k, t)| (k.as_str(), t))),
+        Err(Error::NonFiniteWeights { .. })
+    ));
+}
+
+#[test]
+fn non_finite_values_in_tensors_the_model_does_not_take_are_not_an_error() {
+    let d = with_tensors(|t| {
+        t.insert(
+            "classifier.weight".into(),
+            Tensor::from_slice(&[f32::NAN, 1.0]),
+        );
+    });
+    let p = load_pretrained(d.path(), Device::Cpu).unwrap();
+    assert_eq!(p.report.unexpected, vec!["classifier.weight".to_string()]);
+}
+
+#[test]
+fn check_finite_covers_half_precision_and_skips_integers() {
+    let half = Tensor::from_slice(&[1.0f32, f32::NEG_INFINITY]).to_kind(tch::Kind::Half);
+    let ints = Tensor::from_slice(&[1i64, 2]);
+    let fine = Tensor::from_slice(&[0.5f32; 4]);
+    let empty = Tensor::zeros([0], (tch::Kind::Float, Device::Cpu));
+    // Finite half-precision values whose sum overflows to infinity are still finite.
+    let big = Tensor::from_slice(&[60000.0f32, 60000.0]).to_kind(tch::Kind::Half);
+    cloze_models::hf::check_finite([("a", &fine), ("b", &ints), ("c", &empty), ("d", &big)])
+        .unwrap();
+    match cloze_models::hf::check_finite([("a", &fine), ("h", &half)]) {
+        Err(Error::NonFiniteWeights { key, nan, inf, .. }) => {
+            assert_eq!((key.as_str(), nan, inf), ("h", 0, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -6,11 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use cloze_eval::{EncodeOptions, ModelTokenizer};
+use cloze_eval::EncodeOptions;
 use cloze_models::load_encoder;
 use tch::{Device, Kind, Tensor};
 
-use super::fill_mask::read_lines;
+use super::fill_mask::{
+    check_model_dir, load_tokenizer, read_lines, read_model_config, resolve_max_length, Inputs,
+    Truncation,
+};
 
 /// Arguments of `cloze encode`.
 #[derive(Debug, Args)]
@@ -28,9 +31,13 @@ pub struct EncodeArgs {
     /// Sentences per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Truncate sentences to this many tokens (special tokens included).
-    #[arg(long, default_value_t = 512)]
-    pub max_len: usize,
+    /// Truncate sentences to this many tokens, special tokens included (default and
+    /// maximum: the model's max_position_embeddings).
+    #[arg(long, visible_alias = "max-len")]
+    pub max_length: Option<usize>,
+    /// Fail on a line longer than the maximum length instead of truncating it.
+    #[arg(long)]
+    pub strict: bool,
     /// Only sentence embeddings, no token states.
     #[arg(long)]
     pub no_token_states: bool,
@@ -51,14 +58,39 @@ pub fn run(args: EncodeArgs) -> Result<()> {
         "--output must end in .safetensors or .jsonl, got {}",
         args.output.display()
     );
+    // The output replaces an existing file; never the input itself.
+    if let (Ok(i), Ok(o)) = (
+        std::fs::canonicalize(&args.input),
+        std::fs::canonicalize(&args.output),
+    ) {
+        anyhow::ensure!(
+            i != o,
+            "--output {} is the --input file; it would be overwritten: choose another --output",
+            args.output.display()
+        );
+    }
+    check_model_dir(&args.model, true)?;
+    let config = read_model_config(&args.model)?;
+    let max_len = resolve_max_length(args.max_length, &config)?;
+    let tok = load_tokenizer(&args.model, max_len)?;
+    let lines = read_lines(&args.input)?;
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    let toks = tok.tokenize_batch(&texts)?;
+    let name = |i: usize| format!("line {} of {}", lines[i].number, args.input.display());
+    let inputs = Inputs {
+        noun: "lines",
+        name: &name,
+    };
+    let truncation = Truncation {
+        max_len,
+        limit: config.max_position_embeddings as usize,
+        strict: args.strict,
+    };
+    truncation.check(&toks, &inputs)?;
     let p = load_encoder(&args.model, args.device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     tracing::info!(report = %p.report, "encoder loaded");
-    let max_len = args.max_len.min(p.config.max_position_embeddings as usize);
-    let tok = ModelTokenizer::from_dir(&args.model, max_len)?;
-    let lines = read_lines(&args.input)?;
-    let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let seqs = tok.encode_batch(&texts)?;
+    let seqs: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
     let opts = EncodeOptions {
         batch_size: args.batch_size,
         sort_by_length: true,
@@ -95,7 +127,9 @@ pub fn run(args: EncodeArgs) -> Result<()> {
             let emb = Vec::<f32>::try_from(enc.embeddings.get(i as i64))?;
             let mut obj = serde_json::json!({
                 "index": i,
+                "line": lines[i].number,
                 "text": texts[i],
+                "truncated": toks[i].is_truncated(),
                 "tokens": s.iter().map(|&t| tok.id_to_token(t)).collect::<Vec<_>>(),
                 "embedding": emb,
             });
@@ -117,5 +151,8 @@ pub fn run(args: EncodeArgs) -> Result<()> {
         enc.real_tokens,
         args.output.display()
     );
+    if let Some(s) = truncation.summary(&toks, &inputs) {
+        eprintln!("{s}");
+    }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use cloze_eval::mlm_eval::MlmEvalMetrics;
 use cloze_train::config::TrainConfig;
@@ -155,14 +155,45 @@ fn examples(
     Ok(())
 }
 
+/// Refuses a `--data` path that is not `cloze data prepare` output before anything
+/// else is read, saying how to make one (and, for a run directory, which data it used).
+fn check_data_dir(dir: &Path) -> Result<()> {
+    let shown = dir.display();
+    if dir.join(cloze_text::shards::MANIFEST).is_file() {
+        return Ok(());
+    }
+    if !dir.exists() {
+        bail!(
+            "--data {shown} does not exist; prepare it with \
+             `cloze data prepare --corpus CORPUS --tokenizer TOKENIZER --out {shown}`"
+        );
+    }
+    // A run directory instead of its data is the likely mix-up: name the data.
+    let hint = match cloze_train::data::read_record(&dir.join("model")) {
+        Ok(Some(rec)) => format!(
+            "; it looks like a pretraining run, whose data is {}",
+            rec.data_dir.display()
+        ),
+        _ => String::new(),
+    };
+    bail!(
+        "{shown} is not a `cloze data prepare` output (no {}); prepare it with \
+         `cloze data prepare ... --out {shown}`{hint}",
+        cloze_text::shards::MANIFEST
+    )
+}
+
 /// Runs `cloze eval`.
 pub fn run(a: EvalArgs) -> Result<()> {
+    check_data_dir(&a.data)?;
+    super::fill_mask::check_model_dir(&a.model, a.examples > 0)?;
     let cfg = match &a.config {
         Some(spec) => TrainConfig::load_or_preset(spec)?,
         None => default_config(&a.model)?,
     };
     let data = PreparedData::open(&a.data)?;
     data::check_model_matches(&a.model, &data)?;
+    // The loader refuses NaN or infinite weights, naming the tensor.
     let model = BertPretrainer::load(&a.model, tch::Device::Cpu)
         .with_context(|| format!("loading the model in {}", a.model.display()))?;
     if model.config.vocab_size != i64::from(data.specials.vocab_size) {

@@ -1,11 +1,16 @@
 //! `cloze fill-mask`: top-k tokens with probabilities for every `[MASK]` of each text.
+//!
+//! Also home of what `fill-mask`, `score` and `encode` share: checking the `--model`
+//! directory, resolving `--max-length` against the model's positions before any
+//! work, reading input lines with their line numbers, and reporting (or, with
+//! `--strict`, refusing) texts that truncation shortened.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use cloze_eval::ModelTokenizer;
-use cloze_models::{load_pretrained, BertForPreTraining, HeadStatus, Pretrained};
+use cloze_eval::{ModelTokenizer, Tokenized};
+use cloze_models::{load_pretrained, BertConfig, BertForPreTraining, HeadStatus, Pretrained};
 use tch::Device;
 
 /// Arguments of `cloze fill-mask`.
@@ -20,6 +25,13 @@ pub struct FillMaskArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Truncate texts to this many tokens, special tokens included (default and
+    /// maximum: the model's max_position_embeddings).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Fail on a text longer than the maximum length instead of truncating it.
+    #[arg(long)]
+    pub strict: bool,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = cloze_models::parse_device)]
     pub device: Device,
@@ -31,11 +43,86 @@ pub struct FillMaskArgs {
     pub text: Vec<String>,
 }
 
-/// Loads a checkpoint that must have a trained MLM head, with its tokenizer.
-pub(crate) fn load_mlm(
-    dir: &Path,
-    device: Device,
-) -> Result<(Pretrained<BertForPreTraining>, ModelTokenizer)> {
+/// Refuses a `--model` path that is not a checkpoint directory, with a message
+/// saying what one holds, before anything is loaded.
+pub(crate) fn check_model_dir(dir: &Path, need_tokenizer: bool) -> Result<()> {
+    let shown = dir.display();
+    if !dir.is_dir() {
+        bail!(
+            "--model {shown} is not a directory; it takes a checkpoint directory \
+             (config.json, model.safetensors, tokenizer.json) such as RUN/model of `cloze pretrain`"
+        );
+    }
+    let weights = dir.join("model.safetensors").is_file()
+        || dir.join("model.safetensors.index.json").is_file();
+    let mut missing: Vec<&str> = Vec::new();
+    if !dir.join("config.json").is_file() {
+        missing.push("config.json");
+    }
+    if !weights {
+        missing.push("model.safetensors");
+    }
+    if need_tokenizer && !dir.join("tokenizer.json").is_file() {
+        missing.push("tokenizer.json");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let hint = if dir.join("model").join("config.json").is_file() {
+        format!(
+            "; it looks like a pretraining run: pass --model {}",
+            dir.join("model").display()
+        )
+    } else {
+        String::new()
+    };
+    bail!(
+        "--model {shown} is not a checkpoint directory (no {}): it needs config.json, \
+         model.safetensors{} as in RUN/model written by `cloze pretrain`{hint}",
+        missing.join(", no "),
+        if need_tokenizer {
+            " and tokenizer.json,"
+        } else {
+            ","
+        }
+    )
+}
+
+/// Reads `dir/config.json`, so that lengths can be checked before the weights load.
+pub(crate) fn read_model_config(dir: &Path) -> Result<BertConfig> {
+    cloze_models::hf::read_config(dir).with_context(|| format!("loading {}", dir.display()))
+}
+
+/// The maximum length to use: `requested`, which must fit the model's position
+/// embeddings, or those when not given.
+pub(crate) fn resolve_max_length(requested: Option<usize>, config: &BertConfig) -> Result<usize> {
+    let limit = usize::try_from(config.max_position_embeddings)
+        .context("max_position_embeddings does not fit in memory")?;
+    match requested {
+        None => Ok(limit),
+        Some(n) if n > limit => bail!(
+            "--max-length {n} exceeds the model's max_position_embeddings ({limit}): \
+             its position embeddings cover at most {limit} tokens; use --max-length {limit} or less"
+        ),
+        Some(n) => Ok(n),
+    }
+}
+
+/// The checkpoint's tokenizer truncating to `max_len`; a length with no room for
+/// text is an error naming `--max-length`.
+pub(crate) fn load_tokenizer(dir: &Path, max_len: usize) -> Result<ModelTokenizer> {
+    match ModelTokenizer::from_dir(dir, max_len) {
+        Ok(t) => Ok(t),
+        Err(e @ cloze_eval::Error::MaxLengthTooSmall { .. }) => {
+            bail!("--max-length {max_len}: {e}")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Loads a checkpoint that must have a trained MLM head. Non-finite weights are
+/// refused by the loader.
+pub(crate) fn load_mlm(dir: &Path, device: Device) -> Result<Pretrained<BertForPreTraining>> {
     let p = load_pretrained(dir, device).with_context(|| format!("loading {}", dir.display()))?;
     if p.report.mlm_head != HeadStatus::Loaded {
         return Err(cloze_eval::Error::NoMlmHead {
@@ -44,19 +131,28 @@ pub(crate) fn load_mlm(
         .into());
     }
     tracing::info!(report = %p.report, "model loaded");
-    let tok = ModelTokenizer::from_dir(dir, p.config.max_position_embeddings as usize)?;
-    Ok((p, tok))
+    Ok(p)
 }
 
-/// Reads the non-empty lines of a text file.
-pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
+/// A non-empty input line: its number in the file (from 1) and its trimmed text.
+pub(crate) struct Line {
+    pub number: usize,
+    pub text: String,
+}
+
+/// Reads the non-empty lines of a text file, keeping their line numbers.
+pub(crate) fn read_lines(path: &Path) -> Result<Vec<Line>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let lines: Vec<String> = text
+    let lines: Vec<Line> = text
         .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(number, l)| Line {
+            number,
+            text: l.to_string(),
+        })
         .collect();
     anyhow::ensure!(
         !lines.is_empty(),
@@ -66,12 +162,128 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+/// How to name the inputs in messages about truncation.
+pub(crate) struct Inputs<'a> {
+    /// Plural noun ("lines", "texts").
+    pub noun: &'static str,
+    /// The name of input `i` ("line 7 of in.txt", "text 2").
+    pub name: &'a dyn Fn(usize) -> String,
+}
+
+/// What to do about inputs longer than the maximum length.
+pub(crate) struct Truncation {
+    /// The maximum length in tokens.
+    pub max_len: usize,
+    /// The model's `max_position_embeddings`.
+    pub limit: usize,
+    /// Fail instead of truncating.
+    pub strict: bool,
+}
+
+impl Truncation {
+    /// What to do about a too-long input (`it`) or several (`them`).
+    fn advice(&self, it: &str) -> String {
+        if self.max_len < self.limit {
+            format!(
+                "shorten {it} or raise --max-length (the model takes up to {})",
+                self.limit
+            )
+        } else {
+            format!(
+                "shorten {it}: the model takes at most {} tokens",
+                self.limit
+            )
+        }
+    }
+
+    /// With `--strict`, the error naming the first truncated input; run before any
+    /// model work.
+    pub fn check(&self, toks: &[Tokenized], inputs: &Inputs<'_>) -> Result<()> {
+        if !self.strict {
+            return Ok(());
+        }
+        if let Some((i, t)) = toks.iter().enumerate().find(|(_, t)| t.is_truncated()) {
+            bail!(
+                "{} has {} tokens, more than --max-length {} (--strict); {}",
+                (inputs.name)(i),
+                t.full_len(),
+                self.max_len,
+                self.advice("it")
+            );
+        }
+        Ok(())
+    }
+
+    /// The count of truncated inputs, for the end of the output; `None` if none was.
+    pub fn summary(&self, toks: &[Tokenized], inputs: &Inputs<'_>) -> Option<String> {
+        let n = toks.iter().filter(|t| t.is_truncated()).count();
+        let (first, t) = toks.iter().enumerate().find(|(_, t)| t.is_truncated())?;
+        Some(format!(
+            "warning: {n} of {} {} were truncated to {} tokens (the first is {}, {} tokens); \
+             {} (--strict makes this an error)",
+            toks.len(),
+            inputs.noun,
+            self.max_len,
+            (inputs.name)(first),
+            t.full_len(),
+            self.advice("them")
+        ))
+    }
+}
+
+/// The first `n` characters of `text`, with an ellipsis if cut.
+pub(crate) fn snippet(text: &str, n: usize) -> String {
+    let mut s: String = text.chars().take(n).collect();
+    if s.len() < text.len() {
+        s.push_str("...");
+    }
+    s
+}
+
 /// Runs fill-mask and prints the candidates.
 pub fn run(args: FillMaskArgs) -> Result<()> {
-    let (p, tok) = load_mlm(&args.model, args.device)?;
+    check_model_dir(&args.model, true)?;
+    let config = read_model_config(&args.model)?;
+    let max_len = resolve_max_length(args.max_length, &config)?;
+    let tok = load_tokenizer(&args.model, max_len)?;
     let mask = tok.mask.context("the tokenizer has no [MASK] token")?;
     let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
-    let seqs = tok.encode_batch(&texts)?;
+    let toks = tok.tokenize_batch(&texts)?;
+    let name = |i: usize| format!("text {} ({:?})", i + 1, snippet(texts[i], 40));
+    let inputs = Inputs {
+        noun: "texts",
+        name: &name,
+    };
+    let truncation = Truncation {
+        max_len,
+        limit: config.max_position_embeddings as usize,
+        strict: args.strict,
+    };
+    for (i, t) in toks.iter().enumerate() {
+        if let Some(pos) = t.first_dropped(mask) {
+            let how = if max_len < truncation.limit {
+                format!(
+                    "shorten the text or raise --max-length (the model takes up to {})",
+                    truncation.limit
+                )
+            } else {
+                format!(
+                    "shorten the text or move the [MASK] earlier: the model takes at most {} tokens",
+                    truncation.limit
+                )
+            };
+            bail!(
+                "{}: [MASK] at token {pos} is beyond the maximum length {max_len}; {how}",
+                name(i)
+            );
+        }
+        if !t.ids.contains(&mask) {
+            bail!("{} contains no [MASK] token", name(i));
+        }
+    }
+    truncation.check(&toks, &inputs)?;
+    let p = load_mlm(&args.model, args.device)?;
+    let seqs: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
     let out = cloze_eval::fill_mask(
         &p.model,
         &seqs,
@@ -94,7 +306,10 @@ pub fn run(args: FillMaskArgs) -> Result<()> {
                     serde_json::json!({"position": m.position, "candidates": c})
                 })
                 .collect();
-            println!("{}", serde_json::json!({"text": texts[i], "masks": masks}));
+            println!(
+                "{}",
+                serde_json::json!({"text": texts[i], "truncated": toks[i].is_truncated(), "masks": masks})
+            );
         } else {
             println!("{}", texts[i]);
             for (k, m) in preds.iter().enumerate() {
@@ -111,6 +326,9 @@ pub fn run(args: FillMaskArgs) -> Result<()> {
                 );
             }
         }
+    }
+    if let Some(s) = truncation.summary(&toks, &inputs) {
+        eprintln!("{s}");
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cloze_train::metrics::{read_records, MetricsRecord};
+use cloze_train::metrics::MetricsRecord;
 use plotters::prelude::*;
 
 /// Arguments of `cloze plot`.
@@ -154,11 +154,50 @@ fn draw(
     Ok(())
 }
 
+/// Reads a `metrics.jsonl`, naming the file line (from 1) of a record that does not
+/// parse. Blank lines are skipped. An incomplete last line (no newline: the run is
+/// writing it, or was killed mid-write) is skipped with a note rather than failing
+/// the plot of everything before it.
+fn read_metrics(path: &Path) -> Result<Vec<MetricsRecord>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let count = text.lines().count();
+    let mut records = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(r) => records.push(r),
+            Err(_) if i + 1 == count && !text.ends_with('\n') => {
+                eprintln!(
+                    "note: {} line {}: ignoring an incomplete last record",
+                    path.display(),
+                    i + 1
+                );
+            }
+            Err(e) => {
+                // serde_json counts lines within the one line it was given; say
+                // where in the file instead.
+                let suffix = format!(" at line {} column {}", e.line(), e.column());
+                let msg = e.to_string();
+                let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
+                bail!(
+                    "{} line {}, column {}: not a metrics record: {msg}",
+                    path.display(),
+                    i + 1,
+                    e.column()
+                );
+            }
+        }
+    }
+    Ok(records)
+}
+
 /// Writes `loss.png`, `accuracy.png` and `lr.png`; returns their paths.
 pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     let metrics = cloze_train::metrics::metrics_path(run_dir);
-    let records =
-        read_records(&metrics).with_context(|| format!("reading {}", metrics.display()))?;
+    let records = read_metrics(&metrics)?;
     let (mut train, mut lr, mut eval_loss, mut eval_acc, mut base, mut pair) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut at_mask = Vec::new();

@@ -1,5 +1,7 @@
 //! `cloze score`: pseudo-log-likelihood and pseudo-perplexity of each line
-//! (Salazar et al. 2020), as JSON lines, then a corpus summary.
+//! (Salazar et al. 2020), as JSON lines, then a corpus summary. Each line's record
+//! echoes the text actually scored (`scored_text`, shorter than `text` when the line
+//! was truncated to `--max-length`).
 
 use std::path::PathBuf;
 
@@ -7,7 +9,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tch::Device;
 
-use super::fill_mask::{load_mlm, read_lines};
+use super::fill_mask::{
+    check_model_dir, load_mlm, load_tokenizer, read_lines, read_model_config, resolve_max_length,
+    Inputs, Truncation,
+};
 
 /// Arguments of `cloze score`.
 #[derive(Debug, Args)]
@@ -21,6 +26,13 @@ pub struct ScoreArgs {
     /// Masked copies per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Truncate lines to this many tokens, special tokens included (default and
+    /// maximum: the model's max_position_embeddings).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Fail on a line longer than the maximum length instead of truncating it.
+    #[arg(long)]
+    pub strict: bool,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = cloze_models::parse_device)]
     pub device: Device,
@@ -28,11 +40,27 @@ pub struct ScoreArgs {
 
 /// Scores every line and prints JSON lines.
 pub fn run(args: ScoreArgs) -> Result<()> {
-    let (p, tok) = load_mlm(&args.model, args.device)?;
+    check_model_dir(&args.model, true)?;
+    let config = read_model_config(&args.model)?;
+    let max_len = resolve_max_length(args.max_length, &config)?;
+    let tok = load_tokenizer(&args.model, max_len)?;
     let mask = tok.mask.context("the tokenizer has no [MASK] token")?;
     let lines = read_lines(&args.input)?;
-    let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let seqs = tok.encode_batch(&texts)?;
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    let toks = tok.tokenize_batch(&texts)?;
+    let name = |i: usize| format!("line {} of {}", lines[i].number, args.input.display());
+    let inputs = Inputs {
+        noun: "lines",
+        name: &name,
+    };
+    let truncation = Truncation {
+        max_len,
+        limit: config.max_position_embeddings as usize,
+        strict: args.strict,
+    };
+    truncation.check(&toks, &inputs)?;
+    let p = load_mlm(&args.model, args.device)?;
+    let seqs: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
     let skip = [tok.cls, tok.sep, tok.pad];
     let scores = cloze_eval::pseudo_log_likelihood(
         &p.model,
@@ -44,15 +72,28 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         args.device,
     )?;
     for (i, s) in scores.iter().enumerate() {
+        let truncated = toks[i].is_truncated();
+        let scored = if truncated {
+            tok.kept_text(texts[i])?
+        } else {
+            texts[i]
+        };
         println!(
             "{}",
-            serde_json::json!({"index": i, "text": texts[i], "pll": s.pll, "tokens": s.tokens, "pseudo_perplexity": s.pseudo_perplexity})
+            serde_json::json!({"index": i, "line": lines[i].number, "text": texts[i],
+                "scored_text": scored, "truncated": truncated, "pll": s.pll, "tokens": s.tokens,
+                "pseudo_perplexity": s.pseudo_perplexity})
         );
     }
     let tokens: usize = scores.iter().map(|s| s.tokens).sum();
+    let truncated = toks.iter().filter(|t| t.is_truncated()).count();
     println!(
         "{}",
-        serde_json::json!({"sentences": scores.len(), "tokens": tokens, "corpus_pseudo_perplexity": cloze_eval::corpus_pseudo_perplexity(&scores)})
+        serde_json::json!({"sentences": scores.len(), "tokens": tokens, "truncated": truncated,
+            "corpus_pseudo_perplexity": cloze_eval::corpus_pseudo_perplexity(&scores)})
     );
+    if let Some(s) = truncation.summary(&toks, &inputs) {
+        eprintln!("{s}");
+    }
     Ok(())
 }
