@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cloze_text::{Instance, PairLabel, SpecialTokens};
+use cloze_core::{Instance, PairLabel, SpecialTokens};
 use rayon::prelude::*;
 
 use crate::batch::{Batch, MaskedTarget};

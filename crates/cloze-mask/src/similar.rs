@@ -18,15 +18,9 @@ pub trait SimilarWords: Send + Sync {
     fn similar(&self, word: &str) -> Vec<String>;
 }
 
-/// Converts between a word's surface form and its token ids (the tokenizer's view).
-pub trait WordCodec: Send + Sync {
-    /// The word spelled by `tokens` (e.g. WordPiece `["un", "##able"]` -> `"unable"`),
-    /// or `None` when they spell no word.
-    fn decode_word(&self, tokens: &[u32]) -> Option<String>;
-    /// The token ids of `word` on its own, or `None` when it has no exact
-    /// tokenization (it would contain `[UNK]`).
-    fn encode_word(&self, word: &str) -> Option<Vec<u32>>;
-}
+/// Converts between a word's surface form and its token ids (defined in
+/// `cloze-core`; the text layer's tokenizer implements it).
+pub use cloze_core::WordCodec;
 
 /// A thesaurus of synonym groups: a word is similar to every other member of
 /// each group it belongs to.
@@ -317,28 +311,6 @@ impl SimilarWords for Word2Vec {
             .into_iter()
             .map(|(w, _)| w)
             .collect()
-    }
-}
-
-/// The project tokenizer as a codec: a word is encoded on its own (no special
-/// tokens; `None` if any piece is `[UNK]`), and decoded by joining its pieces
-/// with WordPiece's `##` prefix removed.
-impl WordCodec for cloze_text::TextTokenizer {
-    fn decode_word(&self, tokens: &[u32]) -> Option<String> {
-        let mut word = String::new();
-        for &t in tokens {
-            let s = self.id_to_token(t)?;
-            word.push_str(s.strip_prefix("##").unwrap_or(&s));
-        }
-        Some(word)
-    }
-
-    fn encode_word(&self, word: &str) -> Option<Vec<u32>> {
-        let enc = self
-            .encode(word, cloze_text::WordBoundaries::Tokenizer)
-            .ok()?;
-        let unk = self.special_tokens().unk;
-        (!enc.ids.is_empty() && !enc.ids.contains(&unk)).then_some(enc.ids)
     }
 }
 

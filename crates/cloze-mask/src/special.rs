@@ -1,6 +1,6 @@
 //! Fast membership tests for special token ids and uniform draws of ordinary ones.
 
-use cloze_text::SpecialTokens;
+use cloze_core::SpecialTokens;
 use rand::RngCore;
 
 use crate::error::{Error, Result};
@@ -147,6 +147,7 @@ mod tests {
             cls: 2,
             sep: 3,
             mask: 4,
+            pseudo_mask: None,
             all_special: vec![0, 1, 2, 3, 4, 7],
         }
     }

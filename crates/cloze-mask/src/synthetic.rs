@@ -1,7 +1,7 @@
 //! Reproducible stand-in instances for benchmarks and examples, so throughput
 //! can be measured without a prepared corpus.
 
-use cloze_text::{Instance, PairLabel, SpecialTokens, NO_WORD};
+use cloze_core::{Instance, PairLabel, SpecialTokens, NO_WORD};
 use rand::RngCore;
 
 use crate::error::Result;
@@ -11,15 +11,7 @@ use crate::special::{bounded, SpecialSet};
 /// BERT-base's special ids and vocabulary size (`[PAD]` 0, `[UNK]` 100, `[CLS]`
 /// 101, `[SEP]` 102, `[MASK]` 103, 30,522 tokens).
 pub fn bert_base_specials() -> SpecialTokens {
-    SpecialTokens {
-        vocab_size: 30_522,
-        pad: 0,
-        unk: 100,
-        cls: 101,
-        sep: 102,
-        mask: 103,
-        all_special: vec![0, 100, 101, 102, 103],
-    }
+    SpecialTokens::bert_base_uncased()
 }
 
 /// `n` instances `[CLS] A [SEP] B [SEP]` of exactly `seq_len` tokens (at least 5),

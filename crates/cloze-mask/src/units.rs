@@ -1,6 +1,6 @@
 //! Stage 1: split an instance into maskable units (tokens or whole words).
 
-use cloze_text::{Instance, NO_WORD};
+use cloze_core::{Instance, NO_WORD};
 
 use crate::config::UnitsConfig;
 use crate::special::SpecialSet;
@@ -96,7 +96,7 @@ pub fn build_units(config: UnitsConfig) -> Box<dyn UnitSplitter> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cloze_text::SpecialTokens;
+    use cloze_core::SpecialTokens;
 
     fn set() -> SpecialSet {
         SpecialSet::new(&SpecialTokens {
@@ -106,6 +106,7 @@ mod tests {
             cls: 2,
             sep: 3,
             mask: 4,
+            pseudo_mask: None,
             all_special: vec![0, 1, 2, 3, 4],
         })
         .expect("valid")

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use cloze_text::SpecialTokens;
+use cloze_core::SpecialTokens;
 
 use crate::error::{Error, Result};
 use crate::similar::WordCodec;
@@ -72,30 +72,14 @@ impl Vocab {
     /// Every bracketed token (`[unused0]`, `[M]`...) counts as special too, so it is
     /// never masked nor drawn as a random replacement.
     pub fn special_tokens(&self) -> Result<SpecialTokens> {
-        let need = |token: &'static str| self.id(token).ok_or(Error::MissingSpecialToken { token });
-        let (pad, unk, cls, sep, mask) = (
-            need("[PAD]")?,
-            need("[UNK]")?,
-            need("[CLS]")?,
-            need("[SEP]")?,
-            need("[MASK]")?,
-        );
-        let all_special = self
+        let bracketed = self
             .tokens
             .iter()
             .enumerate()
             .filter(|(_, t)| t.len() > 2 && t.starts_with('[') && t.ends_with(']'))
-            .map(|(i, _)| i as u32)
-            .collect();
-        Ok(SpecialTokens {
-            vocab_size: self.tokens.len() as u32,
-            pad,
-            unk,
-            cls,
-            sep,
-            mask,
-            all_special,
-        })
+            .map(|(i, _)| i as u32);
+        SpecialTokens::from_lookup(self.tokens.len() as u32, |t| self.id(t), bracketed)
+            .map_err(|e| Error::MissingSpecialToken { token: e.token })
     }
 
     /// Greedy longest-match WordPiece of one piece of text without CJK characters.

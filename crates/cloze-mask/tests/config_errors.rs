@@ -88,6 +88,7 @@ fn vocabulary_without_mask_is_named() {
         cls: 2,
         sep: 3,
         mask: 6,
+        pseudo_mask: None,
         all_special: vec![0, 1, 2, 3],
     };
     let e =

@@ -26,5 +26,5 @@ pub mod words;
 pub use error::{Error, Result};
 pub use instance::{Instance, PairLabel, SpecialTokens, NO_WORD};
 pub use progress::{NoProgress, Progress};
-pub use shards::{epoch_order, Cursor, Manifest, ShardSet, ShuffleReader, Split};
+pub use shards::{Manifest, ShardSet, Split};
 pub use tokenizer::{Encoded, TextTokenizer, WordBoundaries};

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::corpus::{corpus_bytes, CorpusOptions, Document, DocumentReader};
 use crate::error::{Error, IoContext, Result};
 use crate::instance::Instance;
-use crate::pretrain::{instances_for_document, rng_for, InstanceConfig, Segment, TokenizedDoc};
+use crate::pretrain::{
+    instances_for_document, rng_for, InstanceConfig, Segment, Stream, TokenizedDoc,
+};
 use crate::progress::Progress;
 use crate::shards::{write_shard, Manifest, Split, SplitInfo, FORMAT_VERSION, MANIFEST, TOKENIZER};
 use crate::tokenizer::{TextTokenizer, WordBoundaries};
@@ -306,7 +308,7 @@ pub fn prepare_into(
         // Whole documents are held out, chosen by (seed, document index).
         let held_out = |k: u64| {
             config.holdout_fraction > 0.0
-                && rng_for(config.instances.seed, 0x401D, k).random::<f64>()
+                && rng_for(config.instances.seed, Stream::Holdout, k).random::<f64>()
                     < config.holdout_fraction
         };
         let mut parts: [(Vec<TokenizedDoc>, Vec<u64>); 2] = Default::default();

@@ -6,7 +6,7 @@
 //! the instances of a document do not depend on thread count or on how the
 //! corpus was chunked.
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -113,18 +113,7 @@ pub struct Segment {
 /// A tokenized document.
 pub type TokenizedDoc = Vec<Segment>;
 
-/// SplitMix64 finaliser: a fixed mixing function for seeds.
-pub fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The RNG for one (seed, stream, index) triple.
-pub fn rng_for(seed: u64, stream: u64, index: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(mix64(mix64(seed ^ mix64(stream)) ^ index))
-}
+pub use cloze_core::rng::{rng_for, Stream};
 
 /// A token with its provenance, so word ids can be renumbered per instance.
 #[derive(Clone, Copy)]
@@ -151,7 +140,7 @@ pub fn instances_for_document(
     config: &InstanceConfig,
     special: &SpecialTokens,
 ) -> Vec<Instance> {
-    let mut rng = rng_for(config.seed, 0x1757, doc_index);
+    let mut rng = rng_for(config.seed, Stream::Instances, doc_index);
     match config.mode {
         Mode::Packed => packed(&docs[local_index], config, special),
         Mode::Nsp | Mode::Sop => pairs(docs, local_index, config, special, &mut rng),
@@ -418,6 +407,7 @@ mod tests {
             cls: 2,
             sep: 3,
             mask: 4,
+            pseudo_mask: None,
             all_special: vec![0, 1, 2, 3, 4],
         }
     }

@@ -30,14 +30,12 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use rand::seq::SliceRandom;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
 use crate::instance::{Instance, PairLabel, SpecialTokens};
-use crate::pretrain::{rng_for, InstanceConfig};
+use crate::pretrain::InstanceConfig;
 use crate::tokenizer::{TextTokenizer, WordBoundaries};
 
 /// Version of the binary shard format and manifest.
@@ -496,118 +494,6 @@ fn is_plain_file_name(name: &str) -> bool {
     )
 }
 
-/// A seeded permutation of `0..len` for one epoch, the same on every machine
-/// and thread count.
-pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..len as u32).collect();
-    let mut rng = rng_for(seed, 0xE90C, epoch);
-    order.shuffle(&mut rng);
-    order
-}
-
-/// Where a [`ShuffleReader`] stands; serialise it into a checkpoint and pass
-/// it back to [`ShuffleReader::resume`] to continue exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
-    /// Seed of the shuffle.
-    pub seed: u64,
-    /// Shuffle buffer size.
-    pub buffer: usize,
-    /// Current epoch.
-    pub epoch: u64,
-    /// Instances already yielded in this epoch.
-    pub position: u64,
-}
-
-/// Streams a split in near-sequential order through a seeded shuffle buffer
-/// (reads stay mostly sequential in the mapped files, unlike a full permutation).
-///
-/// The buffer holds indices, so resuming replays only index bookkeeping.
-#[derive(Debug)]
-pub struct ShuffleReader<'a> {
-    set: &'a ShardSet,
-    cursor: Cursor,
-    buffer: Vec<u64>,
-    next_fill: u64,
-}
-
-impl<'a> ShuffleReader<'a> {
-    /// Starts epoch 0 with a shuffle buffer of `buffer` instances.
-    pub fn new(set: &'a ShardSet, seed: u64, buffer: usize) -> Self {
-        Self::resume(
-            set,
-            Cursor {
-                seed,
-                buffer: buffer.max(1),
-                epoch: 0,
-                position: 0,
-            },
-        )
-    }
-
-    /// Continues from a saved cursor.
-    pub fn resume(set: &'a ShardSet, cursor: Cursor) -> Self {
-        let mut r = Self {
-            set,
-            cursor: Cursor {
-                position: 0,
-                buffer: cursor.buffer.max(1),
-                ..cursor
-            },
-            buffer: Vec::new(),
-            next_fill: 0,
-        };
-        for _ in 0..cursor.position {
-            if r.next_index().is_none() {
-                break;
-            }
-        }
-        r
-    }
-
-    /// The cursor after the last yielded instance.
-    pub fn cursor(&self) -> Cursor {
-        self.cursor
-    }
-
-    /// The next global index, moving to the next epoch when one ends.
-    fn next_index(&mut self) -> Option<u64> {
-        let len = self.set.len;
-        if len == 0 {
-            return None;
-        }
-        if self.cursor.position >= len {
-            self.cursor.epoch += 1;
-            self.cursor.position = 0;
-            self.buffer.clear();
-            self.next_fill = 0;
-        }
-        while self.buffer.len() < self.cursor.buffer && self.next_fill < len {
-            self.buffer.push(self.next_fill);
-            self.next_fill += 1;
-        }
-        let mut rng = rng_for(
-            self.cursor.seed ^ 0x5B0F,
-            self.cursor.epoch,
-            self.cursor.position,
-        );
-        let slot = rng.random_range(0..self.buffer.len());
-        let index = self.buffer.swap_remove(slot);
-        self.cursor.position += 1;
-        Some(index)
-    }
-}
-
-impl Iterator for ShuffleReader<'_> {
-    /// The global index of the instance and the instance.
-    type Item = Result<(u64, Instance)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let i = self.next_index()?;
-        Some(self.set.get(i as usize).map(|inst| (i, inst)))
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -640,6 +526,7 @@ mod tests {
                 cls: 2,
                 sep: 3,
                 mask: 4,
+                pseudo_mask: None,
                 all_special: vec![0, 1, 2, 3, 4],
             },
             instances: InstanceConfig::default(),
@@ -780,53 +667,5 @@ mod tests {
             set.check_tokenizer_hash("xyz"),
             Err(Error::TokenizerMismatch { .. })
         ));
-    }
-
-    #[test]
-    fn epoch_order_is_a_seeded_permutation() {
-        let a = epoch_order(1000, 1, 0);
-        let mut sorted = a.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, (0..1000).collect::<Vec<u32>>());
-        assert_eq!(a, epoch_order(1000, 1, 0));
-        assert_ne!(a, epoch_order(1000, 1, 1));
-        assert_ne!(a, epoch_order(1000, 2, 0));
-    }
-
-    #[test]
-    fn shuffle_reader_covers_each_epoch_and_resumes_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        write_set(
-            dir.path(),
-            &[
-                (0..30).map(|k| inst(k, 2, None)).collect(),
-                (30..50).map(|k| inst(k, 2, None)).collect(),
-            ],
-        );
-        let set = ShardSet::open(dir.path()).unwrap();
-        let full: Vec<u64> = ShuffleReader::new(&set, 9, 8)
-            .take(120)
-            .map(|r| r.unwrap().0)
-            .collect();
-        let mut first: Vec<u64> = full[..50].to_vec();
-        first.sort_unstable();
-        assert_eq!(first, (0..50).collect::<Vec<u64>>());
-        assert_ne!(
-            &full[..50],
-            &(0..50).collect::<Vec<u64>>()[..],
-            "order is shuffled"
-        );
-        assert_ne!(&full[..50], &full[50..100], "epochs differ");
-        // Stop after 73, serialise the cursor, resume: the rest is identical.
-        let mut r = ShuffleReader::new(&set, 9, 8);
-        for _ in 0..73 {
-            r.next().unwrap().unwrap();
-        }
-        let saved = serde_json::to_string(&r.cursor()).unwrap();
-        let resumed: Vec<u64> = ShuffleReader::resume(&set, serde_json::from_str(&saved).unwrap())
-            .take(47)
-            .map(|x| x.unwrap().0)
-            .collect();
-        assert_eq!(resumed, full[73..120].to_vec());
     }
 }

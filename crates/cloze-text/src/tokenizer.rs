@@ -31,22 +31,9 @@ use crate::progress::{NoProgress, Progress};
 use crate::vocab::Stop;
 use crate::words::{has_cjk, jieba, jieba_word_ids};
 
-/// `[PAD]`.
-pub const PAD: &str = "[PAD]";
-/// `[UNK]`.
-pub const UNK: &str = "[UNK]";
-/// `[CLS]`.
-pub const CLS: &str = "[CLS]";
-/// `[SEP]`.
-pub const SEP: &str = "[SEP]";
-/// `[MASK]`: BERT's mask, also UniLM-v2's `[M]` (the autoencoding mask).
-pub const MASK: &str = "[MASK]";
-/// UniLM-v2's pseudo mask `[P]`, used by the partially autoregressive
-/// objective; reserved by `cloze tokenizer train` right after `[MASK]`.
-pub const PSEUDO_MASK: &str = "[PSEUDO_MASK]";
-
-/// Reserved tokens of a trained vocabulary, in id order (ids 0..6).
-pub const RESERVED: [&str; 6] = [PAD, UNK, CLS, SEP, MASK, PSEUDO_MASK];
+/// The special tokens' names and the reserved set (ids 0..6 of a vocabulary
+/// trained by cloze), defined once in `cloze-core`.
+pub use cloze_core::{CLS, MASK, PAD, PSEUDO_MASK, RESERVED, SEP, UNK};
 
 /// How words are delimited when assigning word ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -304,34 +291,19 @@ fn renumber(word_ids: &[Option<u32>]) -> Vec<u32> {
 }
 
 fn special_tokens_of(inner: &Tokenizer, source: &Path) -> Result<SpecialTokens> {
-    let id = |token: &str| {
-        inner
-            .token_to_id(token)
-            .ok_or_else(|| Error::MissingSpecialToken {
-                path: source.to_path_buf(),
-                token: token.to_string(),
-            })
-    };
-    let (pad, unk, cls, sep, mask) = (id(PAD)?, id(UNK)?, id(CLS)?, id(SEP)?, id(MASK)?);
-    let mut all_special = vec![pad, unk, cls, sep, mask];
-    if let Some(p) = inner.token_to_id(PSEUDO_MASK) {
-        all_special.push(p);
-    }
-    for (id, tok) in inner.get_added_tokens_decoder() {
-        if tok.special {
-            all_special.push(id);
-        }
-    }
-    all_special.sort_unstable();
-    all_special.dedup();
-    Ok(SpecialTokens {
-        vocab_size: inner.get_vocab_size(true) as u32,
-        pad,
-        unk,
-        cls,
-        sep,
-        mask,
-        all_special,
+    let extra = inner
+        .get_added_tokens_decoder()
+        .into_iter()
+        .filter(|(_, tok)| tok.special)
+        .map(|(id, _)| id);
+    SpecialTokens::from_lookup(
+        inner.get_vocab_size(true) as u32,
+        |t| inner.token_to_id(t),
+        extra,
+    )
+    .map_err(|e| Error::MissingSpecialToken {
+        path: source.to_path_buf(),
+        token: e.token.to_string(),
     })
 }
 
@@ -673,6 +645,26 @@ fn write_tokenizer_files(tok: &TextTokenizer, dir: &Path) -> Result<()> {
     }
     let path = dir.join("vocab.txt");
     std::fs::write(&path, text).at(&path)
+}
+
+/// The project tokenizer as a codec for similar-word masking: a word is
+/// encoded on its own (no special tokens; `None` if any piece is `[UNK]`), and
+/// decoded by joining its pieces with WordPiece's `##` prefix removed.
+impl cloze_core::WordCodec for TextTokenizer {
+    fn decode_word(&self, tokens: &[u32]) -> Option<String> {
+        let mut word = String::new();
+        for &t in tokens {
+            let s = self.id_to_token(t)?;
+            word.push_str(s.strip_prefix("##").unwrap_or(&s));
+        }
+        Some(word)
+    }
+
+    fn encode_word(&self, word: &str) -> Option<Vec<u32>> {
+        let enc = self.encode(word, WordBoundaries::Tokenizer).ok()?;
+        let unk = self.special_tokens().unk;
+        (!enc.ids.is_empty() && !enc.ids.contains(&unk)).then_some(enc.ids)
+    }
 }
 
 #[cfg(test)]

@@ -50,7 +50,11 @@ impl BertPretrainer {
         init: &InitConfig,
         device: Device,
     ) -> Result<Self> {
-        tch::manual_seed((crate::trainer::mix_seed(seed, 0x1417, 0) >> 1) as i64);
+        tch::manual_seed(cloze_core::rng::torch_seed(
+            seed,
+            cloze_core::rng::Stream::ModelInit,
+            0,
+        ));
         let vs = VarStore::new(device);
         let model = if pair_head {
             BertForPreTraining::new(&vs.root(), &config)?

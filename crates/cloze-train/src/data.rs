@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::PretrainModel;
 use crate::config::TrainConfig;
 use crate::error::{io_err, Error, Result};
-use crate::trainer::{mix_seed, DataSource, EvalSet};
+use crate::trainer::{DataSource, EvalSet};
 
 /// Random access to unmasked instances.
 pub trait Instances {
@@ -43,17 +43,9 @@ impl Instances for Vec<Instance> {
     }
 }
 
-/// A seeded permutation of `0..n` for `epoch` (Fisher-Yates over SplitMix64 draws).
-pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let r = mix_seed(seed, 0xE90C ^ epoch, i as u64);
-        // Multiply-shift maps the draw onto 0..=i without modulo bias worth noting.
-        let j = ((u128::from(r) * (i as u128 + 1)) >> 64) as usize;
-        v.swap(i, j);
-    }
-    v
-}
+/// A seeded permutation of `0..n` for `epoch`: the order the trainer visits
+/// examples in (one implementation, in [`cloze_core::rng`]).
+pub use cloze_core::rng::epoch_order;
 
 /// Training batches: instances masked on the fly.
 pub struct MaskedSource<I> {

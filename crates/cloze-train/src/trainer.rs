@@ -126,19 +126,17 @@ pub enum RunOutcome {
     },
 }
 
-/// Mixes a seed with two counters into an independent 64-bit seed (SplitMix64 finaliser).
-pub fn mix_seed(seed: u64, a: u64, b: u64) -> u64 {
-    let mut z =
-        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED69);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// Mixes a seed with two counters into an independent 64-bit seed; the
+/// project's one implementation lives in [`cloze_core::rng`].
+pub use cloze_core::rng::mix_seed;
 
 /// Seeds libtorch's global generator for step `step` (dropout draws from it).
 fn seed_step(seed: u64, step: u64) {
-    // Masked to 63 bits: libtorch takes a signed seed.
-    tch::manual_seed((mix_seed(seed, 0xD80F, step) >> 1) as i64);
+    tch::manual_seed(cloze_core::rng::torch_seed(
+        seed,
+        cloze_core::rng::Stream::Dropout,
+        step,
+    ));
 }
 
 /// One complete optimiser step on one batch: zero the gradients, forward,

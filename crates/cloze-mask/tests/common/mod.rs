@@ -20,6 +20,7 @@ pub fn specials() -> SpecialTokens {
         cls: CLS,
         sep: SEP,
         mask: MASK,
+        pseudo_mask: None,
         all_special: vec![PAD, UNK, CLS, SEP, MASK],
     }
 }
