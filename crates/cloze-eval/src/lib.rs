@@ -9,6 +9,26 @@
 //! run the model without gradients, and return results in input order whatever the
 //! batching.
 
+//!
+//! Load a HuggingFace BERT checkpoint and predict a masked token (here the
+//! tiny test fixture, whose vocabulary has no words; `cloze fill-mask` adds
+//! the checkpoint's tokenizer around the same call):
+//!
+//! ```
+//! use std::path::Path;
+//! use cloze_models::hf::load_pretrained;
+//! use cloze_eval::fill_mask;
+//!
+//! let dir = Path::new("../cloze-models/tests/fixtures/hf-tiny-bert");
+//! let loaded = load_pretrained(dir, tch::Device::Cpu)?;
+//! // [CLS]=2 ... [MASK]=4 ... [SEP]=3 in the fixture's vocabulary of 96 ids.
+//! let seq = vec![2, 17, 23, 4, 31, 3];
+//! let predictions = fill_mask(&loaded.model, &[seq], 4, 0, 5, 8, tch::Device::Cpu)?;
+//! assert_eq!(predictions[0][0].position, 3);
+//! assert_eq!(predictions[0][0].candidates.len(), 5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
 pub mod batch;
 pub mod encode;
 mod error;

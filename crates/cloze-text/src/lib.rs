@@ -8,6 +8,34 @@
 //! the `cloze` driver exposes [`datasets`] as `cloze data fetch|list`. This
 //! crate never links libtorch.
 
+//!
+//! Train a WordPiece vocabulary, tokenize with word ids (for whole-word
+//! masking), and cut a document into pretraining instances:
+//!
+//! ```
+//! use cloze_text::pretrain::{instances_for_document, InstanceConfig, Mode, Segment};
+//! use cloze_text::tokenizer::{train_wordpiece, TrainOptions};
+//! use cloze_text::WordBoundaries;
+//!
+//! let lines = ["the people shall protect the union", "our union shall endure"];
+//! let options = TrainOptions { vocab_size: 60, min_frequency: 1, ..TrainOptions::default() };
+//! let tok = train_wordpiece(lines.iter().map(|l| l.to_string()).cycle().take(20), &options)?;
+//! let encoded = tok.encode("the union shall endure", WordBoundaries::Tokenizer)?;
+//! assert_eq!(encoded.ids.len(), encoded.word_ids.len());
+//!
+//! let doc: Vec<Segment> = lines
+//!     .iter()
+//!     .map(|l| {
+//!         let (ids, word_ids) = tok.encode_ids_words(l, WordBoundaries::Tokenizer)?;
+//!         Ok(Segment { ids, word_ids })
+//!     })
+//!     .collect::<cloze_text::Result<_>>()?;
+//! let config = InstanceConfig { mode: Mode::Packed, max_seq_length: 32, ..InstanceConfig::default() };
+//! let instances = instances_for_document(&[doc], 0, 0, &config, tok.special_tokens());
+//! assert_eq!(instances[0].tokens[0], tok.special_tokens().cls);
+//! # Ok::<(), cloze_text::Error>(())
+//! ```
+
 mod archive;
 pub mod corpus;
 pub mod datasets;
