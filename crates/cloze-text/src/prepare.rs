@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::{corpus_bytes, CorpusOptions, Document, DocumentReader};
 use crate::error::{Error, IoContext, Result};
-use crate::instance::Instance;
+use crate::instance::{Instance, SpecialTokens};
 use crate::pretrain::{
     instances_for_document, rng_for, InstanceConfig, Segment, Stream, TokenizedDoc,
 };
@@ -223,118 +223,53 @@ pub fn prepare_into(
     let start = Instant::now();
     let total_bytes = corpus_bytes(corpus)?;
     let mut reader = DocumentReader::open(corpus, config.corpus.clone())?;
-
     let special = tokenizer.special_tokens().clone();
-    let mut train = SplitWriter {
-        split: Split::Train,
-        info: SplitInfo::default(),
-    };
-    let mut eval = SplitWriter {
-        split: Split::Eval,
-        info: SplitInfo::default(),
-    };
+    let mut splits = [
+        SplitWriter {
+            split: Split::Train,
+            info: SplitInfo::default(),
+        },
+        SplitWriter {
+            split: Split::Eval,
+            info: SplitInfo::default(),
+        },
+    ];
     let mut documents = 0u64;
     let mut text_tokens = 0u64;
+    let mut stages = StageSeconds::default();
     progress.stage("prepare", Some(total_bytes), "bytes");
     let mut last_bytes = 0u64;
-    let mut stages = StageSeconds::default();
     loop {
         if progress.cancelled() {
             return Err(Error::Cancelled);
         }
-        // Read one chunk of whole documents.
-        let t0 = Instant::now();
-        let read_span = tracing::debug_span!("read").entered();
-        let mut chunk: Vec<Document> = Vec::new();
-        let mut bytes = 0usize;
-        let mut failure = None;
-        while bytes < config.chunk_bytes {
-            match reader.next() {
-                Some(Ok(doc)) => {
-                    bytes += doc.bytes();
-                    chunk.push(doc);
-                }
-                Some(Err(e)) => {
-                    failure = Some(e);
-                    break;
-                }
-                None => break,
-            }
-        }
-        drop(read_span);
-        stages.read += t0.elapsed().as_secs_f64();
-        let t0 = Instant::now();
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let chunk = timed(&mut stages.read, || {
+            read_chunk(&mut reader, config.chunk_bytes)
+        })?;
         if chunk.is_empty() {
             break;
         }
         let base = documents;
         documents += chunk.len() as u64;
-
-        let tokenized: Vec<TokenizedDoc> = {
-            let _s = tracing::debug_span!("tokenize", docs = chunk.len()).entered();
-            // Lines, not documents, are the unit of parallel work: documents
-            // vary in size by orders of magnitude and would leave a core idle.
-            let lines: Vec<&str> = chunk
-                .iter()
-                .flat_map(|d| d.lines.iter().map(String::as_str))
-                .collect();
-            let mut segments: Vec<Segment> = lines
-                .par_iter()
-                .with_min_len(64)
-                .map(|line| {
-                    let (ids, word_ids) =
-                        tokenizer.encode_ids_words(line, config.word_boundaries)?;
-                    Ok(Segment { ids, word_ids })
-                })
-                .collect::<Result<_>>()?;
-            let mut docs = Vec::with_capacity(chunk.len());
-            for d in chunk.iter().rev() {
-                let rest = segments.split_off(segments.len() - d.lines.len());
-                docs.push(rest);
-            }
-            docs.reverse();
-            docs
-        };
+        let tokenized = timed(&mut stages.tokenize, || {
+            tokenize_chunk(tokenizer, &chunk, config.word_boundaries)
+        })?;
         drop(chunk);
-        stages.tokenize += t0.elapsed().as_secs_f64();
         text_tokens += tokenized
             .iter()
             .flat_map(|d| d.iter().map(|s| s.ids.len() as u64))
             .sum::<u64>();
-
-        // Whole documents are held out, chosen by (seed, document index).
-        let held_out = |k: u64| {
-            config.holdout_fraction > 0.0
-                && rng_for(config.instances.seed, Stream::Holdout, k).random::<f64>()
-                    < config.holdout_fraction
-        };
-        let mut parts: [(Vec<TokenizedDoc>, Vec<u64>); 2] = Default::default();
-        for (k, doc) in tokenized.into_iter().enumerate() {
-            let g = base + k as u64;
-            let p = usize::from(held_out(g));
-            parts[p].0.push(doc);
-            parts[p].1.push(g);
-        }
-        for (p, (docs, ids)) in parts.iter().enumerate() {
-            let t0 = Instant::now();
-            let instances: Vec<Instance> = {
-                let _s = tracing::debug_span!("instances", docs = docs.len()).entered();
-                (0..docs.len())
-                    .into_par_iter()
-                    .flat_map_iter(|k| {
-                        instances_for_document(docs, k, ids[k], &config.instances, &special)
-                    })
-                    .collect()
-            };
-            stages.instances += t0.elapsed().as_secs_f64();
-            let t0 = Instant::now();
-            let _s = tracing::debug_span!("write", instances = instances.len()).entered();
-            let writer = if p == 0 { &mut train } else { &mut eval };
-            writer.write(dir, docs.len() as u64, &instances)?;
-            stages.write += t0.elapsed().as_secs_f64();
+        for (writer, (docs, ids)) in splits
+            .iter_mut()
+            .zip(split_held_out(tokenized, base, config))
+        {
+            let instances = timed(&mut stages.instances, || {
+                build_instances(&docs, &ids, config, &special)
+            });
+            timed(&mut stages.write, || {
+                let _s = tracing::debug_span!("write", instances = instances.len()).entered();
+                writer.write(dir, docs.len() as u64, &instances)
+            })?;
         }
         let now = reader.bytes_read();
         progress.advance(now.saturating_sub(last_bytes));
@@ -344,40 +279,25 @@ pub fn prepare_into(
     if progress.cancelled() {
         return Err(Error::Cancelled);
     }
-    if documents == 0 {
-        return Err(Error::EmptyCorpus {
-            path: corpus.to_path_buf(),
-        });
-    }
-    if train.info.instances == 0 {
-        return Err(Error::Config(format!(
-            "corpus {} produced no training instances (documents too short for max_seq_length {}?)",
-            corpus.display(),
-            config.instances.max_seq_length
-        )));
-    }
-
-    tokenizer.save_json(&dir.join(TOKENIZER))?;
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        tokenizer_hash: tokenizer.hash().to_string(),
-        special_tokens: special,
-        instances: config.instances,
-        word_boundaries: config.word_boundaries,
-        holdout_fraction: config.holdout_fraction,
-        corpus: corpus.display().to_string(),
-        documents,
-        train: train.info.clone(),
-        eval: eval.info.clone(),
-        created_by: format!("cloze-text {}", env!("CARGO_PKG_VERSION")),
-    };
-    let path = dir.join(MANIFEST);
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|source| Error::Json {
-        path: path.clone(),
-        source,
-    })?;
-    std::fs::write(&path, json).at(&path)?;
-
+    let [train, eval] = splits;
+    check_produced(corpus, config, documents, &train.info)?;
+    write_manifest(
+        dir,
+        tokenizer,
+        Manifest {
+            format_version: FORMAT_VERSION,
+            tokenizer_hash: tokenizer.hash().to_string(),
+            special_tokens: special,
+            instances: config.instances,
+            word_boundaries: config.word_boundaries,
+            holdout_fraction: config.holdout_fraction,
+            corpus: corpus.display().to_string(),
+            documents,
+            train: train.info.clone(),
+            eval: eval.info.clone(),
+            created_by: format!("cloze-text {}", env!("CARGO_PKG_VERSION")),
+        },
+    )?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(PrepareReport {
         out: dir.to_path_buf(),
@@ -390,4 +310,129 @@ pub fn prepare_into(
         peak_rss_bytes: peak_rss_bytes(),
         stage_seconds: stages,
     })
+}
+
+/// Runs `f`, adding its wall-clock seconds to `total`.
+fn timed<T>(total: &mut f64, f: impl FnOnce() -> T) -> T {
+    let t0 = Instant::now();
+    let out = f();
+    *total += t0.elapsed().as_secs_f64();
+    out
+}
+
+/// Reads whole documents until about `chunk_bytes` of text (empty at the end).
+fn read_chunk(reader: &mut DocumentReader, chunk_bytes: usize) -> Result<Vec<Document>> {
+    let _s = tracing::debug_span!("read").entered();
+    let mut chunk = Vec::new();
+    let mut bytes = 0usize;
+    while bytes < chunk_bytes {
+        match reader.next() {
+            Some(doc) => {
+                let doc = doc?;
+                bytes += doc.bytes();
+                chunk.push(doc);
+            }
+            None => break,
+        }
+    }
+    Ok(chunk)
+}
+
+/// Tokenizes a chunk's lines in parallel and regroups them by document.
+fn tokenize_chunk(
+    tokenizer: &TextTokenizer,
+    chunk: &[Document],
+    words: WordBoundaries,
+) -> Result<Vec<TokenizedDoc>> {
+    let _s = tracing::debug_span!("tokenize", docs = chunk.len()).entered();
+    // Lines, not documents, are the unit of parallel work: documents vary in
+    // size by orders of magnitude and would leave a core idle.
+    let lines: Vec<&str> = chunk
+        .iter()
+        .flat_map(|d| d.lines.iter().map(String::as_str))
+        .collect();
+    let mut segments: Vec<Segment> = lines
+        .par_iter()
+        .with_min_len(64)
+        .map(|line| {
+            let (ids, word_ids) = tokenizer.encode_ids_words(line, words)?;
+            Ok(Segment { ids, word_ids })
+        })
+        .collect::<Result<_>>()?;
+    let mut docs = Vec::with_capacity(chunk.len());
+    for d in chunk.iter().rev() {
+        let rest = segments.split_off(segments.len() - d.lines.len());
+        docs.push(rest);
+    }
+    docs.reverse();
+    Ok(docs)
+}
+
+/// Splits a chunk's documents (global indices from `base`) into train and
+/// held-out eval; whole documents are held out, chosen by (seed, document index).
+fn split_held_out(
+    tokenized: Vec<TokenizedDoc>,
+    base: u64,
+    config: &PrepareConfig,
+) -> [(Vec<TokenizedDoc>, Vec<u64>); 2] {
+    let held_out = |k: u64| {
+        config.holdout_fraction > 0.0
+            && rng_for(config.instances.seed, Stream::Holdout, k).random::<f64>()
+                < config.holdout_fraction
+    };
+    let mut parts: [(Vec<TokenizedDoc>, Vec<u64>); 2] = Default::default();
+    for (k, doc) in tokenized.into_iter().enumerate() {
+        let g = base + k as u64;
+        let p = usize::from(held_out(g));
+        parts[p].0.push(doc);
+        parts[p].1.push(g);
+    }
+    parts
+}
+
+/// The instances of some documents, in parallel, in document order.
+fn build_instances(
+    docs: &[TokenizedDoc],
+    ids: &[u64],
+    config: &PrepareConfig,
+    special: &SpecialTokens,
+) -> Vec<Instance> {
+    let _s = tracing::debug_span!("instances", docs = docs.len()).entered();
+    (0..docs.len())
+        .into_par_iter()
+        .flat_map_iter(|k| instances_for_document(docs, k, ids[k], &config.instances, special))
+        .collect()
+}
+
+/// An empty corpus, or one too short for any training instance, is an error.
+fn check_produced(
+    corpus: &Path,
+    config: &PrepareConfig,
+    documents: u64,
+    train: &SplitInfo,
+) -> Result<()> {
+    if documents == 0 {
+        return Err(Error::EmptyCorpus {
+            path: corpus.to_path_buf(),
+        });
+    }
+    if train.instances == 0 {
+        return Err(Error::Config(format!(
+            "corpus {} produced no training instances (documents too short for max_seq_length {}?)",
+            corpus.display(),
+            config.instances.max_seq_length
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the tokenizer and the manifest beside the shards.
+fn write_manifest(dir: &Path, tokenizer: &TextTokenizer, manifest: Manifest) -> Result<()> {
+    tokenizer.save_json(&dir.join(TOKENIZER))?;
+    let path = dir.join(MANIFEST);
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::write(&path, json).at(&path)
 }
