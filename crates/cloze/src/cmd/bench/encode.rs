@@ -100,29 +100,21 @@ fn default_path(dataset: &str, file: Option<&str>) -> Result<PathBuf> {
 }
 
 fn run_peer(a: &EncodeBenchArgs, python: &Path, model: &Path, text: &Path) -> Result<f64> {
-    let out = std::process::Command::new(python)
-        .arg(&a.peer_script)
-        .arg(model)
-        .arg(text)
-        .arg(a.sentences.to_string())
-        .output()
-        .with_context(|| format!("running {} {}", python.display(), a.peer_script.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "the peer failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for line in stdout.lines() {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-            if v["what"] == "hf_encode_tokens_per_s" {
-                println!("{line}");
-                return v["value"].as_f64().context("peer value is not a number");
-            }
-        }
-    }
-    anyhow::bail!("the peer printed no hf_encode_tokens_per_s line: {stdout}")
+    let lines = super::run_peer(
+        python,
+        &a.peer_script,
+        [
+            model.as_os_str(),
+            text.as_os_str(),
+            a.sentences.to_string().as_ref(),
+        ],
+    )?;
+    let line = lines
+        .iter()
+        .find(|v| v["what"] == "hf_encode_tokens_per_s")
+        .context("the peer printed no hf_encode_tokens_per_s line")?;
+    println!("{line}");
+    line["value"].as_f64().context("peer value is not a number")
 }
 
 /// Runs the bench and prints JSON lines.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use cloze_mask::synthetic::{bert_base_specials, synthetic_instances};
 use cloze_mask::{Masker, MaskingConfig};
@@ -87,21 +87,7 @@ fn peer(args: &MaskArgs) -> Result<Vec<serde_json::Value>> {
     else {
         return Ok(Vec::new());
     };
-    let out = std::process::Command::new(py)
-        .arg(&args.peer_script)
-        .arg(corpus)
-        .arg(tok)
-        .output()
-        .with_context(|| format!("running {} {}", py.display(), args.peer_script.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "peer script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+    super::run_peer(py, &args.peer_script, [corpus, tok])
 }
 
 /// Runs the bench and prints one JSON line per scheme, then a summary.

@@ -6,10 +6,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use cloze_train::bench::{StepBench, StepShape};
 use serde_json::json;
+
+use super::peer_value;
 
 /// Arguments of `cloze bench train`.
 #[derive(Debug, Args)]
@@ -124,48 +126,21 @@ fn run_peer(a: &TrainArgs, python: &PathBuf) -> Result<Vec<serde_json::Value>> {
     if ffn != 4 * a.hidden {
         anyhow::bail!("the peer script always uses ffn = 4 x hidden; drop --ffn to compare");
     }
-    let out = std::process::Command::new(python)
-        .arg(&a.peer_script)
-        .args([
-            "--steps",
-            &a.steps.to_string(),
-            "--threads",
-            &a.torch_threads.to_string(),
-        ])
-        .args(["--batch", &a.batch.to_string(), "--seq", &a.seq.to_string()])
-        .args([
-            "--hidden",
-            &a.hidden.to_string(),
-            "--layers",
-            &a.layers.to_string(),
-        ])
-        .args([
-            "--heads",
-            &a.heads.to_string(),
-            "--vocab",
-            &a.vocab.to_string(),
-        ])
-        .output()
-        .with_context(|| format!("running {} {}", python.display(), a.peer_script.display()))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "the peer failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+    let args = [
+        ("--steps", a.steps.to_string()),
+        ("--threads", a.torch_threads.to_string()),
+        ("--batch", a.batch.to_string()),
+        ("--seq", a.seq.to_string()),
+        ("--hidden", a.hidden.to_string()),
+        ("--layers", a.layers.to_string()),
+        ("--heads", a.heads.to_string()),
+        ("--vocab", a.vocab.to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value]);
+    super::run_peer(python, &a.peer_script, args)
 }
 
-fn peer_value(lines: &[serde_json::Value], what: &str) -> Option<f64> {
-    lines
-        .iter()
-        .find(|v| v["what"] == what)
-        .and_then(|v| v["value"].as_f64())
-}
 
 /// Runs `cloze bench train`.
 pub fn run(a: TrainArgs) -> Result<()> {
