@@ -10,10 +10,7 @@ use cloze_eval::EncodeOptions;
 use cloze_models::load_encoder;
 use tch::{Device, Kind, Tensor};
 
-use super::fill_mask::{
-    check_model_dir, load_tokenizer, read_lines, read_model_config, resolve_max_length, Inputs,
-    Truncation,
-};
+use super::fill_mask::{open_for_inference, read_lines, Inputs, Opened};
 
 /// Arguments of `cloze encode`.
 #[derive(Debug, Args)]
@@ -69,10 +66,7 @@ pub fn run(args: EncodeArgs) -> Result<()> {
             args.output.display()
         );
     }
-    check_model_dir(&args.model, true)?;
-    let config = read_model_config(&args.model)?;
-    let max_len = resolve_max_length(args.max_length, &config)?;
-    let tok = load_tokenizer(&args.model, max_len)?;
+    let Opened { tok, truncation } = open_for_inference(&args.model, args.max_length, args.strict)?;
     let lines = read_lines(&args.input)?;
     let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
     let toks = tok.tokenize_batch(&texts)?;
@@ -80,11 +74,6 @@ pub fn run(args: EncodeArgs) -> Result<()> {
     let inputs = Inputs {
         noun: "lines",
         name: &name,
-    };
-    let truncation = Truncation {
-        max_len,
-        limit: config.max_position_embeddings as usize,
-        strict: args.strict,
     };
     truncation.check(&toks, &inputs)?;
     let p = load_encoder(&args.model, args.device)

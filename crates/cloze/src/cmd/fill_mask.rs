@@ -120,6 +120,35 @@ pub(crate) fn load_tokenizer(dir: &Path, max_len: usize) -> Result<ModelTokenize
     }
 }
 
+/// A checkpoint directory opened for inference, before any weight is loaded:
+/// its tokenizer truncating to the checked maximum length, and the truncation
+/// rule for messages and `--strict`.
+pub(crate) struct Opened {
+    /// The tokenizer, truncating to `truncation.max_len`.
+    pub tok: ModelTokenizer,
+    /// The length rule.
+    pub truncation: Truncation,
+}
+
+/// Checks `--model`, `--max-length` (against the model's positions) and
+/// loads the tokenizer: the common start of fill-mask, encode and score.
+pub(crate) fn open_for_inference(
+    dir: &Path,
+    max_length: Option<usize>,
+    strict: bool,
+) -> Result<Opened> {
+    check_model_dir(dir, true)?;
+    let config = read_model_config(dir)?;
+    let max_len = resolve_max_length(max_length, &config)?;
+    let tok = load_tokenizer(dir, max_len)?;
+    let truncation = Truncation {
+        max_len,
+        limit: config.max_position_embeddings as usize,
+        strict,
+    };
+    Ok(Opened { tok, truncation })
+}
+
 /// Loads a checkpoint that must have a trained MLM head. Non-finite weights are
 /// refused by the loader.
 pub(crate) fn load_mlm(dir: &Path, device: Device) -> Result<Pretrained<BertForPreTraining>> {
@@ -242,10 +271,8 @@ pub(crate) fn snippet(text: &str, n: usize) -> String {
 
 /// Runs fill-mask and prints the candidates.
 pub fn run(args: FillMaskArgs) -> Result<()> {
-    check_model_dir(&args.model, true)?;
-    let config = read_model_config(&args.model)?;
-    let max_len = resolve_max_length(args.max_length, &config)?;
-    let tok = load_tokenizer(&args.model, max_len)?;
+    let Opened { tok, truncation } = open_for_inference(&args.model, args.max_length, args.strict)?;
+    let max_len = truncation.max_len;
     let mask = tok.mask.context("the tokenizer has no [MASK] token")?;
     let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
     let toks = tok.tokenize_batch(&texts)?;
@@ -253,11 +280,6 @@ pub fn run(args: FillMaskArgs) -> Result<()> {
     let inputs = Inputs {
         noun: "texts",
         name: &name,
-    };
-    let truncation = Truncation {
-        max_len,
-        limit: config.max_position_embeddings as usize,
-        strict: args.strict,
     };
     for (i, t) in toks.iter().enumerate() {
         if let Some(pos) = t.first_dropped(mask) {

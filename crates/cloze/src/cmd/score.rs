@@ -9,10 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tch::Device;
 
-use super::fill_mask::{
-    check_model_dir, load_mlm, load_tokenizer, read_lines, read_model_config, resolve_max_length,
-    Inputs, Truncation,
-};
+use super::fill_mask::{load_mlm, open_for_inference, read_lines, Inputs, Opened};
 
 /// Arguments of `cloze score`.
 #[derive(Debug, Args)]
@@ -40,10 +37,7 @@ pub struct ScoreArgs {
 
 /// Scores every line and prints JSON lines.
 pub fn run(args: ScoreArgs) -> Result<()> {
-    check_model_dir(&args.model, true)?;
-    let config = read_model_config(&args.model)?;
-    let max_len = resolve_max_length(args.max_length, &config)?;
-    let tok = load_tokenizer(&args.model, max_len)?;
+    let Opened { tok, truncation } = open_for_inference(&args.model, args.max_length, args.strict)?;
     let mask = tok.mask.context("the tokenizer has no [MASK] token")?;
     let lines = read_lines(&args.input)?;
     let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
@@ -52,11 +46,6 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let inputs = Inputs {
         noun: "lines",
         name: &name,
-    };
-    let truncation = Truncation {
-        max_len,
-        limit: config.max_position_embeddings as usize,
-        strict: args.strict,
     };
     truncation.check(&toks, &inputs)?;
     let p = load_mlm(&args.model, args.device)?;
