@@ -74,6 +74,13 @@ pub enum Error {
         /// Encoder-looking checkpoint keys without a variable.
         unexpected: Vec<String>,
     },
+    /// A head that reads the pooler output runs on an encoder built without a pooler
+    /// ([`crate::BertModel::new_without_pooler`]).
+    #[error("the encoder was built without a pooler, which the {head} head reads")]
+    NoPooler {
+        /// The head's name in the head table.
+        head: &'static str,
+    },
     /// A device name other than `cpu`, `cuda`, `cuda:N` or `auto`, or CUDA asked for
     /// where none is available.
     #[error("device {0:?}: expected cpu, cuda, cuda:N or auto (with CUDA available for cuda)")]

@@ -1,10 +1,19 @@
 //! HuggingFace checkpoint io: `config.json` + `model.safetensors` in, the same out.
 //!
 //! Variable names in the `VarStore` are HF's keys, so loading is a name lookup with
-//! three normalisations: an optional `bert.` prefix (HF's `BertModel` saves without
-//! it, `BertForPreTraining` with it), legacy TF-era LayerNorm names
-//! (`gamma`/`beta` -> `weight`/`bias`), and the tied decoder (`cls.predictions.decoder.*`
-//! duplicates the word embeddings and `cls.predictions.bias`, so it is skipped).
+//! three normalisations: an optional `bert.` prefix on encoder keys (HF's `BertModel`
+//! saves without it, the `BertFor*` classes with it), legacy TF-era LayerNorm names
+//! (`gamma`/`beta` -> `weight`/`bias`), and the rules of the head table
+//! ([`crate::heads::HEADS`]): head keys sit at the root under their prefix
+//! (`cls.predictions`, `cls.seq_relationship`, `classifier`, `qa_outputs`), keys a
+//! head derives (the tied decoder `cls.predictions.decoder.weight`) are skipped, and
+//! older aliases (`cls.predictions.decoder.bias`) load when the canonical key is
+//! missing. The [`LoadReport`] says, per head of the table, whether the model has
+//! it, whether the checkpoint holds it, and whether it was loaded.
+//!
+//! Any model built over a `VarStore` loads through [`load_with`], including one whose
+//! head is defined outside this crate: a checkpoint key that names a variable is
+//! copied into it whatever the key.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -16,6 +25,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::bert::{BertConfig, BertForPreTraining, BertModel};
+use crate::heads::{self, HEADS};
 use crate::{Error, Result};
 
 /// Whether a head of the model received weights from the checkpoint.
@@ -31,7 +41,28 @@ pub enum HeadStatus {
     NotBuilt,
 }
 
-/// What a load did, key by key.
+/// What a load did to one head of the head table ([`crate::heads::HEADS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadReport {
+    /// The head's checkpoint prefix (`cls.predictions`, `classifier`, ...).
+    pub prefix: &'static str,
+    /// Whether the model's head under this prefix received weights;
+    /// [`HeadStatus::NotBuilt`] when the model has no such head (its checkpoint
+    /// keys are then in [`LoadReport::unexpected`]).
+    pub status: HeadStatus,
+    /// How many checkpoint keys lie under the prefix, derived and alias keys
+    /// included; 0 means the checkpoint has no such head.
+    pub checkpoint_keys: usize,
+}
+
+impl HeadReport {
+    /// True when the checkpoint holds keys of this head.
+    pub fn in_checkpoint(&self) -> bool {
+        self.checkpoint_keys > 0
+    }
+}
+
+/// What a load did, key by key and head by head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadReport {
     /// Number of model variables that received checkpoint values.
@@ -42,12 +73,16 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
     /// `(checkpoint key, variable name)` pairs whose names differ (prefix, gamma/beta).
     pub renamed: Vec<(String, String)>,
-    /// Checkpoint keys skipped on purpose: buffers such as `embeddings.position_ids`
-    /// and the tied decoder.
+    /// Checkpoint keys skipped on purpose: buffers such as `embeddings.position_ids`,
+    /// keys a head derives (the tied decoder) and aliases of keys also present.
     pub ignored: Vec<String>,
-    /// State of the MLM head (`cls.predictions`).
+    /// One entry per head-table prefix that the model has or the checkpoint holds,
+    /// in table order.
+    pub heads: Vec<HeadReport>,
+    /// The status of the `cls.predictions` entry of [`LoadReport::heads`], kept as a
+    /// field for callers written before the head table.
     pub mlm_head: HeadStatus,
-    /// State of the NSP/SOP head (`cls.seq_relationship`).
+    /// The status of the `cls.seq_relationship` entry of [`LoadReport::heads`].
     pub pair_head: HeadStatus,
 }
 
@@ -56,20 +91,37 @@ impl LoadReport {
     pub fn is_exact(&self) -> bool {
         self.missing.is_empty() && self.unexpected.is_empty()
     }
+
+    /// The status of the head under `prefix` ([`HeadStatus::NotBuilt`] when the
+    /// model has none, including for prefixes outside the table).
+    pub fn head(&self, prefix: &str) -> HeadStatus {
+        self.heads
+            .iter()
+            .find(|h| h.prefix == prefix)
+            .map_or(HeadStatus::NotBuilt, |h| h.status)
+    }
 }
 
 impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} tensors loaded, {} missing, {} unexpected, {} ignored; MLM head {:?}, pair head {:?}",
+            "{} tensors loaded, {} missing, {} unexpected, {} ignored; heads:",
             self.loaded,
             self.missing.len(),
             self.unexpected.len(),
             self.ignored.len(),
-            self.mlm_head,
-            self.pair_head
         )?;
+        if self.heads.is_empty() {
+            write!(f, " none")?;
+        }
+        for (i, h) in self.heads.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            write!(f, "{sep}{} {:?}", h.prefix, h.status)?;
+            if h.status == HeadStatus::NotBuilt {
+                write!(f, " (in checkpoint, not taken)")?;
+            }
+        }
         if !self.missing.is_empty() {
             write!(f, "; missing: {}", self.missing.join(", "))?;
         }
@@ -99,7 +151,8 @@ pub fn read_config(dir: &Path) -> Result<BertConfig> {
 }
 
 /// Loads a checkpoint as [`BertForPreTraining`]. An encoder-only checkpoint loads too:
-/// the report then says `mlm_head: Absent` and the head keeps its initialisation.
+/// the report then says `cls.predictions` is [`HeadStatus::Absent`] and the head keeps
+/// its initialisation.
 /// Errors if any encoder weight is missing or the checkpoint holds encoder weights
 /// the config does not describe (e.g. more layers): those mean config and weights disagree.
 /// Also errors ([`Error::NonFiniteWeights`]) if a tensor the model takes holds NaN or
@@ -117,7 +170,14 @@ pub fn load_encoder(dir: &Path, device: Device) -> Result<Pretrained<BertModel>>
 
 /// Reads the config, builds a model with `build` under a fresh VarStore, loads the
 /// weights into it and insists that every encoder weight was found and that every
-/// weight it took is finite.
+/// weight it took is finite. Heads need not be in the checkpoint: one that is not
+/// keeps its initialisation and the report says so (loading a
+/// [`crate::BertForSequenceClassification`] from a pretraining checkpoint is how
+/// fine-tuning starts).
+///
+/// `build` is any constructor `fn(&Path, &BertConfig) -> Result<M>`:
+/// `load_with(dir, device, BertForQuestionAnswering::new)`, or a downstream model
+/// whose head this crate does not know.
 ///
 /// The finiteness check lives here rather than in each command because every user
 /// of a loaded model (fill-mask, encode, score, eval, a run initialised from a
@@ -125,7 +185,7 @@ pub fn load_encoder(dir: &Path, device: Device) -> Result<Pretrained<BertModel>>
 /// reduction per tensor on the CPU copy just read from disk (see [`check_finite`]).
 /// [`load_weights`] (the trainer's resume path, which has its own checkpoint
 /// integrity rules) does not check; callers can use [`check_finite`] there.
-fn load_with<M>(
+pub fn load_with<M>(
     dir: &Path,
     device: Device,
     build: impl FnOnce(&tch::nn::Path, &BertConfig) -> Result<M>,
@@ -145,25 +205,29 @@ fn load_with<M>(
     })
 }
 
-fn is_head_or_pooler(name: &str) -> bool {
-    let bare = name.strip_prefix("bert.").unwrap_or(name);
-    bare.starts_with("cls.") || bare.starts_with("pooler.")
+/// A key without its optional `bert.` prefix.
+fn bare(key: &str) -> &str {
+    key.strip_prefix("bert.").unwrap_or(key)
+}
+
+/// Embedding and layer weights: what must agree between config and checkpoint. The
+/// pooler and the heads may be absent (they keep their initialisation).
+fn is_encoder_key(key: &str) -> bool {
+    let b = bare(key);
+    b.starts_with("embeddings.") || b.starts_with("encoder.")
 }
 
 fn check_encoder_complete(report: &LoadReport) -> Result<()> {
     let missing: Vec<String> = report
         .missing
         .iter()
-        .filter(|k| !is_head_or_pooler(k))
+        .filter(|k| is_encoder_key(k))
         .cloned()
         .collect();
     let unexpected: Vec<String> = report
         .unexpected
         .iter()
-        .filter(|k| {
-            let bare = k.strip_prefix("bert.").unwrap_or(k);
-            bare.starts_with("embeddings.") || bare.starts_with("encoder.")
-        })
+        .filter(|k| is_encoder_key(k))
         .cloned()
         .collect();
     if missing.is_empty() && unexpected.is_empty() {
@@ -235,9 +299,62 @@ fn legacy_rename(key: &str) -> String {
     }
 }
 
+/// Buffers HF keeps in the state dicts of older versions; recomputed here.
+const ENCODER_BUFFERS: &[&str] = &["embeddings.position_ids", "embeddings.token_type_ids"];
+
+/// Where a checkpoint key goes.
+enum Target {
+    /// Into the variable of this name (which may not exist: then it is unexpected).
+    Variable(String),
+    /// Nowhere, on purpose (a buffer, a derived key, an alias of a present key).
+    Ignored,
+}
+
+/// The variable a checkpoint key names, by the rules of the module docs.
+fn target_of(
+    key: &str,
+    vars: &HashMap<String, Tensor>,
+    prefixed: bool,
+    checkpoint: &BTreeSet<String>,
+) -> Target {
+    let name = legacy_rename(key);
+    let bare = bare(&name);
+    if ENCODER_BUFFERS.contains(&bare) {
+        return Target::Ignored;
+    }
+    if let Some((spec, rest)) = heads::head_of_key(bare) {
+        if spec.derived.contains(&rest) {
+            return Target::Ignored;
+        }
+        if let Some((_, canonical)) = spec.aliases.iter().find(|(alias, _)| *alias == rest) {
+            let canonical = format!("{}.{canonical}", spec.prefix);
+            return if checkpoint.contains(&canonical) {
+                Target::Ignored
+            } else {
+                Target::Variable(canonical)
+            };
+        }
+        return Target::Variable(bare.to_string());
+    }
+    // Encoder keys (and a downstream head's): the name itself if the model has it,
+    // else with or without `bert.` as the model is laid out.
+    Target::Variable(if vars.contains_key(&name) {
+        name
+    } else if prefixed {
+        format!("bert.{bare}")
+    } else {
+        bare.to_string()
+    })
+}
+
 fn assign(vs: &VarStore, tensors: BTreeMap<String, Tensor>, finite: Finite) -> Result<LoadReport> {
     let vars = vs.variables();
     let prefixed = vars.keys().any(|k| k.starts_with("bert."));
+    // Every checkpoint key as the table sees it (renamed, without `bert.`).
+    let checkpoint: BTreeSet<String> = tensors
+        .keys()
+        .map(|k| bare(&legacy_rename(k)).to_string())
+        .collect();
     let mut filled: BTreeSet<String> = BTreeSet::new();
     let mut report = LoadReport {
         loaded: 0,
@@ -245,33 +362,17 @@ fn assign(vs: &VarStore, tensors: BTreeMap<String, Tensor>, finite: Finite) -> R
         unexpected: vec![],
         renamed: vec![],
         ignored: vec![],
+        heads: vec![],
         mlm_head: HeadStatus::NotBuilt,
         pair_head: HeadStatus::NotBuilt,
     };
-    let has_output_bias = tensors.keys().any(|k| k == "cls.predictions.bias");
     for (key, src) in &tensors {
-        let name = legacy_rename(key);
-        let bare = name.strip_prefix("bert.").unwrap_or(&name);
-        let target = match bare {
-            // Buffers HF keeps in state dicts of older versions; recomputed here.
-            "embeddings.position_ids" | "embeddings.token_type_ids" => {
+        let target = match target_of(key, &vars, prefixed, &checkpoint) {
+            Target::Ignored => {
                 report.ignored.push(key.clone());
                 continue;
             }
-            // The decoder is the word-embedding matrix (tied), never a separate variable.
-            "cls.predictions.decoder.weight" => {
-                report.ignored.push(key.clone());
-                continue;
-            }
-            // HF ties decoder.bias to predictions.bias; use it only if the latter is absent.
-            "cls.predictions.decoder.bias" if has_output_bias => {
-                report.ignored.push(key.clone());
-                continue;
-            }
-            "cls.predictions.decoder.bias" => "cls.predictions.bias".to_string(),
-            b if b.starts_with("cls.") => b.to_string(),
-            b if prefixed => format!("bert.{b}"),
-            b => b.to_string(),
+            Target::Variable(name) => name,
         };
         let Some(var) = vars.get(&target) else {
             report.unexpected.push(key.clone());
@@ -314,25 +415,43 @@ fn assign(vs: &VarStore, tensors: BTreeMap<String, Tensor>, finite: Finite) -> R
         .collect();
     missing.sort();
     report.missing = missing;
-    report.mlm_head = head_status(&vars, &filled, "cls.predictions.");
-    report.pair_head = head_status(&vars, &filled, "cls.seq_relationship.");
+    report.heads = head_reports(&vars, &filled, &checkpoint);
+    report.mlm_head = report.head(crate::heads::MlmHead::SPEC.prefix);
+    report.pair_head = report.head(crate::heads::PairHead::SPEC.prefix);
     tracing::info!(%report, "checkpoint loaded");
     Ok(report)
 }
 
-fn head_status(
+/// True when `key` lies under `prefix` (the prefix, then a dot).
+fn under(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
+
+fn head_reports(
     vars: &HashMap<String, Tensor>,
     filled: &BTreeSet<String>,
-    prefix: &str,
-) -> HeadStatus {
-    let total = vars.keys().filter(|k| k.starts_with(prefix)).count();
-    let got = filled.iter().filter(|k| k.starts_with(prefix)).count();
-    match (total, got) {
-        (0, _) => HeadStatus::NotBuilt,
-        (_, 0) => HeadStatus::Absent,
-        (t, g) if t == g => HeadStatus::Loaded,
-        _ => HeadStatus::Partial,
-    }
+    checkpoint: &BTreeSet<String>,
+) -> Vec<HeadReport> {
+    heads::prefixes()
+        .into_iter()
+        .filter_map(|prefix| {
+            let total = vars.keys().filter(|k| under(k, prefix)).count();
+            let got = filled.iter().filter(|k| under(k, prefix)).count();
+            let checkpoint_keys = checkpoint.iter().filter(|k| under(k, prefix)).count();
+            let status = match (total, got) {
+                (0, _) => HeadStatus::NotBuilt,
+                (_, 0) => HeadStatus::Absent,
+                (t, g) if t == g => HeadStatus::Loaded,
+                _ => HeadStatus::Partial,
+            };
+            (total > 0 || checkpoint_keys > 0).then_some(HeadReport {
+                prefix,
+                status,
+                checkpoint_keys,
+            })
+        })
+        .collect()
 }
 
 fn kind_of(dtype: Dtype) -> Option<Kind> {
@@ -505,28 +624,58 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
-/// The HF class whose key set a `VarStore` matches, for `config.json`'s `architectures`.
-fn architecture(names: &BTreeSet<&str>) -> &'static str {
-    let has = |p: &str| names.iter().any(|k| k.starts_with(p));
-    if has("cls.seq_relationship.") {
-        "BertForPreTraining"
-    } else if has("cls.predictions.") {
-        "BertForMaskedLM"
-    } else {
-        "BertModel"
+/// The HF class whose key set a `VarStore` matches, for `config.json`'s
+/// `architectures`, read off the head table: no head is `BertModel`, one head is
+/// its row's class (the pooler tells the sequence classifier from the token
+/// classifier), the MLM and pair heads together are `BertForPreTraining` (HF's one
+/// class with two heads). `None` for a layout HF has no class for, such as a head
+/// defined outside this crate: the caller's `architectures` then stands.
+fn architecture(names: &BTreeSet<&str>) -> Option<&'static str> {
+    let outside = names.iter().any(|k| {
+        let b = bare(k);
+        !(is_encoder_key(k) || b.starts_with("pooler.") || heads::head_of_key(k).is_some())
+    });
+    if outside {
+        return None;
+    }
+    let pooler = names.iter().any(|k| bare(k).starts_with("pooler."));
+    let present: Vec<&str> = heads::prefixes()
+        .into_iter()
+        .filter(|p| names.iter().any(|k| under(k, p)))
+        .collect();
+    match present.as_slice() {
+        [] => Some("BertModel"),
+        [mlm, pair]
+            if *mlm == crate::heads::MlmHead::SPEC.prefix
+                && *pair == crate::heads::PairHead::SPEC.prefix =>
+        {
+            Some("BertForPreTraining")
+        }
+        [one] => {
+            let rows = || HEADS.iter().filter(|s| s.prefix == *one);
+            rows()
+                .find(|s| s.pooler == pooler)
+                .or_else(|| rows().next())
+                .map(|s| s.architecture)
+        }
+        _ => None,
     }
 }
 
 /// Saves `vs` as `dir/model.safetensors` + `dir/config.json` in HF's format, each
-/// written atomically. The tied decoder is not a variable, so its key is omitted
-/// exactly as transformers omits it; `architectures` is set from the key set.
+/// written atomically. Derived keys (the tied decoder) are not variables, so they are
+/// omitted exactly as transformers omits them; `architectures` is set from the key
+/// set by the head table (see the module docs), or left as `config` has it for a
+/// layout outside the table.
 pub fn save_pretrained(vs: &VarStore, config: &BertConfig, dir: &Path) -> Result<()> {
     let _span = tracing::info_span!("save_pretrained", dir = %dir.display()).entered();
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let names: BTreeSet<&str> = tensors.keys().map(String::as_str).collect();
     let mut config = config.clone();
-    config.architectures = Some(vec![architecture(&names).to_string()]);
+    if let Some(arch) = architecture(&names) {
+        config.architectures = Some(vec![arch.to_string()]);
+    }
     write_safetensors(&dir.join("model.safetensors"), &tensors)?;
     let json = config.to_json_string()?;
     write_atomic(&dir.join("config.json"), json.as_bytes())

@@ -1,4 +1,5 @@
 //! HF checkpoint io: key normalisation, reports, save/reload round trips, bad files.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -109,6 +110,40 @@ fn unprefixed_legacy_names_and_an_untied_decoder_key_load_the_same_model() {
 }
 
 #[test]
+fn an_old_decoder_bias_loads_only_when_the_output_bias_is_missing() {
+    let original = read_safetensors(&fixture().join("model.safetensors")).unwrap();
+    let bias = original["cls.predictions.bias"].shallow_clone();
+    // Only the alias: it becomes the output bias.
+    let dir = with_tensors(|t| {
+        let b = t.remove("cls.predictions.bias").unwrap();
+        t.insert("cls.predictions.decoder.bias".into(), b);
+    });
+    let p = load_pretrained(dir.path(), Device::Cpu).unwrap();
+    assert!(p.report.is_exact(), "{}", p.report);
+    assert!(p.report.ignored.is_empty());
+    assert!(p.report.renamed.contains(&(
+        "cls.predictions.decoder.bias".to_string(),
+        "cls.predictions.bias".to_string()
+    )));
+    assert!(p.vs.variables()["cls.predictions.bias"].equal(&bias));
+    // Both: the canonical key wins and the alias is ignored, even if it differs.
+    let dir = with_tensors(|t| {
+        t.insert(
+            "cls.predictions.decoder.bias".into(),
+            t["cls.predictions.bias"].zeros_like(),
+        );
+    });
+    let p = load_pretrained(dir.path(), Device::Cpu).unwrap();
+    assert_eq!(p.report.ignored, ["cls.predictions.decoder.bias"]);
+    assert!(p.vs.variables()["cls.predictions.bias"].equal(&bias));
+    let mlm = &p.report.heads[0];
+    assert_eq!(
+        (mlm.prefix, mlm.status, mlm.checkpoint_keys),
+        ("cls.predictions", HeadStatus::Loaded, 6)
+    );
+}
+
+#[test]
 fn an_encoder_only_checkpoint_loads_and_says_the_mlm_head_is_absent() {
     let enc = load_encoder(&fixture(), Device::Cpu).unwrap();
     // Loading the encoder from a pretraining checkpoint leaves the heads unexpected.
@@ -136,7 +171,14 @@ fn an_encoder_only_checkpoint_loads_and_says_the_mlm_head_is_absent() {
         p.report
     );
     assert!(p.report.unexpected.is_empty());
-    assert!(p.report.to_string().contains("MLM head Absent"));
+    assert!(
+        p.report.to_string().contains("cls.predictions Absent"),
+        "{}",
+        p.report
+    );
+    assert_eq!(p.report.head("cls.predictions"), HeadStatus::Absent);
+    assert_eq!(p.report.head("classifier"), HeadStatus::NotBuilt);
+    assert!(p.report.heads.iter().all(|h| !h.in_checkpoint()));
 }
 
 #[test]

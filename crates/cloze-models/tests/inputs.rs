@@ -1,4 +1,5 @@
 //! Validation at the boundary and HF-style initialisation.
+#![allow(clippy::unwrap_used)]
 
 use cloze_models::{BertConfig, BertForPreTraining, Error, MlmInput};
 use tch::nn::VarStore;

@@ -1,5 +1,6 @@
 //! Parity with HuggingFace transformers on the hf-tiny-bert fixture (written by
 //! transformers 5.24; see tests/fixtures/hf-tiny-bert/README.md).
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 

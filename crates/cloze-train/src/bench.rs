@@ -75,9 +75,8 @@ pub struct StepBench {
 impl StepBench {
     /// Builds the model (seed 0), AdamW and a synthetic batch on the CPU.
     pub fn new(shape: &StepShape) -> Result<Self> {
-        let model = BertPretrainer::new(
+        let model = BertPretrainer::new_masked_lm(
             shape.bert_config()?,
-            false,
             0,
             &crate::config::InitConfig::default(),
             Device::Cpu,

@@ -41,14 +41,36 @@ pub fn bert_config(m: &ModelConfig, vocab_size: u32, pad_id: u32) -> BertConfig 
 }
 
 impl BertPretrainer {
-    /// A freshly initialised model; initialisation is seeded by `seed` and
-    /// follows `init`. `pair_head` adds the NSP/SOP classifier (and pooler).
-    pub fn new(
+    /// A freshly initialised model with both pretraining heads, MLM and the NSP/SOP
+    /// pair head (and the pooler it reads): HF's `BertForPreTraining`.
+    /// Initialisation is seeded by `seed` and follows `init`.
+    pub fn new(config: BertConfig, seed: u64, init: &InitConfig, device: Device) -> Result<Self> {
+        Self::build(config, seed, init, device, BertForPreTraining::new)
+    }
+
+    /// A freshly initialised model with the MLM head only and no pooler (HF's
+    /// `BertForMaskedLM` layout), for MLM-only objectives. Seeded like [`Self::new`].
+    pub fn new_masked_lm(
         config: BertConfig,
-        pair_head: bool,
         seed: u64,
         init: &InitConfig,
         device: Device,
+    ) -> Result<Self> {
+        Self::build(
+            config,
+            seed,
+            init,
+            device,
+            BertForPreTraining::new_masked_lm,
+        )
+    }
+
+    fn build(
+        config: BertConfig,
+        seed: u64,
+        init: &InitConfig,
+        device: Device,
+        layout: fn(&tch::nn::Path, &BertConfig) -> cloze_models::Result<BertForPreTraining>,
     ) -> Result<Self> {
         tch::manual_seed(cloze_core::rng::torch_seed(
             seed,
@@ -56,11 +78,7 @@ impl BertPretrainer {
             0,
         ));
         let vs = VarStore::new(device);
-        let model = if pair_head {
-            BertForPreTraining::new(&vs.root(), &config)?
-        } else {
-            BertForPreTraining::new_masked_lm(&vs.root(), &config)?
-        };
+        let model = layout(&vs.root(), &config)?;
         if let Some(heads) = init.offset_heads() {
             model.bert().init_offset_heads(&heads)?;
         }

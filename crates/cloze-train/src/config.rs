@@ -56,7 +56,9 @@ pub enum OnNonFinite {
 pub struct RunConfig {
     /// Master seed: initialisation, data order, masking and dropout derive from it.
     pub seed: u64,
-    /// libtorch intra-op threads (results are bit-identical only for the same count).
+    /// libtorch intra-op threads (results are bit-identical only for the same
+    /// count). The driver's global `cloze --threads N`, when given, replaces
+    /// this value (as `--set run.threads=N` would).
     pub threads: i32,
     /// Number of optimiser steps.
     pub max_steps: u64,
@@ -596,8 +598,9 @@ impl TrainConfig {
 
 /// The settings a resumed run may change: the length of the run (which also
 /// stretches the learning-rate schedule), where the data lives (its tokenizer
-/// is still checked), libtorch's thread count (losses then differ from an
-/// uninterrupted run in the last bits), and logging, evaluation and
+/// is still checked), libtorch's thread count (`--threads N` or
+/// `--set run.threads=N`; losses then differ from an uninterrupted run in the
+/// last bits), and logging, evaluation and
 /// checkpoint cadence. Everything else decides what is trained and is kept.
 pub const RESUME_MAY_CHANGE: &[&str] = &[
     "run.max_steps",

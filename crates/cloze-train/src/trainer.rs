@@ -1,5 +1,13 @@
 //! The training loop: data cursor, gradient accumulation, clipping, AdamW,
 //! periodic evaluation, checkpoints, interruption and non-finite losses.
+//!
+//! [`Trainer::run`] is a loop of named steps, each a method: `optimizer_step`
+//! (dropout seeded for the step, `accumulate_gradients` over `next_batch`es,
+//! clipping, AdamW; a non-finite loss goes to `skip_or_stop`), then what is
+//! due after it: `maybe_log` (a metrics line per window), `maybe_evaluate`,
+//! `maybe_checkpoint`; a stop request ends in `stop_with_checkpoint` and the
+//! last step in `finish`. What one call keeps between steps (clocks, the log
+//! window, the non-finite streak) is a `RunProgress`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +21,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::config::{OnNonFinite, TrainConfig};
 use crate::error::{io_err, Error, Result};
 use crate::metrics::{EvalRecord, MetricsLog, MetricsRecord, TrainMetrics};
-use crate::objective::{self, scalar, Objective};
+use crate::objective::{self, scalar, Losses, Objective};
 use crate::optim::AdamW;
 use crate::schedule::LrSchedule;
 
@@ -289,7 +297,7 @@ impl<'m> Trainer<'m> {
         }
         let mut opt = AdamW::new(vs, &cfg.optimizer)?;
         checkpoint::load_verified(&dir, &meta, model, &mut opt)?;
-        let state = meta.state;
+        let mut state = meta.state;
         if chosen.is_some() {
             checkpoint::supersede_newer(run_dir, state.step)?;
         }
@@ -299,6 +307,9 @@ impl<'m> Trainer<'m> {
                 now = cfg.run.threads,
                 "resuming with a different thread count: losses will differ from an uninterrupted run in the last bits"
             );
+            // The checkpoints written from here on were trained with the new
+            // count: a later resume with it is exact again.
+            state.threads = cfg.run.threads;
         }
         let cfg_path = config_path(run_dir);
         std::fs::write(&cfg_path, cfg.to_toml()?).map_err(io_err("writing", &cfg_path))?;
@@ -430,166 +441,251 @@ impl<'m> Trainer<'m> {
     }
 
     /// Trains until `run.max_steps` or until the observer asks to stop.
+    ///
+    /// Each iteration is one optimiser step ([`Self::optimizer_step`]),
+    /// followed by what is due after it: a metrics line at the end of a log
+    /// window, a periodic evaluation and a periodic checkpoint. A fresh run is
+    /// evaluated once before the first step; the last step is followed by the
+    /// final evaluation and checkpoint ([`Self::finish`]).
     pub fn run(
         &mut self,
         data: &dyn DataSource,
         eval: Option<&EvalSet>,
         obs: &mut dyn Observer,
     ) -> Result<RunOutcome> {
-        let max_steps = self.cfg.run.max_steps;
-        let accum = self.cfg.data.grad_accum;
-        let log_every = self.cfg.run.log_every;
-        let started = Instant::now();
-        let mut train_secs = 0.0f64;
-        let (mut win_loss, mut win_mlm, mut win_pair, mut win_steps, mut win_tokens) =
-            (0.0, 0.0, 0.0, 0u64, 0u64);
-        let mut win_secs = 0.0f64;
-        let mut has_pair = false;
-        let mut consecutive_bad = 0u32;
-        // A fresh run is scored once before training, so curves start from the
-        // untrained model (evaluation draws no randomness, so this changes nothing else).
+        let mut progress = RunProgress::new();
+        self.evaluate_before_training(eval, obs)?;
+        while self.state.step < self.cfg.run.max_steps {
+            if obs.should_stop() {
+                return self.stop_with_checkpoint(obs);
+            }
+            let _span = tracing::debug_span!("step", step = self.state.step).entered();
+            let t0 = Instant::now();
+            let Some(report) = self.optimizer_step(data, &mut progress)? else {
+                // A skipped batch counts as a step but logs, evaluates and
+                // checkpoints nothing.
+                continue;
+            };
+            let dt = t0.elapsed().as_secs_f64();
+            progress.train_secs += dt;
+            progress.window.add(&report, dt);
+            obs.on_step(
+                self.state.step,
+                self.cfg.run.max_steps,
+                report.loss,
+                report.lr,
+                report.tokens as f64 / dt.max(1e-9),
+            );
+            self.maybe_log(&mut progress, &report, obs)?;
+            self.maybe_evaluate(eval, obs)?;
+            self.maybe_checkpoint(obs)?;
+        }
+        self.finish(eval, obs, &progress)
+    }
+
+    /// Scores a fresh run once before training, so curves start from the
+    /// untrained model (evaluation draws no randomness, so this changes
+    /// nothing else).
+    fn evaluate_before_training(
+        &mut self,
+        eval: Option<&EvalSet>,
+        obs: &mut dyn Observer,
+    ) -> Result<()> {
         if let Some(e) = eval {
             if self.state.step == 0 && self.cfg.eval.every_steps > 0 {
                 self.run_eval(e, obs)?;
             }
         }
-        while self.state.step < max_steps {
-            if obs.should_stop() {
-                let dir = self.checkpoint()?;
-                obs.on_checkpoint(self.state.step, &dir);
-                return Ok(RunOutcome::Interrupted {
-                    checkpoint: dir,
-                    step: self.state.step,
-                });
-            }
-            let step = self.state.step;
-            let _span = tracing::debug_span!("step", step).entered();
-            let t0 = Instant::now();
-            seed_step(self.state.seed, step);
-            let lr = self.schedule.lr(step);
-            self.opt.zero_grad()?;
-            let (mut loss_sum, mut mlm_sum, mut pair_sum, mut tokens) = (0.0, 0.0, 0.0, 0u64);
-            for _ in 0..accum {
-                let (epoch, first, idx) = self.next_indices(data)?;
-                let batch = data.batch(epoch, first, &idx)?;
-                if batch.masked.is_empty() {
-                    // The mean MLM loss of no token is NaN; say why instead of
-                    // letting it surface as a NaN loss blamed on the learning rate.
-                    return Err(Error::NothingMasked {
-                        what: format!("the training batch of step {}", step + 1),
-                        rate: self.cfg.masking_rate(),
-                    });
-                }
-                let tb = TensorBatch::from_batch(&batch, self.device)?;
-                tokens += tb.real_tokens as u64;
-                let out = self.model.forward(&tb, true)?;
-                let losses = self.objective.losses(&out, &tb)?;
-                let scaled = if accum > 1 {
-                    losses.total.f_div_scalar(accum as f64)?
-                } else {
-                    losses.total.shallow_clone()
-                };
-                scaled.f_backward()?;
-                loss_sum += scalar(&losses.total)?;
-                for (name, t) in &losses.parts {
-                    if *name == "mlm" {
-                        mlm_sum += scalar(t)?;
-                    } else {
-                        has_pair = true;
-                        pair_sum += scalar(t)?;
-                    }
-                }
-            }
-            let loss = loss_sum / accum as f64;
-            let grad_norm = if loss.is_finite() {
-                self.opt.clip_grad_norm(self.cfg.optimizer.max_grad_norm)?
+        Ok(())
+    }
+
+    /// Writes a checkpoint because the observer asked to stop.
+    fn stop_with_checkpoint(&mut self, obs: &mut dyn Observer) -> Result<RunOutcome> {
+        let dir = self.checkpoint()?;
+        obs.on_checkpoint(self.state.step, &dir);
+        Ok(RunOutcome::Interrupted {
+            checkpoint: dir,
+            step: self.state.step,
+        })
+    }
+
+    /// One optimiser step: seeds dropout for it, accumulates the gradients of
+    /// `data.grad_accum` micro-batches, clips them and applies AdamW at the
+    /// scheduled learning rate. `None` when a non-finite loss or gradient was
+    /// skipped ([`Self::skip_or_stop`]); the step counter advances either way.
+    fn optimizer_step(
+        &mut self,
+        data: &dyn DataSource,
+        progress: &mut RunProgress,
+    ) -> Result<Option<StepReport>> {
+        let step = self.state.step;
+        seed_step(self.state.seed, step);
+        let lr = self.schedule.lr(step);
+        self.opt.zero_grad()?;
+        let sums = self.accumulate_gradients(data, step)?;
+        progress.has_pair |= sums.has_pair;
+        let accum = self.cfg.data.grad_accum as f64;
+        let loss = sums.loss / accum;
+        let grad_norm = if loss.is_finite() {
+            self.opt.clip_grad_norm(self.cfg.optimizer.max_grad_norm)?
+        } else {
+            f64::NAN
+        };
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            let bad = if loss.is_finite() { grad_norm } else { loss };
+            self.skip_or_stop(step, bad, &mut progress.consecutive_bad)?;
+            return Ok(None);
+        }
+        progress.consecutive_bad = 0;
+        self.opt.step(lr)?;
+        self.state.step += 1;
+        self.state.tokens_seen += sums.tokens;
+        Ok(Some(StepReport {
+            loss,
+            mlm_loss: sums.mlm / accum,
+            pair_loss: sums.pair / accum,
+            lr,
+            grad_norm,
+            tokens: sums.tokens,
+        }))
+    }
+
+    /// Forward and backward passes over `data.grad_accum` micro-batches; each
+    /// loss is divided by their count, so the gradients add up to the mean.
+    fn accumulate_gradients(&mut self, data: &dyn DataSource, step: u64) -> Result<LossSums> {
+        let accum = self.cfg.data.grad_accum;
+        let mut sums = LossSums::default();
+        for _ in 0..accum {
+            let batch = self.next_batch(data, step)?;
+            let tb = TensorBatch::from_batch(&batch, self.device)?;
+            sums.tokens += tb.real_tokens as u64;
+            let out = self.model.forward(&tb, true)?;
+            let losses = self.objective.losses(&out, &tb)?;
+            let scaled = if accum > 1 {
+                losses.total.f_div_scalar(accum as f64)?
             } else {
-                f64::NAN
+                losses.total.shallow_clone()
             };
-            if !loss.is_finite() || !grad_norm.is_finite() {
-                let bad = if loss.is_finite() { grad_norm } else { loss };
-                match self.cfg.run.on_nonfinite {
-                    OnNonFinite::Stop => {
-                        return Err(Error::NonFiniteLoss {
-                            step,
-                            loss: bad,
-                            last_good: self.last_checkpoint.clone(),
-                        });
-                    }
-                    OnNonFinite::Skip => {
-                        consecutive_bad += 1;
-                        self.state.skipped += 1;
-                        tracing::warn!(
-                            step,
-                            loss = bad,
-                            "non-finite loss or gradient: batch skipped"
-                        );
-                        self.opt.zero_grad()?;
-                        if consecutive_bad >= 10 {
-                            return Err(Error::TooManyNonFinite(consecutive_bad));
-                        }
-                        self.state.step += 1;
-                        continue;
-                    }
-                }
-            }
-            consecutive_bad = 0;
-            self.opt.step(lr)?;
-            self.state.step += 1;
-            self.state.tokens_seen += tokens;
-            let dt = t0.elapsed().as_secs_f64();
-            train_secs += dt;
-            win_secs += dt;
-            win_loss += loss;
-            win_mlm += mlm_sum / accum as f64;
-            win_pair += pair_sum / accum as f64;
-            win_steps += 1;
-            win_tokens += tokens;
-            obs.on_step(
-                self.state.step,
-                max_steps,
-                loss,
-                lr,
-                tokens as f64 / dt.max(1e-9),
-            );
-            let done = self.state.step;
-            if done.is_multiple_of(log_every) || done == max_steps {
-                let m = TrainMetrics {
-                    step: done,
-                    loss: win_loss / win_steps as f64,
-                    mlm_loss: win_mlm / win_steps as f64,
-                    pair_loss: has_pair.then(|| win_pair / win_steps as f64),
-                    lr,
-                    grad_norm,
-                    tokens_per_s: win_tokens as f64 / win_secs.max(1e-9),
-                    tokens_seen: self.state.tokens_seen,
-                    elapsed_s: train_secs,
-                    skipped: self.state.skipped,
-                };
-                self.metrics.write(&MetricsRecord::Train(m.clone()))?;
-                tracing::debug!(
-                    step = done,
-                    loss = m.loss,
-                    lr,
-                    tok_s = m.tokens_per_s,
-                    "train"
+            scaled.f_backward()?;
+            sums.add(&losses)?;
+        }
+        Ok(sums)
+    }
+
+    /// The next training micro-batch of step `step`, masked.
+    fn next_batch(&mut self, data: &dyn DataSource, step: u64) -> Result<Batch> {
+        let (epoch, first, idx) = self.next_indices(data)?;
+        let batch = data.batch(epoch, first, &idx)?;
+        if batch.masked.is_empty() {
+            // The mean MLM loss of no token is NaN; say why instead of
+            // letting it surface as a NaN loss blamed on the learning rate.
+            return Err(Error::NothingMasked {
+                what: format!("the training batch of step {}", step + 1),
+                rate: self.cfg.masking_rate(),
+            });
+        }
+        Ok(batch)
+    }
+
+    /// A non-finite loss or gradient norm (`bad`) at `step`: with
+    /// `run.on_nonfinite = "stop"` an error naming the last good checkpoint;
+    /// with `"skip"` the gradients are dropped and the step counted as done,
+    /// until ten in a row.
+    fn skip_or_stop(&mut self, step: u64, bad: f64, consecutive_bad: &mut u32) -> Result<()> {
+        match self.cfg.run.on_nonfinite {
+            OnNonFinite::Stop => Err(Error::NonFiniteLoss {
+                step,
+                loss: bad,
+                last_good: self.last_checkpoint.clone(),
+            }),
+            OnNonFinite::Skip => {
+                *consecutive_bad += 1;
+                self.state.skipped += 1;
+                tracing::warn!(
+                    step,
+                    loss = bad,
+                    "non-finite loss or gradient: batch skipped"
                 );
-                obs.on_log(&m);
-                (win_loss, win_mlm, win_pair, win_steps, win_tokens, win_secs) =
-                    (0.0, 0.0, 0.0, 0, 0, 0.0);
-            }
-            let every_eval = self.cfg.eval.every_steps;
-            if let Some(e) = eval {
-                if every_eval > 0 && done.is_multiple_of(every_eval) && done != max_steps {
-                    self.run_eval(e, obs)?;
+                self.opt.zero_grad()?;
+                if *consecutive_bad >= 10 {
+                    return Err(Error::TooManyNonFinite(*consecutive_bad));
                 }
-            }
-            let every_ckpt = self.cfg.checkpoint.every_steps;
-            if every_ckpt > 0 && done.is_multiple_of(every_ckpt) && done != max_steps {
-                let dir = self.checkpoint()?;
-                obs.on_checkpoint(done, &dir);
+                self.state.step += 1;
+                Ok(())
             }
         }
+    }
+
+    /// At the end of a log window (every `run.log_every` steps, and the last
+    /// step), writes the window's means to `metrics.jsonl`, tells the
+    /// observer and starts a new window.
+    fn maybe_log(
+        &mut self,
+        progress: &mut RunProgress,
+        last: &StepReport,
+        obs: &mut dyn Observer,
+    ) -> Result<()> {
+        let done = self.state.step;
+        if !(done.is_multiple_of(self.cfg.run.log_every) || done == self.cfg.run.max_steps) {
+            return Ok(());
+        }
+        let w = &progress.window;
+        let steps = w.steps as f64;
+        let m = TrainMetrics {
+            step: done,
+            loss: w.loss / steps,
+            mlm_loss: w.mlm_loss / steps,
+            pair_loss: progress.has_pair.then(|| w.pair_loss / steps),
+            lr: last.lr,
+            grad_norm: last.grad_norm,
+            tokens_per_s: w.tokens as f64 / w.secs.max(1e-9),
+            tokens_seen: self.state.tokens_seen,
+            elapsed_s: progress.train_secs,
+            skipped: self.state.skipped,
+        };
+        self.metrics.write(&MetricsRecord::Train(m.clone()))?;
+        tracing::debug!(
+            step = done,
+            loss = m.loss,
+            lr = last.lr,
+            tok_s = m.tokens_per_s,
+            "train"
+        );
+        obs.on_log(&m);
+        progress.window = Window::default();
+        Ok(())
+    }
+
+    /// Evaluates every `eval.every_steps` steps (the last step is left to
+    /// [`Self::finish`]).
+    fn maybe_evaluate(&mut self, eval: Option<&EvalSet>, obs: &mut dyn Observer) -> Result<()> {
+        let (done, every) = (self.state.step, self.cfg.eval.every_steps);
+        if let Some(e) = eval {
+            if every > 0 && done.is_multiple_of(every) && done != self.cfg.run.max_steps {
+                self.run_eval(e, obs)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checkpoints every `checkpoint.every_steps` steps (the last step is left
+    /// to [`Self::finish`]).
+    fn maybe_checkpoint(&mut self, obs: &mut dyn Observer) -> Result<()> {
+        let (done, every) = (self.state.step, self.cfg.checkpoint.every_steps);
+        if every > 0 && done.is_multiple_of(every) && done != self.cfg.run.max_steps {
+            let dir = self.checkpoint()?;
+            obs.on_checkpoint(done, &dir);
+        }
+        Ok(())
+    }
+
+    /// After the last step: the final evaluation and checkpoint.
+    fn finish(
+        &mut self,
+        eval: Option<&EvalSet>,
+        obs: &mut dyn Observer,
+        progress: &RunProgress,
+    ) -> Result<RunOutcome> {
         let final_eval = match eval {
             Some(e) => Some(self.run_eval(e, obs)?),
             None => None,
@@ -598,7 +694,7 @@ impl<'m> Trainer<'m> {
         obs.on_checkpoint(self.state.step, &dir);
         tracing::info!(
             steps = self.state.step,
-            secs = started.elapsed().as_secs_f64(),
+            secs = progress.started.elapsed().as_secs_f64(),
             "training finished"
         );
         Ok(RunOutcome::Finished {
@@ -606,4 +702,92 @@ impl<'m> Trainer<'m> {
             eval: final_eval,
         })
     }
+}
+
+/// What one call of [`Trainer::run`] keeps between steps: its clocks, the
+/// current log window and the streak of skipped non-finite steps.
+struct RunProgress {
+    /// When `run` was called.
+    started: Instant,
+    /// Seconds spent in optimiser steps (not evaluating or checkpointing).
+    train_secs: f64,
+    /// The steps since the last metrics line.
+    window: Window,
+    /// Whether a pair (NSP/SOP) loss has been seen in this call.
+    has_pair: bool,
+    /// Non-finite steps skipped in a row.
+    consecutive_bad: u32,
+}
+
+impl RunProgress {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            train_secs: 0.0,
+            window: Window::default(),
+            has_pair: false,
+            consecutive_bad: 0,
+        }
+    }
+}
+
+/// Sums over the steps of one log window, for its means.
+#[derive(Debug, Default)]
+struct Window {
+    loss: f64,
+    mlm_loss: f64,
+    pair_loss: f64,
+    steps: u64,
+    tokens: u64,
+    secs: f64,
+}
+
+impl Window {
+    fn add(&mut self, step: &StepReport, secs: f64) {
+        self.secs += secs;
+        self.loss += step.loss;
+        self.mlm_loss += step.mlm_loss;
+        self.pair_loss += step.pair_loss;
+        self.steps += 1;
+        self.tokens += step.tokens;
+    }
+}
+
+/// Losses summed over the micro-batches of one step.
+#[derive(Debug, Default)]
+struct LossSums {
+    loss: f64,
+    mlm: f64,
+    pair: f64,
+    has_pair: bool,
+    tokens: u64,
+}
+
+impl LossSums {
+    /// Adds one micro-batch's losses: the total, and its parts bucketed into
+    /// the masked-LM loss and the pair (NSP/SOP) loss.
+    fn add(&mut self, losses: &Losses) -> Result<()> {
+        self.loss += scalar(&losses.total)?;
+        for (name, t) in &losses.parts {
+            if *name == "mlm" {
+                self.mlm += scalar(t)?;
+            } else {
+                self.has_pair = true;
+                self.pair += scalar(t)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One applied optimiser step: its mean losses over the micro-batches, the
+/// learning rate and gradient norm, and the non-padding tokens it saw.
+#[derive(Debug)]
+struct StepReport {
+    loss: f64,
+    mlm_loss: f64,
+    pair_loss: f64,
+    lr: f64,
+    grad_norm: f64,
+    tokens: u64,
 }

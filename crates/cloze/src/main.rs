@@ -17,6 +17,11 @@ struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     /// Threads for libtorch and for the data pipeline (default: all cores).
+    ///
+    /// `cloze pretrain` takes libtorch's thread count from the config's
+    /// `run.threads` when this flag is absent; an explicit `--threads N` wins
+    /// over it (as `--set run.threads=N` would, also with `--resume`, and is
+    /// saved in the run's config.toml), with a warning when the two differ.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
     #[command(subcommand)]
@@ -29,7 +34,7 @@ enum Command {
     Info(cmd::info::InfoArgs),
     /// Throughput benchmarks (JSON lines), compared with the peer where one exists.
     Bench(cmd::bench::BenchArgs),
-    /// Show sentences under each masking strategy (token, whole-word, n-gram, span, similar-word).
+    /// Show your sentences (or built-in ones) under each masking strategy (token, whole-word, n-gram, span, similar-word).
     MaskDemo(cmd::mask_demo::MaskDemoArgs),
     /// Datasets: fetch real corpora and checkpoints, list the cache, prepare and inspect shards.
     Data(cmd::data::DataArgs),
@@ -112,7 +117,10 @@ fn main() -> std::process::ExitCode {
         Command::Data(a) => cmd::data::run(a),
         Command::Tokenizer(a) => cmd::tokenizer::run(a),
         Command::Plot(a) => cmd::plot::run(a),
-        Command::Pretrain(a) => cmd::pretrain::run(a),
+        Command::Pretrain(mut a) => {
+            a.global_threads = cli.threads;
+            cmd::pretrain::run(a)
+        }
         Command::Eval(a) => cmd::eval::run(a),
         Command::FillMask(a) => cmd::fill_mask::run(a),
         Command::Encode(a) => cmd::encode::run(a),

@@ -1,51 +1,11 @@
 //! `cloze fill-mask`, `cloze score` and `cloze encode` end to end on the tiny HF
 //! fixture, with a word-level tokenizer.json written here for its 96-token vocabulary.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::model_dir;
+use std::path::Path;
 use std::process::Command;
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cloze-models/tests/fixtures/hf-tiny-bert")
-}
-
-/// The fixture's weights and config plus a tokenizer: ids 0-4 are the specials,
-/// ids 5..96 are the words `w5` ... `w95`.
-fn model_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture().join(f), dir.path().join(f)).unwrap();
-    }
-    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
-    let mut vocab = serde_json::Map::new();
-    for (i, s) in specials.iter().enumerate() {
-        vocab.insert(s.to_string(), i.into());
-    }
-    for i in 5..96 {
-        vocab.insert(format!("w{i}"), i.into());
-    }
-    let added: Vec<serde_json::Value> = specials
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            serde_json::json!({"id": i, "content": s, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true})
-        })
-        .collect();
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {"type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
-                               "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    });
-    std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
-    dir
-}
 
 fn cloze(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_cloze"))

@@ -152,6 +152,69 @@ impl BertConfig {
         self.hidden_size / self.num_attention_heads.max(1)
     }
 
+    /// Number of output classes of a classification head, as transformers reads it:
+    /// the length of `id2label` when the file has one, else `num_labels`, else 2
+    /// (HF's default, for which transformers writes neither field). Both live in
+    /// [`BertConfig::extra`].
+    pub fn num_labels(&self) -> Result<i64> {
+        let bad = |reason: String| Error::InvalidConfig {
+            field: "num_labels",
+            reason,
+        };
+        let n = match (self.extra.get("id2label"), self.extra.get("num_labels")) {
+            (Some(serde_json::Value::Object(m)), _) => m.len() as i64,
+            (Some(v), _) if !v.is_null() => {
+                return Err(bad(format!("id2label must be an object, got {v}")))
+            }
+            (_, Some(v)) if !v.is_null() => v
+                .as_i64()
+                .ok_or_else(|| bad(format!("num_labels must be an integer, got {v}")))?,
+            _ => 2,
+        };
+        if n <= 0 {
+            return Err(bad(format!("{n} labels: a classifier needs at least one")));
+        }
+        Ok(n)
+    }
+
+    /// Sets the number of classes the way transformers writes it: `id2label`
+    /// (`{"0": "LABEL_0", ...}`) and `label2id`, replacing any `num_labels` field, so
+    /// that what is saved loads in transformers with a classifier of the same shape.
+    pub fn set_num_labels(&mut self, n: usize) {
+        let names: Vec<String> = (0..n).map(|i| format!("LABEL_{i}")).collect();
+        let id2label = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (i.to_string(), serde_json::Value::from(name.as_str())))
+            .collect();
+        let label2id = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), serde_json::Value::from(i)))
+            .collect();
+        self.extra.remove("num_labels");
+        self.extra
+            .insert("id2label".into(), serde_json::Value::Object(id2label));
+        self.extra
+            .insert("label2id".into(), serde_json::Value::Object(label2id));
+    }
+
+    /// Dropout before a classification head's linear layer: `classifier_dropout` when
+    /// the file sets it (a number), else `hidden_dropout_prob`, as in HF's
+    /// `BertForSequenceClassification` and `BertForTokenClassification`.
+    pub fn classifier_dropout(&self) -> Result<f64> {
+        match self.extra.get("classifier_dropout") {
+            None | Some(serde_json::Value::Null) => Ok(self.hidden_dropout_prob),
+            Some(v) => match v.as_f64() {
+                Some(p) if (0.0..1.0).contains(&p) => Ok(p),
+                _ => Err(Error::InvalidConfig {
+                    field: "classifier_dropout",
+                    reason: format!("{v} is not a probability in [0, 1)"),
+                }),
+            },
+        }
+    }
+
     /// Checks every size and probability; models call this before creating variables.
     pub fn validate(&self) -> Result<()> {
         let positive = [
@@ -244,6 +307,44 @@ mod tests {
         assert_eq!(back["transformers_version"], "5.24.0");
         assert_eq!(back["hidden_act"], "gelu_new");
         assert_eq!(back["num_attention_heads"], 4);
+    }
+
+    #[test]
+    fn num_labels_and_classifier_dropout_follow_transformers() {
+        let c = BertConfig::default();
+        assert_eq!(c.num_labels().unwrap(), 2, "HF's default writes no field");
+        assert_eq!(c.classifier_dropout().unwrap(), 0.1);
+        let c: BertConfig = serde_json::from_str(
+            r#"{"id2label": {"0": "neg", "1": "neu", "2": "pos"}, "num_labels": 7,
+                "classifier_dropout": 0.25}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.num_labels().unwrap(),
+            3,
+            "id2label wins, as in transformers"
+        );
+        assert_eq!(c.classifier_dropout().unwrap(), 0.25);
+        let c: BertConfig = serde_json::from_str(r#"{"num_labels": 5}"#).unwrap();
+        assert_eq!(c.num_labels().unwrap(), 5);
+        let mut c: BertConfig = serde_json::from_str(r#"{"num_labels": 5}"#).unwrap();
+        c.set_num_labels(4);
+        assert_eq!(c.num_labels().unwrap(), 4);
+        let back: serde_json::Value = serde_json::from_str(&c.to_json_string().unwrap()).unwrap();
+        assert_eq!(back["id2label"]["3"], "LABEL_3");
+        assert_eq!(back["label2id"]["LABEL_0"], 0);
+        assert!(back.get("num_labels").is_none());
+        for bad in [
+            r#"{"num_labels": 0}"#,
+            r#"{"num_labels": "x"}"#,
+            r#"{"id2label": {}}"#,
+            r#"{"id2label": [1]}"#,
+        ] {
+            let c: BertConfig = serde_json::from_str(bad).unwrap();
+            assert!(c.num_labels().is_err(), "{bad}");
+        }
+        let c: BertConfig = serde_json::from_str(r#"{"classifier_dropout": 1.5}"#).unwrap();
+        assert!(c.classifier_dropout().is_err());
     }
 
     #[test]

@@ -224,6 +224,7 @@ mod tests {
 
     #[test]
     fn each_head_attends_to_its_offset() {
+        let _rng = crate::rng_lock();
         tch::manual_seed(3);
         let vs = VarStore::new(Device::Cpu);
         let model = BertModel::new(&vs.root(), &config()).unwrap();
@@ -249,6 +250,7 @@ mod tests {
 
     #[test]
     fn untouched_parts_keep_their_values_and_names() {
+        let _rng = crate::rng_lock();
         tch::manual_seed(5);
         let vs = VarStore::new(Device::Cpu);
         let model = BertModel::new(&vs.root(), &config()).unwrap();
@@ -285,6 +287,7 @@ mod tests {
 
     #[test]
     fn bad_settings_are_errors() {
+        let _rng = crate::rng_lock();
         let vs = VarStore::new(Device::Cpu);
         let model = BertModel::new(&vs.root(), &config()).unwrap();
         for init in [

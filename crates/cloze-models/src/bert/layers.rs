@@ -1,7 +1,11 @@
-//! The building blocks: linear, LayerNorm, embeddings, self-attention, encoder layer, pooler.
+//! The building blocks: linear, LayerNorm, dropout, embeddings, self-attention,
+//! encoder layer, pooler.
 //!
 //! Each block is built by `new(path, &config)` and creates its variables under HF's
-//! attribute names, so that `VarStore` names equal checkpoint keys.
+//! attribute names, so that `VarStore` names equal checkpoint keys. [`Linear`],
+//! [`LayerNorm`], [`dropout`], [`BertEmbeddings`] and [`Pooler`] are public so that a
+//! crate downstream can build a head of its own from the same pieces (with the same
+//! initialisation) without forking this one; see `tests/custom_head.rs`.
 
 use tch::nn::{Init, Path};
 use tch::Tensor;
@@ -9,15 +13,18 @@ use tch::Tensor;
 use super::{BertConfig, MlmInput};
 use crate::Result;
 
-/// `y = x W^T + b` with HF's initialisation (weight N(0, initializer_range), bias 0).
+/// `y = x W^T + b` (PyTorch's `nn.Linear`: `weight` is `[out, in]`) with HF's
+/// initialisation: weight N(0, `initializer_range`), bias 0.
 #[derive(Debug)]
-pub(crate) struct Linear {
+pub struct Linear {
     pub(crate) weight: Tensor,
     pub(crate) bias: Tensor,
 }
 
 impl Linear {
-    pub(crate) fn new(p: &Path, in_dim: i64, out_dim: i64, config: &BertConfig) -> Result<Self> {
+    /// Creates `weight` `[out_dim, in_dim]` and `bias` `[out_dim]` under `p`; only
+    /// `config.initializer_range` is read from the config.
+    pub fn new(p: &Path, in_dim: i64, out_dim: i64, config: &BertConfig) -> Result<Self> {
         let std = config.initializer_range;
         Ok(Linear {
             weight: p.f_var(
@@ -32,14 +39,25 @@ impl Linear {
         })
     }
 
-    pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+    /// `[..., in] -> [..., out]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         Ok(xs.f_linear(&self.weight, Some(&self.bias))?)
+    }
+
+    /// The weight, `[out, in]` (a variable of the `VarStore`, not a copy).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, `[out]`.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
     }
 }
 
 /// LayerNorm over the last dimension (weight 1, bias 0 at init).
 #[derive(Debug)]
-pub(crate) struct LayerNorm {
+pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f64,
@@ -47,17 +65,24 @@ pub(crate) struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub(crate) fn new(p: &Path, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
+    /// Creates `weight` and `bias` `[hidden_size]` under `p`, with the config's
+    /// `layer_norm_eps`.
+    pub fn new(p: &Path, config: &BertConfig) -> Result<Self> {
+        Self::with_size(p, config.hidden_size, config.layer_norm_eps)
+    }
+
+    /// A LayerNorm over a last dimension of `dim` with epsilon `eps`.
+    pub fn with_size(p: &Path, dim: i64, eps: f64) -> Result<Self> {
         Ok(LayerNorm {
-            weight: p.f_var("weight", &[h], Init::Const(1.0))?,
-            bias: p.f_var("bias", &[h], Init::Const(0.0))?,
-            eps: config.layer_norm_eps,
-            dim: h,
+            weight: p.f_var("weight", &[dim], Init::Const(1.0))?,
+            bias: p.f_var("bias", &[dim], Init::Const(0.0))?,
+            eps,
+            dim,
         })
     }
 
-    pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+    /// Normalises `[..., dim]` over the last dimension.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         Ok(xs.f_layer_norm(
             [self.dim],
             Some(&self.weight),
@@ -79,7 +104,9 @@ impl LayerNorm {
 /// probability is `p` rounded to a multiple of 1/65536 and the scale uses that
 /// exact probability, so the output stays unbiased. On GPUs libtorch's fused
 /// kernel is used as is.
-pub(crate) fn dropout(xs: &Tensor, p: f64, train: bool) -> Result<Tensor> {
+///
+/// Heads use it as HF uses `nn.Dropout`: `dropout(&x, config.hidden_dropout_prob, train)`.
+pub fn dropout(xs: &Tensor, p: f64, train: bool) -> Result<Tensor> {
     if !train || p <= 0.0 {
         return Ok(xs.shallow_clone());
     }
@@ -304,21 +331,24 @@ impl BertLayer {
     }
 }
 
-/// `tanh(dense(h[:, 0]))` (`pooler.dense`).
+/// `tanh(dense(h[:, 0]))` (`pooler.dense`): the first token's state through a
+/// dense layer, what HF's sequence classifier and pair head read.
 #[derive(Debug)]
-pub(crate) struct Pooler {
+pub struct Pooler {
     dense: Linear,
 }
 
 impl Pooler {
-    pub(crate) fn new(p: &Path, config: &BertConfig) -> Result<Self> {
+    /// Creates `dense.{weight,bias}` `[H, H]`, `[H]` under `p` (`bert/pooler`).
+    pub fn new(p: &Path, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Pooler {
             dense: Linear::new(&(p / "dense"), h, h, config)?,
         })
     }
 
-    pub(crate) fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+    /// `[B, L, H]` hidden states -> `[B, H]`.
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(self.dense.forward(&hidden.f_select(1, 0)?)?.f_tanh()?)
     }
 }
@@ -330,6 +360,7 @@ mod tests {
 
     #[test]
     fn cpu_dropout_drops_at_the_rate_and_stays_unbiased() -> Result<()> {
+        let _rng = crate::rng_lock();
         tch::manual_seed(7);
         let xs = Tensor::f_ones([1000, 1000], (Kind::Float, Device::Cpu))?;
         let ys = dropout(&xs, 0.1, true)?;
@@ -358,6 +389,7 @@ mod tests {
 
     #[test]
     fn unfused_attention_with_dropout_matches_the_fused_kernel() -> Result<()> {
+        let _rng = crate::rng_lock();
         // Attention dropout so small that no probability of this 2 x 2 x 6 x 6
         // problem is dropped (each is, with chance 1/65536, under the seed below):
         // the unfused training path must then equal libtorch's fused kernel, with
@@ -398,6 +430,7 @@ mod tests {
 
     #[test]
     fn cpu_dropout_passes_gradients_through_kept_elements_only() -> Result<()> {
+        let _rng = crate::rng_lock();
         tch::manual_seed(3);
         let xs = Tensor::f_rand([64, 64], (Kind::Float, Device::Cpu))?.f_set_requires_grad(true)?;
         let ys = dropout(&xs, 0.5, true)?;

@@ -1,10 +1,12 @@
-//! `BertModel` (the encoder) and `BertForPreTraining` (encoder + MLM head + NSP/SOP head).
+//! `BertModel` (the encoder) and `BertForPreTraining` (encoder + MLM head + NSP/SOP
+//! head; the heads themselves live in [`crate::heads`]).
 
-use tch::nn::{Init, Path};
+use tch::nn::Path;
 use tch::{Kind, Tensor};
 
-use super::layers::{BertEmbeddings, BertLayer, LayerNorm, Linear, Pooler};
+use super::layers::{BertEmbeddings, BertLayer, Pooler};
 use super::{BertConfig, MlmInput};
+use crate::heads::{MlmHead, PairHead};
 use crate::{Error, Result};
 
 /// What the encoder returns.
@@ -64,6 +66,11 @@ impl BertModel {
         &self.config
     }
 
+    /// The pooler, `None` for an encoder built by [`BertModel::new_without_pooler`].
+    pub fn pooler(&self) -> Option<&Pooler> {
+        self.pooler.as_ref()
+    }
+
     /// The embedding block (its word-embedding matrix is the tied MLM decoder).
     pub fn embeddings(&self) -> &BertEmbeddings {
         &self.embeddings
@@ -98,41 +105,6 @@ impl BertModel {
     }
 }
 
-/// The MLM head (`cls.predictions`): dense + activation + LayerNorm, then the decoder,
-/// which is the word-embedding matrix itself (tied, not copied) plus an output bias.
-#[derive(Debug)]
-pub struct MlmHead {
-    dense: Linear,
-    layer_norm: LayerNorm,
-    act: super::Activation,
-    decoder: Tensor,
-    bias: Tensor,
-}
-
-impl MlmHead {
-    /// Creates `transform.dense`, `transform.LayerNorm` and `bias` under `p`
-    /// (`cls/predictions`); `decoder` is the tied word-embedding matrix `[V, H]`.
-    pub fn new(p: &Path, config: &BertConfig, decoder: &Tensor) -> Result<Self> {
-        let t = p / "transform";
-        let h = config.hidden_size;
-        Ok(MlmHead {
-            dense: Linear::new(&(&t / "dense"), h, h, config)?,
-            layer_norm: LayerNorm::new(&(&t / "LayerNorm"), config)?,
-            act: config.hidden_act,
-            decoder: decoder.shallow_clone(),
-            bias: p.f_var("bias", &[config.vocab_size], Init::Const(0.0))?,
-        })
-    }
-
-    /// Vocabulary logits for hidden states of any leading shape `[..., H]` -> `[..., V]`.
-    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let t = self
-            .layer_norm
-            .forward(&self.act.apply(&self.dense.forward(hidden)?)?)?;
-        Ok(t.f_linear(&self.decoder, Some(&self.bias))?)
-    }
-}
-
 /// What [`BertForPreTraining::forward_t`] returns.
 #[derive(Debug)]
 pub struct PreTrainingOutput {
@@ -150,21 +122,18 @@ pub struct PreTrainingOutput {
 pub struct BertForPreTraining {
     bert: BertModel,
     mlm: MlmHead,
-    pair: Option<Linear>,
+    pair: Option<PairHead>,
 }
 
 impl BertForPreTraining {
-    /// Encoder with pooler, MLM head and the 2-way pair head (NSP or SOP).
-    /// `p` is normally `vs.root()`; variables get HF's names under it.
+    /// Encoder with pooler, MLM head and the 2-way pair head (NSP or SOP): HF's
+    /// `BertForPreTraining`. `p` is normally `vs.root()`; variables get HF's names
+    /// under it, created in the order encoder, MLM head, pair head (the order the
+    /// seeded initialisation depends on).
     pub fn new(p: &Path, config: &BertConfig) -> Result<Self> {
         let bert = BertModel::new(&(p / "bert"), config)?;
-        let cls = p / "cls";
-        let mlm = MlmHead::new(
-            &(&cls / "predictions"),
-            config,
-            bert.embeddings().word_embeddings(),
-        )?;
-        let pair = Linear::new(&(&cls / "seq_relationship"), config.hidden_size, 2, config)?;
+        let mlm = MlmHead::new(p, config, bert.embeddings().word_embeddings())?;
+        let pair = PairHead::new(p, config)?;
         Ok(BertForPreTraining {
             bert,
             mlm,
@@ -176,11 +145,7 @@ impl BertForPreTraining {
     /// for MLM-only objectives where a pair head would be dead weight.
     pub fn new_masked_lm(p: &Path, config: &BertConfig) -> Result<Self> {
         let bert = BertModel::new_without_pooler(&(p / "bert"), config)?;
-        let mlm = MlmHead::new(
-            &(p / "cls" / "predictions"),
-            config,
-            bert.embeddings().word_embeddings(),
-        )?;
+        let mlm = MlmHead::new(p, config, bert.embeddings().word_embeddings())?;
         Ok(BertForPreTraining {
             bert,
             mlm,
@@ -196,6 +161,11 @@ impl BertForPreTraining {
     /// The MLM head.
     pub fn mlm_head(&self) -> &MlmHead {
         &self.mlm
+    }
+
+    /// The pair head; `None` for a model built by [`BertForPreTraining::new_masked_lm`].
+    pub fn pair_head(&self) -> Option<&PairHead> {
+        self.pair.as_ref()
     }
 
     /// The configuration.

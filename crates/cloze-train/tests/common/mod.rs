@@ -148,8 +148,13 @@ keep_last = 2
 
 pub fn model(cfg: &TrainConfig, pair_head: bool) -> BertPretrainer {
     let bc = cloze_train::bert::bert_config(&cfg.model, VOCAB, 0);
-    BertPretrainer::new(bc, pair_head, cfg.run.seed, &cfg.init, tch::Device::Cpu)
-        .expect("model builds")
+    let (seed, device) = (cfg.run.seed, tch::Device::Cpu);
+    if pair_head {
+        BertPretrainer::new(bc, seed, &cfg.init, device)
+    } else {
+        BertPretrainer::new_masked_lm(bc, seed, &cfg.init, device)
+    }
+    .expect("model builds")
 }
 
 /// The train losses logged in a run directory, by step.

@@ -1,5 +1,10 @@
 //! `cloze plot RUN_DIR`: PNG curves of loss, accuracy and learning rate from a
 //! run's `metrics.jsonl`.
+//!
+//! Every axis is linear. A logarithmic y axis was never offered: the learning
+//! rate starts at 0 during warm-up and accuracy at 0 before training, which a
+//! log scale cannot show, and the masked-LM loss (from ln(vocabulary size)
+//! down to about 2) spans less than a decade, where a log scale adds little.
 
 use std::path::{Path, PathBuf};
 
@@ -56,14 +61,7 @@ fn register_font() -> bool {
     false
 }
 
-fn draw(
-    path: &Path,
-    title: &str,
-    y_label: &str,
-    series: &[Series],
-    log_y: bool,
-    text: bool,
-) -> Result<()> {
+fn draw(path: &Path, title: &str, y_label: &str, series: &[Series], text: bool) -> Result<()> {
     let pts: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
@@ -81,17 +79,12 @@ fn draw(
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
-    if log_y {
-        y0 = y0.max(1e-12);
-    }
     if y1 <= y0 {
         y1 = y0 + 1.0;
     }
     let pad = (y1 - y0) * 0.05;
-    if !log_y {
-        y0 -= pad;
-        y1 += pad;
-    }
+    y0 -= pad;
+    y1 += pad;
     x0 = x0.min(0.0);
     let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE).context("drawing background")?;
@@ -105,49 +98,38 @@ fn draw(
     } else {
         builder.x_label_area_size(8).y_label_area_size(8);
     }
-    macro_rules! body {
-        ($chart:expr) => {{
-            let mut chart = $chart;
-            let mut mesh = chart.configure_mesh();
-            if text {
-                mesh.x_desc("optimizer step").y_desc(y_label);
-            } else {
-                mesh.x_labels(0).y_labels(0);
-            }
-            mesh.draw().context("drawing axes")?;
-            for s in series {
-                let color = s.color;
-                let anno = chart
-                    .draw_series(LineSeries::new(
-                        s.points.iter().copied().filter(|p| p.1.is_finite()),
-                        color.stroke_width(2),
-                    ))
-                    .context("drawing a curve")?;
-                if text {
-                    anno.label(s.name).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                    });
-                }
-            }
-            if text {
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .position(SeriesLabelPosition::UpperRight)
-                    .draw()
-                    .context("drawing the legend")?;
-            }
-        }};
-    }
-    if log_y {
-        body!(builder
-            .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-            .context("building chart")?);
+    let mut chart = builder
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .context("building chart")?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc("optimizer step").y_desc(y_label);
     } else {
-        body!(builder
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .context("building chart")?);
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().context("drawing axes")?;
+    for s in series {
+        let color = s.color;
+        let anno = chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied().filter(|p| p.1.is_finite()),
+                color.stroke_width(2),
+            ))
+            .context("drawing a curve")?;
+        if text {
+            anno.label(s.name).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .context("drawing the legend")?;
     }
     root.present()
         .with_context(|| format!("writing {}", path.display()))?;
@@ -249,7 +231,6 @@ pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
                 points: eval_loss,
             },
         ],
-        false,
         text,
     )?;
     written.push(p);
@@ -281,7 +262,7 @@ pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
                 points: pair,
             });
         }
-        draw(&p, "Held-out accuracy", "accuracy", &series, false, text)?;
+        draw(&p, "Held-out accuracy", "accuracy", &series, text)?;
         written.push(p);
     }
     let p = out.join("lr.png");
@@ -294,7 +275,6 @@ pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
             color: RGBColor(255, 127, 14),
             points: lr,
         }],
-        false,
         text,
     )?;
     written.push(p);

@@ -33,6 +33,13 @@
 //!   is refused with the command that resumes from the newest intact one,
 //!   `--from-checkpoint STEP`; that moves the newer checkpoints to
 //!   `checkpoints/superseded-step-N/`, where they are kept but never used.
+//!
+//! Threads: libtorch's intra-op thread count is the config's `run.threads`,
+//! unless the global `--threads N` is given; then `N` replaces it exactly as
+//! `--set run.threads=N` would (saved in `config.toml`; with `--resume` an
+//! allowed change, reported), and a warning names both values when they
+//! differ. The data pipeline's rayon pool is sized by `--threads` alone
+//! (default: all cores). Losses are bit-identical only for the same count.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,7 +91,8 @@ pub struct PretrainArgs {
     #[arg(long, default_value = "runs/pretrain")]
     pub out: PathBuf,
     /// Continue the run in this directory from its newest checkpoint, with its
-    /// saved settings (only --max-steps and --data may change).
+    /// saved settings (only --max-steps, --data, --threads and the logging,
+    /// eval and checkpoint cadence may change).
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
     /// With --resume: continue from this checkpoint (a step number, or a
@@ -111,6 +119,10 @@ pub struct PretrainArgs {
     /// wrote (config, metrics, checkpoints, model, plots) and nothing else.
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// The global `--threads`, copied here by `main`: when given, it replaces
+    /// the config's `run.threads` (see `apply_threads`).
+    #[arg(skip)]
+    pub global_threads: Option<usize>,
 }
 
 /// Progress bar, metrics echo and the Ctrl-C flag.
@@ -201,7 +213,7 @@ fn effective_config(a: &PretrainArgs, base: TrainConfig) -> Result<TrainConfig> 
     if let Some(n) = a.seed {
         overrides.push(format!("run.seed={n}"));
     }
-    let mut cfg = base.with_overrides(&overrides)?;
+    let mut cfg = apply_threads(base.with_overrides(&overrides)?, a)?;
     if let Some(d) = &a.data {
         cfg.data.dir = d.clone();
     }
@@ -210,6 +222,36 @@ fn effective_config(a: &PretrainArgs, base: TrainConfig) -> Result<TrainConfig> 
     }
     cfg.data.dir = std::fs::canonicalize(&cfg.data.dir)
         .with_context(|| format!("data directory {}", cfg.data.dir.display()))?;
+    Ok(cfg)
+}
+
+/// The one rule for libtorch's thread count in a run: an explicit global
+/// `--threads N` replaces `run.threads` (the config's, after `--set`), as a
+/// last `--set run.threads=N` would, so it is saved in the run's config.toml
+/// and, on `--resume`, reported like any allowed change. When the two differ
+/// a warning says which one wins; without `--threads` the config's value
+/// applies.
+fn apply_threads(mut cfg: TrainConfig, a: &PretrainArgs) -> Result<TrainConfig> {
+    let Some(n) = a.global_threads else {
+        return Ok(cfg);
+    };
+    let n = i32::try_from(n)
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| anyhow!("--threads {n}: must be between 1 and {}", i32::MAX))?;
+    if cfg.run.threads != n {
+        let whence = if a.resume.is_some() && a.config.is_none() {
+            "the run's saved config.toml"
+        } else {
+            "the config"
+        };
+        tracing::warn!(
+            "--threads {n} overrides run.threads = {} of {whence}: libtorch uses {n} thread(s) \
+             (drop --threads to use the config's value)",
+            cfg.run.threads
+        );
+    }
+    cfg.run.threads = n;
     Ok(cfg)
 }
 
@@ -353,6 +395,9 @@ fn resume_flags(a: &PretrainArgs) -> String {
     if let Some(n) = a.max_steps {
         s.push_str(&format!(" --max-steps {n}"));
     }
+    if let Some(n) = a.global_threads {
+        s.push_str(&format!(" --threads {n}"));
+    }
     s
 }
 
@@ -421,13 +466,11 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     let pair_head = cfg.objective.kind != ObjectiveKind::Mlm;
     let bert_cfg =
         cloze_train::bert::bert_config(&cfg.model, data.specials.vocab_size, data.specials.pad);
-    let model = BertPretrainer::new(
-        bert_cfg,
-        pair_head,
-        cfg.run.seed,
-        &cfg.init,
-        tch::Device::Cpu,
-    )?;
+    let model = if pair_head {
+        BertPretrainer::new(bert_cfg, cfg.run.seed, &cfg.init, tch::Device::Cpu)?
+    } else {
+        BertPretrainer::new_masked_lm(bert_cfg, cfg.run.seed, &cfg.init, tch::Device::Cpu)?
+    };
     tracing::info!(
         train_examples = source.len(),
         eval_batches = eval.as_ref().map_or(0, |e| e.batches.len()),

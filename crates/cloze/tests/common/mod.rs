@@ -72,22 +72,7 @@ pub fn prepare(dir: &Path, vocab: u32) -> PathBuf {
     write_corpus(&corpus, 60);
     let tok = dir.join("tok");
     let data = dir.join("data");
-    ok(
-        cloze()
-            .args(["tokenizer", "train", "--corpus"])
-            .arg(&corpus)
-            .args([
-                "--vocab-size",
-                &vocab.to_string(),
-                "--min-frequency",
-                "1",
-                "--out",
-            ])
-            .arg(&tok)
-            .output()
-            .expect("spawn"),
-        "tokenizer train",
-    );
+    train_tokenizer_on(&corpus, &tok, vocab);
     ok(
         cloze()
             .args(["data", "prepare", "--corpus"])
@@ -154,4 +139,78 @@ pub fn fails_with(out: &Output, needle: &str) {
         stderr.contains(needle),
         "stderr does not mention {needle:?}:\n{stderr}"
     );
+}
+
+/// A WordPiece tokenizer trained on [`write_corpus`]'s corpus, in `dir/tok`
+/// (no shards: for commands that need only a tokenizer).
+pub fn train_tokenizer(dir: &Path, vocab: u32) -> PathBuf {
+    let corpus = dir.join("tok-corpus.txt");
+    write_corpus(&corpus, 20);
+    let tok = dir.join("tok");
+    train_tokenizer_on(&corpus, &tok, vocab);
+    tok
+}
+
+/// `cloze tokenizer train` of `corpus` into `tok` (every pair kept: min frequency 1).
+pub fn train_tokenizer_on(corpus: &Path, tok: &Path, vocab: u32) {
+    ok(
+        cloze()
+            .args(["tokenizer", "train", "--corpus"])
+            .arg(corpus)
+            .args([
+                "--vocab-size",
+                &vocab.to_string(),
+                "--min-frequency",
+                "1",
+                "--out",
+            ])
+            .arg(tok)
+            .output()
+            .expect("spawn"),
+        "tokenizer train",
+    );
+}
+
+/// The tiny HF BERT fixture of `cloze-models` (vocabulary 96, 40 positions).
+pub fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cloze-models/tests/fixtures/hf-tiny-bert")
+}
+
+/// The fixture's weights and config plus a word-level tokenizer: ids 0-4 are the
+/// specials, ids 5..96 the words `w5` ... `w95`.
+pub fn model_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture().join(f), dir.path().join(f)).expect("copy fixture");
+    }
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let mut vocab = serde_json::Map::new();
+    for (i, s) in specials.iter().enumerate() {
+        vocab.insert(s.to_string(), i.into());
+    }
+    for i in 5..96 {
+        vocab.insert(format!("w{i}"), i.into());
+    }
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({"id": i, "content": s, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                               "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).expect("tokenizer");
+    dir
 }

@@ -141,7 +141,6 @@ fn run_peer(a: &TrainArgs, python: &PathBuf) -> Result<Vec<serde_json::Value>> {
     super::run_peer(python, &a.peer_script, args)
 }
 
-
 /// Runs `cloze bench train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     tch::set_num_threads(a.torch_threads);

@@ -1,0 +1,101 @@
+//! Token classification (`classifier` over every token's state): HF's
+//! `BertForTokenClassification` (named-entity recognition, tagging).
+
+use tch::nn::Path;
+use tch::Tensor;
+
+use super::HeadSpec;
+use crate::bert::{dropout, Linear};
+use crate::{BertConfig, BertModel, MlmInput, Result};
+
+/// Sequence output -> dropout -> `classifier` `Linear(H, num_labels)`.
+#[derive(Debug)]
+pub struct TokenClassificationHead {
+    classifier: Linear,
+    dropout: f64,
+    num_labels: i64,
+}
+
+impl TokenClassificationHead {
+    /// Its row of the head table: the same keys as the sequence classifier's, on an
+    /// encoder without a pooler (which is how a saved model tells them apart).
+    pub const SPEC: HeadSpec = HeadSpec {
+        name: "token classification",
+        prefix: "classifier",
+        architecture: "BertForTokenClassification",
+        pooler: false,
+        variables: |c| {
+            let n = c.num_labels()?;
+            Ok(vec![("weight", vec![n, c.hidden_size]), ("bias", vec![n])])
+        },
+        derived: &[],
+        aliases: &[],
+    };
+
+    /// Creates `classifier.{weight,bias}` under `root` (the model's path); the
+    /// dropout is [`BertConfig::classifier_dropout`].
+    pub fn new(root: &Path, config: &BertConfig) -> Result<Self> {
+        let num_labels = config.num_labels()?;
+        Ok(TokenClassificationHead {
+            classifier: Linear::new(
+                &Self::SPEC.path(root),
+                config.hidden_size,
+                num_labels,
+                config,
+            )?,
+            dropout: config.classifier_dropout()?,
+            num_labels,
+        })
+    }
+
+    /// The number of classes.
+    pub fn num_labels(&self) -> i64 {
+        self.num_labels
+    }
+
+    /// `[B, L, H]` hidden states -> `[B, L, num_labels]` logits; `train` switches
+    /// dropout on.
+    pub fn forward_t(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
+        self.classifier
+            .forward(&dropout(hidden, self.dropout, train)?)
+    }
+}
+
+/// The encoder without a pooler (`bert.*`) and a [`TokenClassificationHead`]
+/// (`classifier.*`): HF's `BertForTokenClassification`, key for key.
+#[derive(Debug)]
+pub struct BertForTokenClassification {
+    bert: BertModel,
+    head: TokenClassificationHead,
+}
+
+impl BertForTokenClassification {
+    /// Builds the model under `p` (normally `vs.root()`).
+    pub fn new(p: &Path, config: &BertConfig) -> Result<Self> {
+        let bert = BertModel::new_without_pooler(&(p / "bert"), config)?;
+        let head = TokenClassificationHead::new(p, config)?;
+        Ok(BertForTokenClassification { bert, head })
+    }
+
+    /// The encoder.
+    pub fn bert(&self) -> &BertModel {
+        &self.bert
+    }
+
+    /// The head.
+    pub fn head(&self) -> &TokenClassificationHead {
+        &self.head
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BertConfig {
+        self.bert.config()
+    }
+
+    /// `[B, L, num_labels]` logits (padding positions included); `train` switches
+    /// dropout on.
+    pub fn forward_t(&self, input: &MlmInput, train: bool) -> Result<Tensor> {
+        let out = self.bert.forward_t(input, train)?;
+        self.head.forward_t(&out.last_hidden_state, train)
+    }
+}
