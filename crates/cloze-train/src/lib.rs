@@ -19,6 +19,42 @@
 //! ([`Error::CorruptCheckpoint`] names the newest intact one, which
 //! [`Trainer::resume_from`] continues from).
 
+//!
+//! A few training steps on a synthetic batch, from a preset's settings
+//! (`cloze pretrain` adds prepared shards, masking, evaluation and checkpoints
+//! around the same step through [`Trainer`]):
+//!
+//! ```
+//! use cloze_train::bert::{bert_config, BertPretrainer};
+//! use cloze_train::config::InitConfig;
+//! use cloze_train::objective::Mlm;
+//! use cloze_train::trainer::train_step;
+//! use cloze_train::{AdamW, TensorBatch, TrainConfig};
+//!
+//! let mut cfg = TrainConfig::load_or_preset("bert-tiny")?;
+//! cfg.model.hidden_size = 32;
+//! cfg.model.intermediate_size = 64;
+//! cfg.model.num_attention_heads = 2;
+//! let vocab = 100;
+//! let model = BertPretrainer::new_masked_lm(
+//!     bert_config(&cfg.model, vocab, 0),
+//!     42,
+//!     &InitConfig::default(),
+//!     tch::Device::Cpu,
+//! )?;
+//! let mut opt = AdamW::new(&model.vs, &cfg.optimizer)?;
+//! // 4 x 16 random ids, 15% of the positions to predict.
+//! let batch = TensorBatch::synthetic(4, 16, i64::from(vocab), 0.15, 0)?;
+//! let objective = Mlm { weight: 1.0 };
+//! let first = train_step(&model, &objective, &mut opt, &batch, 1e-3, 1.0)?;
+//! let mut last = first;
+//! for _ in 0..20 {
+//!     last = train_step(&model, &objective, &mut opt, &batch, 1e-3, 1.0)?;
+//! }
+//! assert!(last < first, "the loss on a repeated batch falls: {first} -> {last}");
+//! # Ok::<(), cloze_train::Error>(())
+//! ```
+
 pub mod batch;
 pub mod bench;
 pub mod bert;
