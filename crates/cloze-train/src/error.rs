@@ -55,6 +55,17 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A line of `metrics.jsonl` is not a metrics record.
+    #[error("{}:{line}: not a metrics record", path.display())]
+    BadMetricsLine {
+        /// The metrics file.
+        path: PathBuf,
+        /// The line number in the file, from 1.
+        line: usize,
+        /// What is wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The model crate reported an error.
     #[error("model")]
     Model(#[from] cloze_models::Error),

@@ -127,12 +127,56 @@ impl MetricsLog {
 pub fn read_records(path: &Path) -> Result<Vec<MetricsRecord>> {
     let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
     text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).map_err(|source| Error::Json {
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| Error::BadMetricsLine {
                 path: path.to_owned(),
+                line: i + 1,
                 source,
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_record_is_reported_with_its_line_number() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(io_err("creating", Path::new("tmp")))?;
+        let path = dir.path().join("metrics.jsonl");
+        let good = |step: u64| {
+            serde_json::to_string(&MetricsRecord::Train(TrainMetrics {
+                step,
+                loss: 1.0,
+                mlm_loss: 1.0,
+                pair_loss: None,
+                lr: 1e-3,
+                grad_norm: 0.5,
+                tokens_per_s: 10.0,
+                tokens_seen: 100 * step,
+                elapsed_s: 1.0,
+                skipped: 0,
+            }))
+        };
+        let text = format!(
+            "{}\n\n{}\n{{\"kind\": \"train\", \"step\": }}\n",
+            good(1).map_err(|source| Error::Json {
+                path: path.clone(),
+                source
+            })?,
+            good(2).map_err(|source| Error::Json {
+                path: path.clone(),
+                source
+            })?
+        );
+        std::fs::write(&path, text).map_err(io_err("writing", &path))?;
+        match read_records(&path) {
+            Err(Error::BadMetricsLine { line, .. }) => assert_eq!(line, 4),
+            other => panic!("expected a bad line 4, got {other:?}"),
+        }
+        Ok(())
+    }
 }
