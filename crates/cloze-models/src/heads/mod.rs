@@ -92,6 +92,44 @@ impl HeadSpec {
     }
 }
 
+/// Dropout then `classifier` `Linear(H, num_labels)`: the layer HF's sequence
+/// and token classifiers share (they differ only in what they are given and in
+/// their encoder's pooler). `num_labels` and the dropout come from the config.
+#[derive(Debug)]
+pub(crate) struct ClassifierLayer {
+    linear: crate::bert::Linear,
+    dropout: f64,
+    num_labels: i64,
+}
+
+impl ClassifierLayer {
+    /// The variables of a `classifier` row of [`HEADS`].
+    pub(crate) fn variables(c: &BertConfig) -> Result<HeadVariables> {
+        let n = c.num_labels()?;
+        Ok(vec![("weight", vec![n, c.hidden_size]), ("bias", vec![n])])
+    }
+
+    /// Creates `weight` and `bias` under `path`.
+    pub(crate) fn new(path: &Path, config: &BertConfig) -> Result<Self> {
+        let num_labels = config.num_labels()?;
+        Ok(Self {
+            linear: crate::bert::Linear::new(path, config.hidden_size, num_labels, config)?,
+            dropout: config.classifier_dropout()?,
+            num_labels,
+        })
+    }
+
+    pub(crate) fn num_labels(&self) -> i64 {
+        self.num_labels
+    }
+
+    /// `[..., H]` -> `[..., num_labels]`; `train` switches dropout on.
+    pub(crate) fn forward_t(&self, x: &tch::Tensor, train: bool) -> Result<tch::Tensor> {
+        self.linear
+            .forward(&crate::bert::dropout(x, self.dropout, train)?)
+    }
+}
+
 /// The row of the head whose prefix `key` (a checkpoint key without `bert.`) is
 /// under, and the rest of the key. Rows sharing a prefix share their key rules, so
 /// the first is as good as any.

@@ -4,16 +4,13 @@
 use tch::nn::Path;
 use tch::Tensor;
 
-use super::HeadSpec;
-use crate::bert::{dropout, Linear};
+use super::{ClassifierLayer, HeadSpec};
 use crate::{BertConfig, BertModel, Error, MlmInput, Result};
 
 /// Pooler output -> dropout -> `classifier` `Linear(H, num_labels)`.
 #[derive(Debug)]
 pub struct SequenceClassificationHead {
-    classifier: Linear,
-    dropout: f64,
-    num_labels: i64,
+    layer: ClassifierLayer,
 }
 
 impl SequenceClassificationHead {
@@ -24,10 +21,7 @@ impl SequenceClassificationHead {
         prefix: "classifier",
         architecture: "BertForSequenceClassification",
         pooler: true,
-        variables: |c| {
-            let n = c.num_labels()?;
-            Ok(vec![("weight", vec![n, c.hidden_size]), ("bias", vec![n])])
-        },
+        variables: ClassifierLayer::variables,
         derived: &[],
         aliases: &[],
     };
@@ -35,28 +29,19 @@ impl SequenceClassificationHead {
     /// Creates `classifier.{weight,bias}` under `root` (the model's path); the
     /// dropout is [`BertConfig::classifier_dropout`].
     pub fn new(root: &Path, config: &BertConfig) -> Result<Self> {
-        let num_labels = config.num_labels()?;
-        Ok(SequenceClassificationHead {
-            classifier: Linear::new(
-                &Self::SPEC.path(root),
-                config.hidden_size,
-                num_labels,
-                config,
-            )?,
-            dropout: config.classifier_dropout()?,
-            num_labels,
+        Ok(Self {
+            layer: ClassifierLayer::new(&Self::SPEC.path(root), config)?,
         })
     }
 
     /// The number of classes.
     pub fn num_labels(&self) -> i64 {
-        self.num_labels
+        self.layer.num_labels()
     }
 
     /// `[B, H]` pooler output -> `[B, num_labels]` logits; `train` switches dropout on.
     pub fn forward_t(&self, pooled: &Tensor, train: bool) -> Result<Tensor> {
-        self.classifier
-            .forward(&dropout(pooled, self.dropout, train)?)
+        self.layer.forward_t(pooled, train)
     }
 }
 

@@ -4,16 +4,13 @@
 use tch::nn::Path;
 use tch::Tensor;
 
-use super::HeadSpec;
-use crate::bert::{dropout, Linear};
+use super::{ClassifierLayer, HeadSpec};
 use crate::{BertConfig, BertModel, MlmInput, Result};
 
 /// Sequence output -> dropout -> `classifier` `Linear(H, num_labels)`.
 #[derive(Debug)]
 pub struct TokenClassificationHead {
-    classifier: Linear,
-    dropout: f64,
-    num_labels: i64,
+    layer: ClassifierLayer,
 }
 
 impl TokenClassificationHead {
@@ -24,10 +21,7 @@ impl TokenClassificationHead {
         prefix: "classifier",
         architecture: "BertForTokenClassification",
         pooler: false,
-        variables: |c| {
-            let n = c.num_labels()?;
-            Ok(vec![("weight", vec![n, c.hidden_size]), ("bias", vec![n])])
-        },
+        variables: ClassifierLayer::variables,
         derived: &[],
         aliases: &[],
     };
@@ -35,29 +29,20 @@ impl TokenClassificationHead {
     /// Creates `classifier.{weight,bias}` under `root` (the model's path); the
     /// dropout is [`BertConfig::classifier_dropout`].
     pub fn new(root: &Path, config: &BertConfig) -> Result<Self> {
-        let num_labels = config.num_labels()?;
-        Ok(TokenClassificationHead {
-            classifier: Linear::new(
-                &Self::SPEC.path(root),
-                config.hidden_size,
-                num_labels,
-                config,
-            )?,
-            dropout: config.classifier_dropout()?,
-            num_labels,
+        Ok(Self {
+            layer: ClassifierLayer::new(&Self::SPEC.path(root), config)?,
         })
     }
 
     /// The number of classes.
     pub fn num_labels(&self) -> i64 {
-        self.num_labels
+        self.layer.num_labels()
     }
 
     /// `[B, L, H]` hidden states -> `[B, L, num_labels]` logits; `train` switches
     /// dropout on.
     pub fn forward_t(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
-        self.classifier
-            .forward(&dropout(hidden, self.dropout, train)?)
+        self.layer.forward_t(hidden, train)
     }
 }
 
