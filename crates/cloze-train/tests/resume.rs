@@ -24,16 +24,7 @@ impl Observer for StopAt {
 }
 
 fn straight(dir: &std::path::Path, steps: u64) -> anyhow::Result<RunOutcome> {
-    tch::set_num_threads(1);
-    let cfg = config(steps);
-    let m = model(&cfg, false);
-    let data = Synthetic {
-        n: 40,
-        seed: 3,
-        pairs: false,
-    };
-    let mut t = Trainer::new(cfg, &m, &m.vs, dir)?;
-    Ok(t.run(&data, Some(&eval_set()), &mut Quiet)?)
+    Ok(fresh_run(dir, steps, Some(&eval_set()))?)
 }
 
 #[test]

@@ -12,16 +12,7 @@ use cloze_train::Error;
 use common::*;
 
 fn train(dir: &std::path::Path, steps: u64) -> anyhow::Result<()> {
-    tch::set_num_threads(1);
-    let cfg = config(steps);
-    let m = model(&cfg, false);
-    let data = Synthetic {
-        n: 40,
-        seed: 3,
-        pairs: false,
-    };
-    let mut t = Trainer::new(cfg, &m, &m.vs, dir)?;
-    t.run(&data, None, &mut Quiet)?;
+    fresh_run(dir, steps, None)?;
     Ok(())
 }
 

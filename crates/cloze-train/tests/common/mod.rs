@@ -6,7 +6,7 @@ use std::path::Path;
 
 use cloze_mask::batch::{Batch, MaskedTarget};
 use cloze_train::config::TrainConfig;
-use cloze_train::trainer::{DataSource, EvalSet};
+use cloze_train::trainer::{DataSource, EvalSet, Quiet, RunOutcome, Trainer};
 use cloze_train::{BertPretrainer, Result};
 
 pub const VOCAB: u32 = 40;
@@ -174,4 +174,19 @@ pub fn train_losses(run_dir: &Path) -> Vec<(u64, f64)> {
 pub fn torch_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fresh run of `steps` steps on 40 synthetic MLM examples (one libtorch
+/// thread, no pair head), evaluated on `eval` when given.
+pub fn fresh_run(dir: &Path, steps: u64, eval: Option<&EvalSet>) -> Result<RunOutcome> {
+    tch::set_num_threads(1);
+    let cfg = config(steps);
+    let m = model(&cfg, false);
+    let data = Synthetic {
+        n: 40,
+        seed: 3,
+        pairs: false,
+    };
+    let mut t = Trainer::new(cfg, &m, &m.vs, dir)?;
+    t.run(&data, eval, &mut Quiet)
 }
