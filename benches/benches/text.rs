@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use cloze_text::datasets::{cache_root, fetch};
+use cloze_fetch::datasets::{cache_root, fetch};
 use cloze_text::prepare::{peak_rss_bytes, prepare, PrepareConfig};
 use cloze_text::{NoProgress, TextTokenizer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

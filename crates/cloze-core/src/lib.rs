@@ -11,6 +11,8 @@
 //! - [`WordCodec`]: token ids <-> a word's surface form (implemented by the
 //!   text layer's tokenizer, used by similar-word masking).
 //! - [`rng`]: every seeded random stream of the project and its salt.
+//! - [`Report`]: named, typed metric values (losses, accuracies, counts) that
+//!   objectives and evaluation tasks report and every display walks.
 //!
 //! ```
 //! use cloze_core::{Instance, SpecialTokens, NO_WORD};
@@ -32,6 +34,7 @@
 
 mod codec;
 mod instance;
+pub mod report;
 pub mod rng;
 
 pub use codec::WordCodec;
@@ -39,3 +42,4 @@ pub use instance::{
     Instance, MissingSpecialToken, PairLabel, SpecialTokens, CLS, MASK, NO_WORD, PAD, PSEUDO_MASK,
     RESERVED, SEP, UNK,
 };
+pub use report::{Report, ReportSums};

@@ -63,12 +63,7 @@ pub fn plan_batches(
     batch_size: usize,
     sort_by_length: bool,
 ) -> Result<Vec<Vec<usize>>> {
-    if batch_size == 0 {
-        return Err(Error::InvalidOption {
-            name: "batch_size",
-            reason: "must be at least 1".into(),
-        });
-    }
+    check_batch_size(batch_size)?;
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     if sort_by_length {
         order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
@@ -90,6 +85,30 @@ pub fn check_lengths(seqs: &[Vec<u32>], max: i64) -> Result<()> {
     Ok(())
 }
 
+/// Checks a batch size option: at least one sequence per forward pass.
+pub(crate) fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::InvalidOption {
+            name: "batch_size",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that a special-token option (`mask_id`, `pad_id`) is a row of the model's
+/// vocabulary, so that a tokenizer/checkpoint mismatch is named here rather than
+/// reported by the model as an id out of range somewhere in a batch.
+pub(crate) fn check_token_id(name: &'static str, id: u32, vocab_size: i64) -> Result<()> {
+    if i64::from(id) >= vocab_size {
+        return Err(Error::InvalidOption {
+            name,
+            reason: format!("id {id} is outside the model's vocabulary of {vocab_size}"),
+        });
+    }
+    Ok(())
+}
+
 /// Float view of an int mask, for pooling.
 pub(crate) fn float_mask(input: &MlmInput, b: i64, l: i64) -> Result<Tensor> {
     Ok(match &input.attention_mask {
@@ -99,6 +118,7 @@ pub(crate) fn float_mask(input: &MlmInput, b: i64, l: i64) -> Result<Tensor> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -58,6 +58,12 @@ pub enum Error {
         /// Special tokens the tokenizer adds to each text.
         added: usize,
     },
+    /// An output path whose extension names no format [`crate::OutputFormat`] knows.
+    #[error("{path}: the extension names no output format; use .safetensors or .jsonl")]
+    UnknownOutputFormat {
+        /// The output path.
+        path: PathBuf,
+    },
     /// Batch size zero or another option out of its domain.
     #[error("invalid option {name}: {reason}")]
     InvalidOption {
@@ -66,6 +72,10 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A model outside this crate (behind [`crate::mlm_eval::MlmModel`])
+    /// failed on a batch.
+    #[error("the model failed on an evaluation batch")]
+    Forward(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -8,22 +8,30 @@
 //! The functions here work on token-id sequences that already carry `[CLS]`/`[SEP]`,
 //! run the model without gradients, and return results in input order whatever the
 //! batching.
+//!
+//! Masked-LM inference goes through one interface, [`MaskedLm`] ("log-probabilities
+//! at these positions"): [`fill_mask()`] and [`pseudo_log_likelihood()`] take any
+//! `&dyn MaskedLm`, and `cloze_models::BertForPreTraining` implements it. Each task
+//! takes its settings as an options struct ([`FillMaskOptions`], [`PllOptions`],
+//! [`EncodeOptions`]) checked against the model before any work.
 
 //!
 //! Load a HuggingFace BERT checkpoint and predict a masked token (here the
 //! tiny test fixture, whose vocabulary has no words; `cloze fill-mask` adds
-//! the checkpoint's tokenizer around the same call):
+//! the checkpoint's tokenizer around the same call, and
+//! `cargo run -p cloze-eval --example fill_mask` shows both):
 //!
 //! ```
 //! use std::path::Path;
 //! use cloze_models::hf::load_pretrained;
-//! use cloze_eval::fill_mask;
+//! use cloze_eval::{fill_mask, FillMaskOptions};
 //!
 //! let dir = Path::new("../cloze-models/tests/fixtures/hf-tiny-bert");
 //! let loaded = load_pretrained(dir, tch::Device::Cpu)?;
-//! // [CLS]=2 ... [MASK]=4 ... [SEP]=3 in the fixture's vocabulary of 96 ids.
+//! // [CLS]=2 ... [MASK]=4 ... [SEP]=3 in the fixture's vocabulary of 96 ids; [PAD]=0.
 //! let seq = vec![2, 17, 23, 4, 31, 3];
-//! let predictions = fill_mask(&loaded.model, &[seq], 4, 0, 5, 8, tch::Device::Cpu)?;
+//! let opts = FillMaskOptions { top_k: 5, batch_size: 8, ..FillMaskOptions::new(4, 0) };
+//! let predictions = fill_mask(&loaded.model, &[seq], &opts)?;
 //! assert_eq!(predictions[0][0].position, 3);
 //! assert_eq!(predictions[0][0].candidates.len(), 5);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -35,10 +43,16 @@ mod error;
 pub mod fill_mask;
 pub mod mlm_eval;
 pub mod pll;
+pub mod scorer;
+pub mod task;
 pub mod text;
 
-pub use encode::{cosine, encode, EncodeOptions, Encoded};
+pub use encode::{
+    cosine, encode, write_embeddings, EncodeOptions, Encoded, OutputFormat, SentenceSource,
+};
 pub use error::{Error, Result};
-pub use fill_mask::{fill_mask, Candidate, MaskPrediction};
-pub use pll::{corpus_pseudo_perplexity, pseudo_log_likelihood, PllScore};
+pub use fill_mask::{fill_mask, Candidate, FillMaskOptions, MaskPrediction};
+pub use pll::{corpus_pseudo_perplexity, pseudo_log_likelihood, PllOptions, PllScore};
+pub use scorer::MaskedLm;
+pub use task::Task;
 pub use text::{ModelTokenizer, Tokenized};

@@ -1,12 +1,159 @@
-//! Masked-LM evaluation metrics: loss, perplexity, masked-token accuracy,
+//! Held-out masked-LM evaluation: loss, perplexity, masked-token accuracy,
 //! sentence-pair accuracy, and the unigram-frequency baseline on the same masks.
 //!
-//! The accumulator works on logits tensors, so it serves any model (the trainer's
-//! periodic evaluation and `cloze eval` alike). Perplexity is `exp` of the mean
-//! per-token negative log-likelihood over every masked position of the split.
+//! An [`EvalSet`] is held-out data masked once with a fixed seed; [`MlmTask`]
+//! is the [`Task`] that scores any [`MlmModel`] on it (the trainer's periodic
+//! evaluation and `cloze eval` alike). The accumulator works on logits
+//! tensors. Perplexity is `exp` of the mean per-token negative log-likelihood
+//! over every masked position of the split.
 
+use cloze_core::Report;
+use cloze_mask::{Batch, MaskedTarget};
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Reduction, Tensor};
+use tch::{Device, Kind, Reduction, Tensor};
+
+use crate::fill_mask::Candidate;
+use crate::task::{self, Task};
+use crate::Result;
+
+/// Held-out batches with fixed masks, plus the unigram baseline to compare with.
+#[derive(Debug, Clone)]
+pub struct EvalSet {
+    /// The batches, masked once with the evaluation seed.
+    pub batches: Vec<Batch>,
+    /// The most-frequent-training-token predictor, when known.
+    pub baseline: Option<UnigramBaseline>,
+    /// The `[MASK]` id, to also score the positions where the token was hidden.
+    pub mask_token: Option<u32>,
+    /// The name the sentence-pair accuracy is reported under (`nsp`, `sop`).
+    pub pair_name: String,
+}
+
+/// What a model predicts for one masked batch.
+#[derive(Debug)]
+pub struct MlmOutput {
+    /// `[N, V]` vocabulary logits at the batch's masked-LM targets, in order.
+    pub mlm_logits: Tensor,
+    /// `[B, 2]` sentence-pair logits, when the model has a pair head.
+    pub pair_logits: Option<Tensor>,
+}
+
+/// A model that predicts the masked-LM targets of a collated batch: what
+/// held-out MLM evaluation needs, whatever the model.
+pub trait MlmModel {
+    /// Predicts `batch` in evaluation mode (no dropout).
+    fn predict_batch(&self, batch: &Batch) -> Result<MlmOutput>;
+}
+
+/// The held-out MLM evaluation as a [`Task`]: each input is one masked batch.
+#[derive(Debug, Clone, Copy)]
+pub struct MlmTask<'a> {
+    /// The evaluation set.
+    pub set: &'a EvalSet,
+}
+
+impl<'a> Task for MlmTask<'a> {
+    type Model = dyn MlmModel + 'a;
+    type Input = Batch;
+    type Prediction = MlmOutput;
+    type Metrics = MlmEvalAccumulator;
+
+    fn inputs(&self) -> &[Batch] {
+        &self.set.batches
+    }
+
+    fn predict(&self, model: &Self::Model, input: &Batch) -> Result<MlmOutput> {
+        model.predict_batch(input)
+    }
+
+    fn accumulate(&self, acc: &mut MlmEvalAccumulator, b: &Batch, out: MlmOutput) -> Result<()> {
+        let device = out.mlm_logits.device();
+        let targets = Tensor::f_from_slice(&b.masked_targets())?.f_to_device(device)?;
+        acc.add_mlm(&out.mlm_logits, &targets)?;
+        if let (Some(l), Some(y)) = (&out.pair_logits, &b.targets.pair) {
+            acc.add_pair(l, &Tensor::f_from_slice(y)?.f_to_device(device)?)?;
+        }
+        let masked = &b.targets.masked_lm;
+        let at_mask: Vec<bool> = masked
+            .iter()
+            .map(|m| {
+                self.set.mask_token.is_some_and(|id| {
+                    b.input_ids[m.row as usize * b.seq_len + m.pos as usize] == i64::from(id)
+                })
+            })
+            .collect();
+        if self.set.mask_token.is_some() {
+            acc.add_mask_positions(
+                &out.mlm_logits,
+                &targets,
+                &Tensor::f_from_slice(&at_mask)?.f_to_device(device)?,
+            )?;
+        }
+        if let Some(base) = &self.set.baseline {
+            acc.add_baseline(
+                base,
+                masked.iter().map(|m| m.target).zip(at_mask.iter().copied()),
+            );
+        }
+        Ok(())
+    }
+
+    fn report(&self, acc: &MlmEvalAccumulator) -> Report {
+        acc.finish().report(&self.set.pair_name)
+    }
+}
+
+/// Scores `model` on `set` without gradients: the typed metrics of the MLM
+/// task (its [`Report`] is [`MlmEvalMetrics::report`]).
+pub fn evaluate(model: &dyn MlmModel, set: &EvalSet) -> Result<MlmEvalMetrics> {
+    let _span = tracing::info_span!("eval", batches = set.batches.len()).entered();
+    Ok(task::evaluate(&MlmTask { set }, model)?.finish())
+}
+
+/// The model's top guesses at one masked-LM target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetGuesses {
+    /// The target: row, position and true token.
+    pub target: MaskedTarget,
+    /// The `top_k` most probable tokens, most probable first.
+    pub guesses: Vec<Candidate>,
+}
+
+/// Fill-mask over a masked batch: the `top_k` guesses at every masked-LM
+/// target, in target order (what `cloze eval --examples` prints).
+pub fn guesses_at_targets(
+    model: &dyn MlmModel,
+    batch: &Batch,
+    top_k: usize,
+) -> Result<Vec<TargetGuesses>> {
+    let out = tch::no_grad(|| model.predict_batch(batch))?;
+    let vocab = out.mlm_logits.size().last().copied().unwrap_or(0);
+    if top_k == 0 || top_k as i64 > vocab {
+        return Err(crate::Error::InvalidOption {
+            name: "top_k",
+            reason: format!("{top_k} is not in 1..={vocab}"),
+        });
+    }
+    let probs = out.mlm_logits.f_softmax(-1, Kind::Float)?;
+    let (p, i) = probs.f_topk(top_k as i64, -1, true, true)?;
+    let p = Vec::<f32>::try_from(p.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
+    let i = Vec::<i64>::try_from(i.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
+    Ok(batch
+        .targets
+        .masked_lm
+        .iter()
+        .enumerate()
+        .map(|(k, &target)| TargetGuesses {
+            target,
+            guesses: (0..top_k)
+                .map(|j| Candidate {
+                    token_id: i[k * top_k + j] as u32,
+                    probability: f64::from(p[k * top_k + j]),
+                })
+                .collect(),
+        })
+        .collect())
+}
 
 /// Summary of one evaluation pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +190,39 @@ pub struct MlmEvalMetrics {
     /// data at the same `[MASK]` positions: what a context-free model scores.
     #[serde(default)]
     pub mask_token_baseline_loss: Option<f64>,
+}
+
+impl MlmEvalMetrics {
+    /// The metrics as named values. Losses and accuracies: `mlm` (every
+    /// masked position), `mlm@mask` (positions shown as `[MASK]`), `unigram`
+    /// and `unigram@mask` (the baseline on the same positions); the pair
+    /// accuracy under `pair_name`; counts of `mlm` and `mlm@mask` positions.
+    pub fn report(&self, pair_name: &str) -> Report {
+        let mut r = Report::new()
+            .loss("mlm", self.mlm_loss)
+            .accuracy("mlm", self.accuracy)
+            .count("mlm", self.masked_tokens);
+        let put =
+            |map: &mut std::collections::BTreeMap<String, f64>, name: &str, v: Option<f64>| {
+                if let Some(v) = v {
+                    map.insert(name.to_owned(), v);
+                }
+            };
+        put(&mut r.losses, "mlm@mask", self.mask_token_loss);
+        put(&mut r.losses, "unigram@mask", self.mask_token_baseline_loss);
+        put(&mut r.accuracies, "mlm@mask", self.mask_token_accuracy);
+        put(&mut r.accuracies, "unigram", self.unigram_baseline_accuracy);
+        put(
+            &mut r.accuracies,
+            "unigram@mask",
+            self.mask_token_baseline_accuracy,
+        );
+        put(&mut r.accuracies, pair_name, self.pair_accuracy);
+        if self.mask_tokens > 0 {
+            r.counts.insert("mlm@mask".to_owned(), self.mask_tokens);
+        }
+        r
+    }
 }
 
 /// Adds up batches of predictions; [`Self::finish`] gives the metrics.

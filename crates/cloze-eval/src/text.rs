@@ -106,6 +106,15 @@ impl ModelTokenizer {
         })
     }
 
+    /// The `[MASK]` id, or [`Error::MissingToken`] naming the tokenizer file when
+    /// the vocabulary has none (fill-mask and scoring cannot run without it).
+    pub fn mask_id(&self) -> Result<u32> {
+        self.mask.ok_or_else(|| Error::MissingToken {
+            path: self.path.clone(),
+            token: "[MASK]",
+        })
+    }
+
     /// The maximum sequence length, special tokens included.
     pub fn max_len(&self) -> usize {
         self.max_len
@@ -206,12 +215,14 @@ impl ModelTokenizer {
 }
 
 #[cfg(test)]
-mod tests {
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
     use super::*;
 
     /// A word-level tokenizer: ids 0-4 are `[PAD] [UNK] [CLS] [SEP] [MASK]`, then
-    /// `w5` ... `w95`, with BERT's `[CLS] A [SEP]` template.
-    fn tokenizer(dir: &Path) {
+    /// `w5` ... `w95`, with BERT's `[CLS] A [SEP]` template (the vocabulary of the
+    /// hf-tiny-bert fixture; other modules' tests use it too).
+    pub(crate) fn tokenizer(dir: &Path) {
         let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
         let mut vocab = serde_json::Map::new();
         for (i, s) in specials.iter().enumerate() {
@@ -252,6 +263,7 @@ mod tests {
         // The file's own truncation (left, 2 tokens) is ignored.
         let tok = ModelTokenizer::from_dir(dir.path(), 5).unwrap();
         assert_eq!(tok.special_tokens_added(), 2);
+        assert_eq!(tok.mask_id().unwrap(), 4);
         let out = tok
             .tokenize_batch(&["w5 w6", "w5 w6 w7", "w5 w6 w7 w8 [MASK] w9 [MASK]"])
             .unwrap();

@@ -1,7 +1,9 @@
-//! The real all-MiniLM-L6-v2 checkpoint (fetched through `cloze_text::datasets`):
+//! The real all-MiniLM-L6-v2 checkpoint (fetched through `cloze_fetch::datasets`):
 //! loads as an encoder with its own tokenizer, ranks a paraphrase above an unrelated
 //! sentence, round-trips through save/load exactly, and length-sorted batching gives
 //! the same embeddings as file order on real SOTU sentences.
+
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
@@ -11,8 +13,8 @@ use cloze_models::{load_encoder, load_pretrained, save_pretrained, HeadStatus};
 use tch::Device;
 
 fn fetched(name: &str) -> PathBuf {
-    let root = cloze_text::datasets::cache_root().unwrap();
-    cloze_text::datasets::fetch(name, &root).unwrap().dir
+    let root = cloze_fetch::datasets::cache_root().unwrap();
+    cloze_fetch::datasets::fetch(name, &root).unwrap().dir
 }
 
 #[test]
@@ -42,14 +44,7 @@ fn minilm_loads_as_an_encoder_and_ranks_a_paraphrase_first() {
         seqs[0].len() < 20,
         "the baked-in padding to 128 must be off"
     );
-    let e = encode(
-        &enc.model,
-        &seqs,
-        tok.pad,
-        Device::Cpu,
-        &EncodeOptions::default(),
-    )
-    .unwrap();
+    let e = encode(&enc.model, &seqs, &EncodeOptions::for_tokenizer(&tok)).unwrap();
     let para = cosine(&e.embeddings.get(0), &e.embeddings.get(1)).unwrap();
     let unrelated = cosine(&e.embeddings.get(0), &e.embeddings.get(2)).unwrap();
     assert!(
@@ -100,13 +95,14 @@ fn length_sorted_batches_match_file_order_on_real_sentences() {
         batch_size: 32,
         sort_by_length: true,
         keep_token_states: true,
+        ..EncodeOptions::for_tokenizer(&tok)
     };
     let file_order = EncodeOptions {
         sort_by_length: false,
         ..sorted.clone()
     };
-    let a = encode(&enc.model, &seqs, tok.pad, Device::Cpu, &sorted).unwrap();
-    let b = encode(&enc.model, &seqs, tok.pad, Device::Cpu, &file_order).unwrap();
+    let a = encode(&enc.model, &seqs, &sorted).unwrap();
+    let b = encode(&enc.model, &seqs, &file_order).unwrap();
     let d = (&a.embeddings - &b.embeddings)
         .abs()
         .max()

@@ -13,7 +13,10 @@
 //! 3. corruption ([`Corruptor`]): BERT's `[MASK]`/random/keep, or MacBERT's
 //!    similar-word/random/keep from a pluggable [`SimilarWords`] source
 //!    (Cilin thesaurus, word2vec neighbours);
-//! 4. collation ([`Masker::mask_batch`]) into a [`Batch`].
+//! 4. collation ([`Masker::mask_batch`]) into a [`Batch`]: inputs plus typed
+//!    [`Targets`]. A scheme that is not length-preserving (UniLM-v2's appended
+//!    `[P]` tokens, with shared position ids and a [`Visibility`] rule)
+//!    implements [`BatchBuilder`] itself instead of the four stages.
 //!
 //! Determinism: every random choice for example `i` of epoch `e` under seed `s`
 //! comes from a ChaCha8 stream keyed by `(s, e, i)` ([`rng::example_rng`]), so
@@ -77,7 +80,7 @@ pub mod synthetic;
 pub mod units;
 pub mod vocab;
 
-pub use batch::{Batch, MaskedTarget};
+pub use batch::{Batch, BatchBuilder, MaskedTarget, Span, Targets, Visibility, VisibleBlock};
 pub use config::{
     CollateConfig, CorruptConfig, Granularity, LengthsConfig, MaskingConfig, PadTo, Schedule,
     SelectConfig, SimilarSourceConfig, UnitsConfig,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cloze_core::{Instance, PairLabel, SpecialTokens};
 use rayon::prelude::*;
 
-use crate::batch::{Batch, MaskedTarget};
+use crate::batch::{Batch, MaskedTarget, Targets};
 use crate::config::{CorruptConfig, MaskingConfig, PadTo, SimilarSourceConfig};
 use crate::corrupt::{BertCorruptor, Corruption, CorruptionJob, Corruptor, SimilarWordCorruptor};
 use crate::error::{Error, Result};
@@ -457,12 +457,15 @@ impl Masker {
             input_ids: vec![i64::from(self.specials.pad); rows * seq_len],
             token_type_ids: vec![0; rows * seq_len],
             attention_mask: vec![0; rows * seq_len],
-            masked: Vec::new(),
-            pair_labels: instances
-                .iter()
-                .map(|x| x.pair_label.map(|p| i64::from(p.class())))
-                .collect::<Option<Vec<i64>>>()
-                .filter(|_| rows > 0),
+            targets: Targets {
+                pair: instances
+                    .iter()
+                    .map(|x| x.pair_label.map(|p| i64::from(p.class())))
+                    .collect::<Option<Vec<i64>>>()
+                    .filter(|_| rows > 0),
+                ..Targets::default()
+            },
+            ..Batch::default()
         };
         let mut stats = MaskStats::default();
         if rows == 0 || seq_len == 0 {
@@ -516,10 +519,11 @@ impl Masker {
             )
             .collect::<Result<_>>()?;
         batch
-            .masked
+            .targets
+            .masked_lm
             .reserve(per_row.iter().map(|(t, _)| t.len()).sum());
         for (targets, row_stats) in per_row {
-            batch.masked.extend(targets);
+            batch.targets.masked_lm.extend(targets);
             if let Some(st) = row_stats {
                 stats.merge(&st);
             }

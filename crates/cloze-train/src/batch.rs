@@ -1,11 +1,11 @@
 //! Masked batches as tensors, and the model interface the trainer drives.
 
-use cloze_mask::batch::Batch;
+use cloze_mask::batch::{Batch, MaskedTarget};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::Result;
 
-/// One masked batch on the training device.
+/// One masked batch on the training device: [`cloze_mask::Batch`] as tensors.
 #[derive(Debug)]
 pub struct TensorBatch {
     /// `[B, L]` token ids after corruption.
@@ -14,12 +14,21 @@ pub struct TensorBatch {
     pub token_type_ids: Tensor,
     /// `[B, L]` 1 for real tokens, 0 for padding.
     pub attention_mask: Tensor,
-    /// `[N]` flat indices `row * L + pos` of the predicted positions.
+    /// `[B, L]` explicit position ids, when the scheme sets them.
+    pub position_ids: Option<Tensor>,
+    /// `[B, L, L]` attention visibility (1 = query may see key), expanded
+    /// from the batch's compact [`cloze_mask::Visibility`], when it has one.
+    pub attention_3d: Option<Tensor>,
+    /// `[N]` flat indices `row * L + pos` of the masked-LM positions.
     pub masked_positions: Tensor,
     /// `[N]` original token ids at those positions.
     pub targets: Tensor,
+    /// Pseudo-token (`[P]`) positions and targets, when the scheme has them.
+    pub pseudo: Option<PositionTargets>,
     /// `[B]` NSP/SOP class per row, when the batch has pair labels.
     pub pair_labels: Option<Tensor>,
+    /// `[B]` class label per row, when the batch has them.
+    pub class_labels: Option<Tensor>,
     /// Rows.
     pub batch_size: usize,
     /// Padded row length.
@@ -28,39 +37,69 @@ pub struct TensorBatch {
     pub real_tokens: usize,
 }
 
+/// Predicted positions and their targets, as tensors.
+#[derive(Debug)]
+pub struct PositionTargets {
+    /// `[N]` flat indices `row * L + pos`.
+    pub positions: Tensor,
+    /// `[N]` target ids.
+    pub targets: Tensor,
+}
+
+impl PositionTargets {
+    fn from_targets(b: &Batch, t: &[MaskedTarget], device: Device) -> Result<Self> {
+        let targets: Vec<i64> = t.iter().map(|m| i64::from(m.target)).collect();
+        Ok(Self {
+            positions: Tensor::from_slice(&b.flat_positions(t)).f_to_device(device)?,
+            targets: Tensor::from_slice(&targets)
+                .f_to_kind(Kind::Int64)?
+                .f_to_device(device)?,
+        })
+    }
+}
+
 impl TensorBatch {
     /// Copies a collated batch onto `device`.
     pub fn from_batch(b: &Batch, device: Device) -> Result<Self> {
         let (bs, len) = (b.batch_size as i64, b.seq_len as i64);
         let shape = [bs, len];
-        let positions: Vec<i64> = b
-            .masked
-            .iter()
-            .map(|m| m.row as i64 * len + m.pos as i64)
-            .collect();
-        let targets: Vec<i64> = b.masked.iter().map(|m| i64::from(m.target)).collect();
-        let pair_labels = match &b.pair_labels {
-            Some(p) => Some(Tensor::from_slice(p).f_to_device(device)?),
+        let grid = |v: &[i64]| -> Result<Tensor> {
+            Ok(Tensor::from_slice(v).f_view(shape)?.f_to_device(device)?)
+        };
+        let labels = |v: &Option<Vec<i64>>| -> Result<Option<Tensor>> {
+            Ok(match v {
+                Some(p) => Some(Tensor::from_slice(p).f_to_device(device)?),
+                None => None,
+            })
+        };
+        let mlm = PositionTargets::from_targets(b, &b.targets.masked_lm, device)?;
+        let pseudo = if b.targets.pseudo.is_empty() {
+            None
+        } else {
+            Some(PositionTargets::from_targets(b, &b.targets.pseudo, device)?)
+        };
+        let attention_3d = match &b.visibility {
+            Some(v) => Some(
+                Tensor::from_slice(&v.dense(b.batch_size, b.seq_len, &b.attention_mask))
+                    .f_view([bs, len, len])?
+                    .f_to_device(device)?,
+            ),
             None => None,
         };
         Ok(Self {
-            input_ids: Tensor::from_slice(&b.input_ids)
-                .f_view(shape)?
-                .f_to_device(device)?,
-            token_type_ids: Tensor::from_slice(&b.token_type_ids)
-                .f_view(shape)?
-                .f_to_device(device)?,
-            attention_mask: Tensor::from_slice(&b.attention_mask)
-                .f_view(shape)?
-                .f_to_device(device)?,
-            masked_positions: Tensor::from_slice(&positions).f_to_device(device)?,
-            targets: Tensor::from_slice(&targets)
-                .f_to_kind(Kind::Int64)?
-                .f_to_device(device)?,
-            pair_labels,
+            input_ids: grid(&b.input_ids)?,
+            token_type_ids: grid(&b.token_type_ids)?,
+            attention_mask: grid(&b.attention_mask)?,
+            position_ids: b.position_ids.as_deref().map(grid).transpose()?,
+            attention_3d,
+            masked_positions: mlm.positions,
+            targets: mlm.targets,
+            pseudo,
+            pair_labels: labels(&b.targets.pair)?,
+            class_labels: labels(&b.targets.class)?,
             batch_size: b.batch_size,
             seq_len: b.seq_len,
-            real_tokens: b.attention_mask.iter().filter(|&&m| m != 0).count(),
+            real_tokens: b.real_tokens(),
         })
     }
 
@@ -77,6 +116,29 @@ pub struct ModelOutput {
     pub mlm_logits: Tensor,
     /// `[B, 2]` NSP/SOP logits when the model has a pair head.
     pub pair_logits: Option<Tensor>,
+    /// `[N_p, V]` vocabulary logits at the batch's pseudo-token positions,
+    /// when the model predicts them (UniLM-v2).
+    pub pseudo_logits: Option<Tensor>,
+    /// `[B, C]` class logits, when the model has a sequence-classification head.
+    pub class_logits: Option<Tensor>,
+}
+
+impl ModelOutput {
+    /// Masked-LM logits only; add the other parts with the `with_*` methods.
+    pub fn new(mlm_logits: Tensor) -> Self {
+        Self {
+            mlm_logits,
+            pair_logits: None,
+            pseudo_logits: None,
+            class_logits: None,
+        }
+    }
+
+    /// Sets the NSP/SOP logits.
+    pub fn with_pair_logits(mut self, logits: Option<Tensor>) -> Self {
+        self.pair_logits = logits;
+        self
+    }
 }
 
 /// The model interface the trainer and evaluator need.
@@ -108,9 +170,13 @@ impl TensorBatch {
             token_type_ids: ids.f_zeros_like()?,
             attention_mask: ids.f_ones_like()?,
             input_ids: ids,
+            position_ids: None,
+            attention_3d: None,
             masked_positions: positions,
             targets,
+            pseudo: None,
             pair_labels: None,
+            class_labels: None,
             batch_size: batch as usize,
             seq_len: seq as usize,
             real_tokens: (batch * seq) as usize,

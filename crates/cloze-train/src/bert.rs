@@ -105,13 +105,16 @@ impl PretrainModel for BertPretrainer {
         if batch.real_tokens < batch.batch_size * batch.seq_len {
             input = input.with_attention_mask(batch.attention_mask.shallow_clone());
         }
+        if let Some(p) = &batch.position_ids {
+            input = input.with_position_ids(p.shallow_clone());
+        }
+        if let Some(m) = &batch.attention_3d {
+            input = input.with_attention_3d(m.shallow_clone());
+        }
         let out = self
             .model
             .forward_t(&input, Some(&batch.masked_positions), train)?;
-        Ok(ModelOutput {
-            mlm_logits: out.mlm_logits,
-            pair_logits: out.pair_logits,
-        })
+        Ok(ModelOutput::new(out.mlm_logits).with_pair_logits(out.pair_logits))
     }
 
     fn save(&self, dir: &Path) -> Result<()> {

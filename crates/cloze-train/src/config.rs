@@ -194,26 +194,14 @@ fn init_field(field: &'static str) -> &'static str {
     }
 }
 
-/// The training objective: masked LM alone or with a sentence-pair task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ObjectiveKind {
-    /// Masked language modelling only.
-    #[default]
-    Mlm,
-    /// MLM plus next-sentence prediction (original BERT).
-    MlmNsp,
-    /// MLM plus sentence-order prediction (ALBERT).
-    MlmSop,
-}
-
 /// `[objective]`: the losses and their weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectiveConfig {
-    /// Which objective.
-    #[serde(default)]
-    pub kind: ObjectiveKind,
+    /// Which objective: a name in [`crate::objective::OBJECTIVES`]
+    /// (`mlm`, `mlm_nsp`, `mlm_sop`).
+    #[serde(default = "default_objective")]
+    pub kind: String,
     /// Weight of the masked-LM loss.
     #[serde(default = "one")]
     pub mlm_weight: f64,
@@ -226,10 +214,14 @@ fn one() -> f64 {
     1.0
 }
 
+fn default_objective() -> String {
+    "mlm".into()
+}
+
 impl Default for ObjectiveConfig {
     fn default() -> Self {
         Self {
-            kind: ObjectiveKind::Mlm,
+            kind: default_objective(),
             mlm_weight: 1.0,
             pair_weight: 1.0,
         }
@@ -498,6 +490,7 @@ impl TrainConfig {
                 })?;
         }
         self.masking.validate().map_err(Error::InvalidMasking)?;
+        crate::objective::entry(&self.objective.kind)?;
         let o = &self.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {
             return Err(bad(

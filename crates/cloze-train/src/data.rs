@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cloze_eval::mlm_eval::UnigramBaseline;
-use cloze_mask::batch::Batch;
+use cloze_eval::mlm_eval::{EvalSet, UnigramBaseline};
+use cloze_mask::batch::{Batch, BatchBuilder};
 use cloze_mask::masker::Masker;
 use cloze_text::{Instance, SpecialTokens};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::PretrainModel;
 use crate::config::TrainConfig;
 use crate::error::{io_err, Error, Result};
-use crate::trainer::{DataSource, EvalSet};
+use crate::trainer::DataSource;
 
 /// Random access to unmasked instances.
 pub trait Instances {
@@ -47,19 +47,21 @@ impl Instances for Vec<Instance> {
 /// examples in (one implementation, in [`cloze_core::rng`]).
 pub use cloze_core::rng::epoch_order;
 
-/// Training batches: instances masked on the fly.
-pub struct MaskedSource<I> {
+/// Training batches: instances masked on the fly by a [`BatchBuilder`] (a
+/// [`Masker`] for the BERT-style schemes; any scheme that builds its own
+/// batches, such as one appending pseudo-mask tokens, fits the same slot).
+pub struct MaskedSource<I, B = Masker> {
     instances: I,
-    masker: Masker,
+    builder: B,
     seed: u64,
 }
 
-impl<I: Instances> MaskedSource<I> {
-    /// Masks `instances` with `masker` under `seed`.
-    pub fn new(instances: I, masker: Masker, seed: u64) -> Self {
+impl<I: Instances, B: BatchBuilder> MaskedSource<I, B> {
+    /// Builds batches of `instances` with `builder` under `seed`.
+    pub fn new(instances: I, builder: B, seed: u64) -> Self {
         Self {
             instances,
-            masker,
+            builder,
             seed,
         }
     }
@@ -75,7 +77,7 @@ impl<I: Instances> MaskedSource<I> {
     }
 }
 
-impl<I: Instances> DataSource for MaskedSource<I> {
+impl<I: Instances, B: BatchBuilder> DataSource for MaskedSource<I, B> {
     fn num_examples(&self) -> usize {
         self.instances.len()
     }
@@ -87,9 +89,7 @@ impl<I: Instances> DataSource for MaskedSource<I> {
             .iter()
             .map(|&i| self.instances.get(i))
             .collect::<Result<Vec<_>>>()?;
-        Ok(self
-            .masker
-            .mask_batch(&inst, self.seed, epoch, first_index)?)
+        Ok(self.builder.build(&inst, self.seed, epoch, first_index)?)
     }
 }
 
@@ -118,6 +118,7 @@ pub fn build_eval_set(
     max_examples: usize,
     batch_size: usize,
     baseline: Option<UnigramBaseline>,
+    pair_name: &str,
 ) -> Result<EvalSet> {
     let n = instances.len().min(max_examples);
     let mut batches = Vec::new();
@@ -130,7 +131,11 @@ pub fn build_eval_set(
         batches.push(masker.mask_batch(&inst, mask_seed, 0, start as u64)?);
         start = end;
     }
-    if n > 0 && batches.iter().all(|b: &Batch| b.masked.is_empty()) {
+    if n > 0
+        && batches
+            .iter()
+            .all(|b: &Batch| b.targets.masked_lm.is_empty())
+    {
         let rate = match &masker.config().select {
             cloze_mask::SelectConfig::Budget { rate, .. }
             | cloze_mask::SelectConfig::Bernoulli { rate, .. } => *rate,
@@ -144,6 +149,7 @@ pub fn build_eval_set(
         batches,
         baseline,
         mask_token: Some(masker.specials().mask),
+        pair_name: pair_name.to_owned(),
     })
 }
 
@@ -319,6 +325,9 @@ impl PreparedData {
             cfg.eval.max_examples,
             cfg.eval.batch_size,
             baseline,
+            crate::objective::entry(&cfg.objective.kind)?
+                .pair_task
+                .unwrap_or("pair"),
         )?))
     }
 }

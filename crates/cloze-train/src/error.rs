@@ -8,6 +8,9 @@ pub enum Error {
     /// A libtorch operation failed.
     #[error("libtorch")]
     Torch(#[from] tch::TchError),
+    /// The held-out evaluation failed.
+    #[error("held-out evaluation")]
+    Eval(#[from] cloze_eval::Error),
     /// A file or directory could not be read or written.
     #[error("{op} {}", path.display())]
     Io {

@@ -71,9 +71,10 @@ pub mod trainer;
 
 pub use batch::{ModelOutput, PretrainModel, TensorBatch};
 pub use bert::BertPretrainer;
+pub use cloze_eval::mlm_eval::EvalSet;
 pub use config::TrainConfig;
 pub use error::{Error, Result};
 pub use objective::Objective;
 pub use optim::AdamW;
 pub use schedule::LrSchedule;
-pub use trainer::{evaluate, DataSource, EvalSet, Observer, RunOutcome, Trainer};
+pub use trainer::{evaluate, DataSource, HeldOut, Observer, RunOutcome, Trainer};

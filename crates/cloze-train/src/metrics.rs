@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use cloze_core::Report;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Error, Result};
@@ -32,12 +33,12 @@ impl MetricsRecord {
 pub struct TrainMetrics {
     /// Optimiser steps completed.
     pub step: u64,
-    /// Mean total loss over the window.
+    /// Mean total (weighted) loss over the window.
     pub loss: f64,
-    /// Mean masked-LM loss over the window.
-    pub mlm_loss: f64,
-    /// Mean NSP/SOP loss over the window, if trained.
-    pub pair_loss: Option<f64>,
+    /// What the objective reported (its named losses and accuracies), as
+    /// means over the window; counts are summed.
+    #[serde(flatten)]
+    pub report: Report,
     /// Learning rate of the last step.
     pub lr: f64,
     /// Gradient norm before clipping, last step.
@@ -57,9 +58,9 @@ pub struct TrainMetrics {
 pub struct EvalRecord {
     /// Optimiser steps completed.
     pub step: u64,
-    /// The metrics.
+    /// What the held-out task reported.
     #[serde(flatten)]
-    pub metrics: cloze_eval::mlm_eval::MlmEvalMetrics,
+    pub report: Report,
 }
 
 /// Appends records to `metrics.jsonl`.
@@ -130,13 +131,69 @@ pub fn read_records(path: &Path) -> Result<Vec<MetricsRecord>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|source| Error::BadMetricsLine {
+            parse_record(l).map_err(|source| Error::BadMetricsLine {
                 path: path.to_owned(),
                 line: i + 1,
                 source,
             })
         })
         .collect()
+}
+
+/// Parses one line of `metrics.jsonl`, upgrading records written by older
+/// versions.
+pub fn parse_record(line: &str) -> serde_json::Result<MetricsRecord> {
+    serde_json::from_str(line)
+        .map(upgrade_legacy)
+        .and_then(serde_json::from_value)
+}
+
+/// Rewrites a record written before objectives reported named values (fixed
+/// `mlm_loss`/`pair_loss` fields on train lines, the MLM metrics' fields on
+/// eval lines) into today's grouped form, so runs started by an older version
+/// still resume and plot. Records in today's form pass unchanged.
+fn upgrade_legacy(mut v: serde_json::Value) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let Some(obj) = v.as_object_mut() else {
+        return v;
+    };
+    if obj.contains_key("losses") || obj.contains_key("accuracies") {
+        return v;
+    }
+    let mut losses = Map::new();
+    let mut accuracies = Map::new();
+    let mut counts = Map::new();
+    let mut take = |from: &str, to: &mut Map<String, Value>, name: &str| {
+        if let Some(x) = obj.remove(from).filter(|x| !x.is_null()) {
+            to.insert(name.to_owned(), x);
+        }
+    };
+    take("mlm_loss", &mut losses, "mlm");
+    take("pair_loss", &mut losses, "pair");
+    take("mask_token_loss", &mut losses, "mlm@mask");
+    take("mask_token_baseline_loss", &mut losses, "unigram@mask");
+    take("accuracy", &mut accuracies, "mlm");
+    take("mask_token_accuracy", &mut accuracies, "mlm@mask");
+    take("unigram_baseline_accuracy", &mut accuracies, "unigram");
+    take(
+        "mask_token_baseline_accuracy",
+        &mut accuracies,
+        "unigram@mask",
+    );
+    take("pair_accuracy", &mut accuracies, "pair");
+    take("masked_tokens", &mut counts, "mlm");
+    take("mask_tokens", &mut counts, "mlm@mask");
+    obj.remove("perplexity");
+    for (key, group) in [
+        ("losses", losses),
+        ("accuracies", accuracies),
+        ("counts", counts),
+    ] {
+        if !group.is_empty() {
+            obj.insert(key.to_owned(), Value::Object(group));
+        }
+    }
+    v
 }
 
 #[cfg(test)]
@@ -151,8 +208,7 @@ mod tests {
             serde_json::to_string(&MetricsRecord::Train(TrainMetrics {
                 step,
                 loss: 1.0,
-                mlm_loss: 1.0,
-                pair_loss: None,
+                report: Report::new().loss("mlm", 1.0),
                 lr: 1e-3,
                 grad_norm: 0.5,
                 tokens_per_s: 10.0,
@@ -177,6 +233,36 @@ mod tests {
             Err(Error::BadMetricsLine { line, .. }) => assert_eq!(line, 4),
             other => panic!("expected a bad line 4, got {other:?}"),
         }
+        Ok(())
+    }
+
+    #[test]
+    fn records_of_older_versions_are_upgraded() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(io_err("creating", Path::new("tmp")))?;
+        let path = dir.path().join("metrics.jsonl");
+        let old = concat!(
+            r#"{"kind":"train","step":5,"loss":3.0,"mlm_loss":2.5,"pair_loss":0.5,"lr":0.001,"#,
+            r#""grad_norm":1.0,"tokens_per_s":10.0,"tokens_seen":50,"elapsed_s":1.0,"skipped":0}"#,
+            "\n",
+            r#"{"kind":"eval","step":5,"mlm_loss":2.0,"perplexity":7.39,"accuracy":0.25,"#,
+            r#""masked_tokens":40,"pair_accuracy":null,"unigram_baseline_accuracy":0.1}"#,
+            "\n"
+        );
+        std::fs::write(&path, old).map_err(io_err("writing", &path))?;
+        let records = read_records(&path)?;
+        let MetricsRecord::Train(t) = &records[0] else {
+            panic!("a train record first")
+        };
+        assert_eq!(t.report.losses["mlm"], 2.5);
+        assert_eq!(t.report.losses["pair"], 0.5);
+        let MetricsRecord::Eval(e) = &records[1] else {
+            panic!("an eval record second")
+        };
+        assert_eq!(e.report.losses["mlm"], 2.0);
+        assert_eq!(e.report.accuracies["mlm"], 0.25);
+        assert_eq!(e.report.accuracies["unigram"], 0.1);
+        assert_eq!(e.report.counts["mlm"], 40);
+        assert!(!e.report.accuracies.contains_key("pair"), "null is absent");
         Ok(())
     }
 }

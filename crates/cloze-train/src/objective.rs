@@ -1,13 +1,20 @@
-//! Training objectives as weighted sums of losses.
+//! Training objectives: weighted sums of losses, and what each one reports.
 //!
-//! An [`Objective`] turns a model's outputs into one scalar to differentiate and
-//! named parts to log. MLM, MLM+NSP and MLM+SOP are built in; UniLM-v2's
-//! pseudo-masked LM or MLMLM's link-prediction loss implement the same trait.
+//! An [`Objective`] turns a model's outputs into one scalar to differentiate
+//! and a [`Report`] of named, typed values (its losses and accuracies) that
+//! the trainer averages into `metrics.jsonl` and the progress line without
+//! knowing the names. MLM, MLM+NSP and MLM+SOP are built in; each objective
+//! is one entry of [`OBJECTIVES`], the single place a config's
+//! `[objective] kind` is looked up. A new objective (UniLM-v2's pseudo-masked
+//! LM, MLMLM's link prediction) is a module implementing [`Objective`] plus
+//! one entry there; a downstream crate can also hand one to
+//! [`crate::Trainer::with_objective`] without registering it.
 
+use cloze_core::Report;
 use tch::{Kind, Reduction, Tensor};
 
 use crate::batch::{ModelOutput, TensorBatch};
-use crate::config::{ObjectiveConfig, ObjectiveKind};
+use crate::config::ObjectiveConfig;
 use crate::error::{Error, Result};
 
 /// The losses of one batch.
@@ -15,18 +22,80 @@ use crate::error::{Error, Result};
 pub struct Losses {
     /// The weighted sum to back-propagate.
     pub total: Tensor,
-    /// Unweighted components by name (`mlm`, `nsp`, `sop`), for logging.
-    pub parts: Vec<(&'static str, Tensor)>,
+    /// Unweighted component losses and accuracies by name, for logging.
+    pub report: Report,
 }
 
 /// A training objective.
 pub trait Objective {
-    /// Short name for logs (`mlm`, `mlm+nsp`, ...).
-    fn name(&self) -> &'static str;
-    /// Whether batches must carry pair labels.
-    fn needs_pair_labels(&self) -> bool;
+    /// Short name for logs (`mlm`, `mlm_sop`, ...).
+    fn name(&self) -> &str;
     /// Computes the losses of one forward pass.
     fn losses(&self, out: &ModelOutput, batch: &TensorBatch) -> Result<Losses>;
+}
+
+/// A built-in objective: its config name, what the model needs, and how to build it.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectiveEntry {
+    /// The `[objective] kind` that selects it.
+    pub name: &'static str,
+    /// One line for `--help` texts and errors.
+    pub about: &'static str,
+    /// The sentence-pair task it trains (`nsp`, `sop`), if any: the model
+    /// then needs the pair head (and its pooler), and the held-out pair
+    /// accuracy is reported under this name.
+    pub pair_task: Option<&'static str>,
+    /// Builds it from the `[objective]` section.
+    pub build: fn(&ObjectiveConfig) -> Box<dyn Objective>,
+}
+
+/// The registry of objectives a config can name.
+pub const OBJECTIVES: &[ObjectiveEntry] = &[
+    ObjectiveEntry {
+        name: "mlm",
+        about: "masked language modelling only",
+        pair_task: None,
+        build: |c| {
+            Box::new(Mlm {
+                weight: c.mlm_weight,
+            })
+        },
+    },
+    ObjectiveEntry {
+        name: "mlm_nsp",
+        about: "MLM plus next-sentence prediction (original BERT)",
+        pair_task: Some("nsp"),
+        build: |c| Box::new(MlmPair::new("nsp", c)),
+    },
+    ObjectiveEntry {
+        name: "mlm_sop",
+        about: "MLM plus sentence-order prediction (ALBERT)",
+        pair_task: Some("sop"),
+        build: |c| Box::new(MlmPair::new("sop", c)),
+    },
+];
+
+/// The registry entry called `name`, or an error listing the known names.
+pub fn entry(name: &str) -> Result<&'static ObjectiveEntry> {
+    OBJECTIVES
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| Error::InvalidConfig {
+            field: "objective.kind",
+            problem: format!(
+                "unknown objective {name:?}; known: {}",
+                OBJECTIVES
+                    .iter()
+                    .map(|e| format!("{} ({})", e.name, e.about))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+/// Builds the configured objective.
+pub fn from_config(cfg: &ObjectiveConfig) -> Result<Box<dyn Objective>> {
+    Ok((entry(&cfg.kind)?.build)(cfg))
 }
 
 /// Mean cross-entropy of the masked positions.
@@ -40,6 +109,30 @@ pub fn mlm_loss(out: &ModelOutput, batch: &TensorBatch) -> Result<Tensor> {
     )?)
 }
 
+/// Fraction of rows of `logits` whose arg-max is the label (no gradient).
+pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
+    let n = labels.size().first().copied().unwrap_or(0);
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let hits = tch::no_grad(|| -> Result<i64> {
+        Ok(logits
+            .f_argmax(-1, false)?
+            .f_eq_tensor(labels)?
+            .f_sum(Kind::Int64)?
+            .f_int64_value(&[])?)
+    })?;
+    Ok(hits as f64 / n as f64)
+}
+
+/// The masked-LM part of a report: loss, accuracy and count under `mlm`.
+fn mlm_report(mlm: &Tensor, out: &ModelOutput, batch: &TensorBatch) -> Result<Report> {
+    Ok(Report::new()
+        .loss("mlm", scalar(mlm)?)
+        .accuracy("mlm", accuracy(&out.mlm_logits, &batch.targets)?)
+        .count("mlm", batch.num_masked().max(0) as u64))
+}
+
 /// Masked language modelling alone.
 #[derive(Debug, Clone)]
 pub struct Mlm {
@@ -48,11 +141,8 @@ pub struct Mlm {
 }
 
 impl Objective for Mlm {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "mlm"
-    }
-    fn needs_pair_labels(&self) -> bool {
-        false
     }
     fn losses(&self, out: &ModelOutput, batch: &TensorBatch) -> Result<Losses> {
         let mlm = mlm_loss(out, batch)?;
@@ -62,8 +152,8 @@ impl Objective for Mlm {
             mlm.f_mul_scalar(self.weight)?
         };
         Ok(Losses {
+            report: mlm_report(&mlm, out, batch)?,
             total,
-            parts: vec![("mlm", mlm)],
         })
     }
 }
@@ -71,7 +161,7 @@ impl Objective for Mlm {
 /// MLM plus a two-class sentence-pair loss (NSP or SOP).
 #[derive(Debug, Clone)]
 pub struct MlmPair {
-    /// `nsp` or `sop`.
+    /// `nsp` or `sop`: the name the pair loss is reported under.
     pub pair_name: &'static str,
     /// Weight of the MLM loss.
     pub mlm_weight: f64,
@@ -79,16 +169,24 @@ pub struct MlmPair {
     pub pair_weight: f64,
 }
 
-impl Objective for MlmPair {
-    fn name(&self) -> &'static str {
-        if self.pair_name == "nsp" {
-            "mlm+nsp"
-        } else {
-            "mlm+sop"
+impl MlmPair {
+    /// The pair task `pair_name` with the weights of `cfg`.
+    pub fn new(pair_name: &'static str, cfg: &ObjectiveConfig) -> Self {
+        Self {
+            pair_name,
+            mlm_weight: cfg.mlm_weight,
+            pair_weight: cfg.pair_weight,
         }
     }
-    fn needs_pair_labels(&self) -> bool {
-        true
+}
+
+impl Objective for MlmPair {
+    fn name(&self) -> &str {
+        if self.pair_name == "nsp" {
+            "mlm_nsp"
+        } else {
+            "mlm_sop"
+        }
     }
     fn losses(&self, out: &ModelOutput, batch: &TensorBatch) -> Result<Losses> {
         let mlm = mlm_loss(out, batch)?;
@@ -113,29 +211,10 @@ impl Objective for MlmPair {
         let total = mlm
             .f_mul_scalar(self.mlm_weight)?
             .f_add(&pair.f_mul_scalar(self.pair_weight)?)?;
-        Ok(Losses {
-            total,
-            parts: vec![("mlm", mlm), (self.pair_name, pair)],
-        })
-    }
-}
-
-/// Builds the configured objective.
-pub fn from_config(cfg: &ObjectiveConfig) -> Box<dyn Objective> {
-    match cfg.kind {
-        ObjectiveKind::Mlm => Box::new(Mlm {
-            weight: cfg.mlm_weight,
-        }),
-        ObjectiveKind::MlmNsp => Box::new(MlmPair {
-            pair_name: "nsp",
-            mlm_weight: cfg.mlm_weight,
-            pair_weight: cfg.pair_weight,
-        }),
-        ObjectiveKind::MlmSop => Box::new(MlmPair {
-            pair_name: "sop",
-            mlm_weight: cfg.mlm_weight,
-            pair_weight: cfg.pair_weight,
-        }),
+        let report = mlm_report(&mlm, out, batch)?
+            .loss(self.pair_name, scalar(&pair)?)
+            .accuracy(self.pair_name, accuracy(logits, labels)?);
+        Ok(Losses { total, report })
     }
 }
 
@@ -155,9 +234,13 @@ mod tests {
             input_ids: Tensor::zeros([2, 4], (Kind::Int64, d)),
             token_type_ids: Tensor::zeros([2, 4], (Kind::Int64, d)),
             attention_mask: Tensor::ones([2, 4], (Kind::Int64, d)),
+            position_ids: None,
+            attention_3d: None,
             masked_positions: Tensor::from_slice(&[1i64, 5]),
             targets: Tensor::from_slice(&[2i64, 0]),
+            pseudo: None,
             pair_labels: pairs.then(|| Tensor::from_slice(&[1i64, 0])),
+            class_labels: None,
             batch_size: 2,
             seq_len: 4,
             real_tokens: 8,
@@ -166,10 +249,8 @@ mod tests {
 
     #[test]
     fn weighted_pair_loss_adds_up() -> Result<()> {
-        let out = ModelOutput {
-            mlm_logits: Tensor::from_slice(&[0f32, 0., 0., 1., 2., 3.]).view([2, 3]),
-            pair_logits: Some(Tensor::from_slice(&[0f32, 0., 0., 0.]).view([2, 2])),
-        };
+        let out = ModelOutput::new(Tensor::from_slice(&[0f32, 0., 0., 1., 2., 3.]).view([2, 3]))
+            .with_pair_logits(Some(Tensor::from_slice(&[0f32, 0., 0., 0.]).view([2, 2])));
         let b = batch(true);
         let obj = MlmPair {
             pair_name: "sop",
@@ -177,28 +258,45 @@ mod tests {
             pair_weight: 0.5,
         };
         let l = obj.losses(&out, &b)?;
-        let mlm = scalar(&l.parts[0].1)?;
-        let pair = scalar(&l.parts[1].1)?;
+        let mlm = l.report.losses["mlm"];
+        let pair = l.report.losses["sop"];
         // Row 0: uniform over 3 -> ln 3; row 1: target 0 of logits (1,2,3).
         let expected_mlm = (3f64.ln() + (1f64.exp() + 2f64.exp() + 3f64.exp()).ln() - 1.0) / 2.0;
         assert!((mlm - expected_mlm).abs() < 1e-5);
         assert!((pair - 2f64.ln()).abs() < 1e-6);
         assert!((scalar(&l.total)? - (mlm + 0.5 * pair)).abs() < 1e-5);
-        assert!(Mlm { weight: 1.0 }.losses(&out, &b)?.parts.len() == 1);
+        // Arg-max picks id 0 in row 0 (target 2) and id 2 in row 1 (target 0):
+        // both wrong; with those targets swapped, both right.
+        assert_eq!(l.report.accuracies["mlm"], 0.0);
+        assert_eq!(
+            accuracy(&out.mlm_logits, &Tensor::from_slice(&[0i64, 2]))?,
+            1.0
+        );
+        assert_eq!(l.report.counts["mlm"], 2);
+        let only = Mlm { weight: 1.0 }.losses(&out, &b)?.report;
+        assert_eq!(only.losses.keys().collect::<Vec<_>>(), ["mlm"]);
         Ok(())
     }
 
     #[test]
     fn pair_objective_without_labels_is_a_clear_error() {
-        let out = ModelOutput {
-            mlm_logits: Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)),
-            pair_logits: None,
-        };
+        let out = ModelOutput::new(Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)));
         let obj = from_config(&ObjectiveConfig {
-            kind: ObjectiveKind::MlmNsp,
+            kind: "mlm_nsp".into(),
             mlm_weight: 1.0,
             pair_weight: 1.0,
         });
+        let Ok(obj) = obj else {
+            panic!("mlm_nsp is registered")
+        };
         assert!(obj.losses(&out, &batch(false)).is_err());
+        let unknown = from_config(&ObjectiveConfig {
+            kind: "mlm_xyz".into(),
+            ..ObjectiveConfig::default()
+        });
+        let Err(e) = unknown else {
+            panic!("an unknown objective is refused")
+        };
+        assert!(e.to_string().contains("mlm_sop"), "{e}");
     }
 }

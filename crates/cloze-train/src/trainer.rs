@@ -12,7 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cloze_eval::mlm_eval::{MlmEvalAccumulator, MlmEvalMetrics, UnigramBaseline};
+use cloze_core::{Report, ReportSums};
+use cloze_eval::mlm_eval::{EvalSet, MlmModel, MlmOutput};
 use cloze_mask::batch::Batch;
 use tch::Device;
 
@@ -21,7 +22,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::config::{OnNonFinite, TrainConfig};
 use crate::error::{io_err, Error, Result};
 use crate::metrics::{EvalRecord, MetricsLog, MetricsRecord, TrainMetrics};
-use crate::objective::{self, scalar, Losses, Objective};
+use crate::objective::{self, scalar, Objective};
 use crate::optim::AdamW;
 use crate::schedule::LrSchedule;
 
@@ -36,62 +37,58 @@ pub trait DataSource {
     fn batch(&self, epoch: u64, first_index: u64, indices: &[usize]) -> Result<Batch>;
 }
 
-/// Held-out batches with fixed masks, plus the unigram baseline to compare with.
-#[derive(Debug, Clone)]
-pub struct EvalSet {
-    /// The batches, masked once with the evaluation seed.
-    pub batches: Vec<Batch>,
-    /// The most-frequent-training-token predictor, when known.
-    pub baseline: Option<UnigramBaseline>,
-    /// The `[MASK]` id, to also score the positions where the token was hidden.
-    pub mask_token: Option<u32>,
+/// Held-out evaluation during training: anything that scores the model being
+/// trained and reports named values. The MLM [`EvalSet`] of `cloze-eval` is
+/// one; an objective with its own held-out task (UniLM-v2 generation, MLMLM
+/// link prediction) implements this for its task.
+pub trait HeldOut {
+    /// Scores `model` (no dropout, no gradients) on `device`.
+    fn evaluate(&self, model: &dyn PretrainModel, device: Device) -> Result<Report>;
+    /// The loss in the report that picks the best checkpoint (lower is better).
+    fn primary_loss(&self) -> &str;
 }
 
-/// Evaluates `model` on `set` without dropout or gradients.
+/// A [`PretrainModel`] seen by `cloze-eval`'s MLM task: collated batches in,
+/// logits at the masked positions out.
+#[derive(Clone, Copy)]
+pub struct EvalModel<'a> {
+    /// The model.
+    pub model: &'a dyn PretrainModel,
+    /// Where its batches go.
+    pub device: Device,
+}
+
+impl MlmModel for EvalModel<'_> {
+    fn predict_batch(&self, batch: &Batch) -> cloze_eval::Result<MlmOutput> {
+        let boxed = |e: Error| cloze_eval::Error::Forward(Box::new(e));
+        let tb = TensorBatch::from_batch(batch, self.device).map_err(boxed)?;
+        let out = self.model.forward(&tb, false).map_err(boxed)?;
+        Ok(MlmOutput {
+            mlm_logits: out.mlm_logits,
+            pair_logits: out.pair_logits,
+        })
+    }
+}
+
+impl HeldOut for EvalSet {
+    fn evaluate(&self, model: &dyn PretrainModel, device: Device) -> Result<Report> {
+        Ok(evaluate(model, self, device)?.report(&self.pair_name))
+    }
+    fn primary_loss(&self) -> &str {
+        "mlm"
+    }
+}
+
+/// The typed MLM metrics of `model` on `set`, without dropout or gradients.
 pub fn evaluate(
     model: &dyn PretrainModel,
     set: &EvalSet,
     device: Device,
-) -> Result<MlmEvalMetrics> {
-    let _span = tracing::info_span!("eval", batches = set.batches.len()).entered();
-    let mut acc = MlmEvalAccumulator::new();
-    tch::no_grad(|| -> Result<()> {
-        for b in &set.batches {
-            let tb = TensorBatch::from_batch(b, device)?;
-            let out = model.forward(&tb, false)?;
-            acc.add_mlm(&out.mlm_logits, &tb.targets)?;
-            if let (Some(l), Some(y)) = (&out.pair_logits, &tb.pair_labels) {
-                acc.add_pair(l, y)?;
-            }
-            let at_mask: Vec<bool> = b
-                .masked
-                .iter()
-                .map(|m| {
-                    set.mask_token.is_some_and(|id| {
-                        b.input_ids[m.row as usize * b.seq_len + m.pos as usize] == i64::from(id)
-                    })
-                })
-                .collect();
-            if set.mask_token.is_some() {
-                acc.add_mask_positions(
-                    &out.mlm_logits,
-                    &tb.targets,
-                    &tch::Tensor::from_slice(&at_mask),
-                )?;
-            }
-            if let Some(base) = &set.baseline {
-                acc.add_baseline(
-                    base,
-                    b.masked
-                        .iter()
-                        .map(|m| m.target)
-                        .zip(at_mask.iter().copied()),
-                );
-            }
-        }
-        Ok(())
-    })?;
-    Ok(acc.finish())
+) -> Result<cloze_eval::mlm_eval::MlmEvalMetrics> {
+    Ok(cloze_eval::mlm_eval::evaluate(
+        &EvalModel { model, device },
+        set,
+    )?)
 }
 
 /// Callbacks from the loop to whoever drives it (progress bars, Ctrl-C).
@@ -100,8 +97,8 @@ pub trait Observer {
     fn on_step(&mut self, _step: u64, _max_steps: u64, _loss: f64, _lr: f64, _tokens_per_s: f64) {}
     /// After every logged window.
     fn on_log(&mut self, _m: &TrainMetrics) {}
-    /// After every evaluation.
-    fn on_eval(&mut self, _step: u64, _m: &MlmEvalMetrics) {}
+    /// After every evaluation, with what the held-out task reported.
+    fn on_eval(&mut self, _step: u64, _report: &Report) {}
     /// After every checkpoint.
     fn on_checkpoint(&mut self, _step: u64, _dir: &Path) {}
     /// Polled between steps; `true` makes the trainer checkpoint and return.
@@ -123,7 +120,7 @@ pub enum RunOutcome {
         /// Final checkpoint.
         checkpoint: PathBuf,
         /// Final evaluation, if an evaluation set was given.
-        eval: Option<MlmEvalMetrics>,
+        eval: Option<Report>,
     },
     /// [`Observer::should_stop`] asked to stop; a checkpoint was written.
     Interrupted {
@@ -213,16 +210,7 @@ impl<'m> Trainer<'m> {
         let opt = AdamW::new(vs, &cfg.optimizer)?;
         let metrics = MetricsLog::open(run_dir, None)?;
         let state = TrainState::fresh(cfg.run.seed, cfg.run.threads);
-        Ok(Self::assemble(
-            cfg,
-            model,
-            opt,
-            run_dir,
-            vs.device(),
-            state,
-            metrics,
-            None,
-        ))
+        Self::assemble(cfg, model, opt, run_dir, vs.device(), state, metrics, None)
     }
 
     /// Continues the run in `run_dir` from its newest checkpoint.
@@ -315,7 +303,7 @@ impl<'m> Trainer<'m> {
         std::fs::write(&cfg_path, cfg.to_toml()?).map_err(io_err("writing", &cfg_path))?;
         let metrics = MetricsLog::open(run_dir, Some(state.step))?;
         tracing::info!(step = state.step, from = %dir.display(), "resuming");
-        Ok(Self::assemble(
+        Self::assemble(
             cfg,
             model,
             opt,
@@ -324,7 +312,7 @@ impl<'m> Trainer<'m> {
             state,
             metrics,
             Some(dir),
-        ))
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -337,10 +325,10 @@ impl<'m> Trainer<'m> {
         state: TrainState,
         metrics: MetricsLog,
         last_checkpoint: Option<PathBuf>,
-    ) -> Self {
+    ) -> Result<Self> {
         let schedule = LrSchedule::new(cfg.optimizer.lr, cfg.run.max_steps, &cfg.schedule);
-        let objective = objective::from_config(&cfg.objective);
-        Self {
+        let objective = objective::from_config(&cfg.objective)?;
+        Ok(Self {
             cfg,
             model,
             opt,
@@ -352,7 +340,15 @@ impl<'m> Trainer<'m> {
             metrics,
             last_checkpoint,
             order: None,
-        }
+        })
+    }
+
+    /// Trains `objective` instead of the configured `[objective] kind`: how a
+    /// downstream crate trains an objective of its own. Its losses and
+    /// accuracies reach `metrics.jsonl` and the observer like a built-in's.
+    pub fn with_objective(mut self, objective: Box<dyn Objective>) -> Self {
+        self.objective = objective;
+        self
     }
 
     /// The trainer's state (step, data cursor, best evaluation).
@@ -419,25 +415,21 @@ impl<'m> Trainer<'m> {
         Ok(dir)
     }
 
-    fn run_eval(&mut self, eval: &EvalSet, obs: &mut dyn Observer) -> Result<MlmEvalMetrics> {
-        let m = evaluate(self.model, eval, self.device)?;
+    fn run_eval(&mut self, eval: &dyn HeldOut, obs: &mut dyn Observer) -> Result<Report> {
+        let report = eval.evaluate(self.model, self.device)?;
         let step = self.state.step;
-        if m.mlm_loss.is_finite() && self.state.best.is_none_or(|(_, l)| m.mlm_loss < l) {
-            self.state.best = Some((step, m.mlm_loss));
+        if let Some(&l) = report.losses.get(eval.primary_loss()) {
+            if l.is_finite() && self.state.best.is_none_or(|(_, b)| l < b) {
+                self.state.best = Some((step, l));
+            }
         }
         self.metrics.write(&MetricsRecord::Eval(EvalRecord {
             step,
-            metrics: m.clone(),
+            report: report.clone(),
         }))?;
-        tracing::info!(
-            step,
-            loss = m.mlm_loss,
-            ppl = m.perplexity,
-            acc = m.accuracy,
-            "eval"
-        );
-        obs.on_eval(step, &m);
-        Ok(m)
+        tracing::info!(step, "eval {}", report.summary());
+        obs.on_eval(step, &report);
+        Ok(report)
     }
 
     /// Trains until `run.max_steps` or until the observer asks to stop.
@@ -450,7 +442,7 @@ impl<'m> Trainer<'m> {
     pub fn run(
         &mut self,
         data: &dyn DataSource,
-        eval: Option<&EvalSet>,
+        eval: Option<&dyn HeldOut>,
         obs: &mut dyn Observer,
     ) -> Result<RunOutcome> {
         let mut progress = RunProgress::new();
@@ -488,7 +480,7 @@ impl<'m> Trainer<'m> {
     /// nothing else).
     fn evaluate_before_training(
         &mut self,
-        eval: Option<&EvalSet>,
+        eval: Option<&dyn HeldOut>,
         obs: &mut dyn Observer,
     ) -> Result<()> {
         if let Some(e) = eval {
@@ -523,7 +515,6 @@ impl<'m> Trainer<'m> {
         let lr = self.schedule.lr(step);
         self.opt.zero_grad()?;
         let sums = self.accumulate_gradients(data, step)?;
-        progress.has_pair |= sums.has_pair;
         let accum = self.cfg.data.grad_accum as f64;
         let loss = sums.loss / accum;
         let grad_norm = if loss.is_finite() {
@@ -542,8 +533,7 @@ impl<'m> Trainer<'m> {
         self.state.tokens_seen += sums.tokens;
         Ok(Some(StepReport {
             loss,
-            mlm_loss: sums.mlm / accum,
-            pair_loss: sums.pair / accum,
+            report: sums.parts.mean(),
             lr,
             grad_norm,
             tokens: sums.tokens,
@@ -567,7 +557,8 @@ impl<'m> Trainer<'m> {
                 losses.total.shallow_clone()
             };
             scaled.f_backward()?;
-            sums.add(&losses)?;
+            sums.loss += scalar(&losses.total)?;
+            sums.parts.add(&losses.report);
         }
         Ok(sums)
     }
@@ -576,7 +567,7 @@ impl<'m> Trainer<'m> {
     fn next_batch(&mut self, data: &dyn DataSource, step: u64) -> Result<Batch> {
         let (epoch, first, idx) = self.next_indices(data)?;
         let batch = data.batch(epoch, first, &idx)?;
-        if batch.masked.is_empty() {
+        if batch.targets.masked_lm.is_empty() && batch.targets.pseudo.is_empty() {
             // The mean MLM loss of no token is NaN; say why instead of
             // letting it surface as a NaN loss blamed on the learning rate.
             return Err(Error::NothingMasked {
@@ -634,8 +625,7 @@ impl<'m> Trainer<'m> {
         let m = TrainMetrics {
             step: done,
             loss: w.loss / steps,
-            mlm_loss: w.mlm_loss / steps,
-            pair_loss: progress.has_pair.then(|| w.pair_loss / steps),
+            report: w.parts.mean(),
             lr: last.lr,
             grad_norm: last.grad_norm,
             tokens_per_s: w.tokens as f64 / w.secs.max(1e-9),
@@ -658,7 +648,7 @@ impl<'m> Trainer<'m> {
 
     /// Evaluates every `eval.every_steps` steps (the last step is left to
     /// [`Self::finish`]).
-    fn maybe_evaluate(&mut self, eval: Option<&EvalSet>, obs: &mut dyn Observer) -> Result<()> {
+    fn maybe_evaluate(&mut self, eval: Option<&dyn HeldOut>, obs: &mut dyn Observer) -> Result<()> {
         let (done, every) = (self.state.step, self.cfg.eval.every_steps);
         if let Some(e) = eval {
             if every > 0 && done.is_multiple_of(every) && done != self.cfg.run.max_steps {
@@ -682,7 +672,7 @@ impl<'m> Trainer<'m> {
     /// After the last step: the final evaluation and checkpoint.
     fn finish(
         &mut self,
-        eval: Option<&EvalSet>,
+        eval: Option<&dyn HeldOut>,
         obs: &mut dyn Observer,
         progress: &RunProgress,
     ) -> Result<RunOutcome> {
@@ -713,8 +703,6 @@ struct RunProgress {
     train_secs: f64,
     /// The steps since the last metrics line.
     window: Window,
-    /// Whether a pair (NSP/SOP) loss has been seen in this call.
-    has_pair: bool,
     /// Non-finite steps skipped in a row.
     consecutive_bad: u32,
 }
@@ -725,7 +713,6 @@ impl RunProgress {
             started: Instant::now(),
             train_secs: 0.0,
             window: Window::default(),
-            has_pair: false,
             consecutive_bad: 0,
         }
     }
@@ -735,8 +722,7 @@ impl RunProgress {
 #[derive(Debug, Default)]
 struct Window {
     loss: f64,
-    mlm_loss: f64,
-    pair_loss: f64,
+    parts: ReportSums,
     steps: u64,
     tokens: u64,
     secs: f64,
@@ -746,38 +732,19 @@ impl Window {
     fn add(&mut self, step: &StepReport, secs: f64) {
         self.secs += secs;
         self.loss += step.loss;
-        self.mlm_loss += step.mlm_loss;
-        self.pair_loss += step.pair_loss;
+        self.parts.add(&step.report);
         self.steps += 1;
         self.tokens += step.tokens;
     }
 }
 
-/// Losses summed over the micro-batches of one step.
+/// Losses summed over the micro-batches of one step: the total, and the
+/// objective's reports for their means.
 #[derive(Debug, Default)]
 struct LossSums {
     loss: f64,
-    mlm: f64,
-    pair: f64,
-    has_pair: bool,
+    parts: ReportSums,
     tokens: u64,
-}
-
-impl LossSums {
-    /// Adds one micro-batch's losses: the total, and its parts bucketed into
-    /// the masked-LM loss and the pair (NSP/SOP) loss.
-    fn add(&mut self, losses: &Losses) -> Result<()> {
-        self.loss += scalar(&losses.total)?;
-        for (name, t) in &losses.parts {
-            if *name == "mlm" {
-                self.mlm += scalar(t)?;
-            } else {
-                self.has_pair = true;
-                self.pair += scalar(t)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// One applied optimiser step: its mean losses over the micro-batches, the
@@ -785,8 +752,7 @@ impl LossSums {
 #[derive(Debug)]
 struct StepReport {
     loss: f64,
-    mlm_loss: f64,
-    pair_loss: f64,
+    report: Report,
     lr: f64,
     grad_norm: f64,
     tokens: u64,

@@ -32,7 +32,7 @@ fn held_out_accuracy_at_mask_positions_shows_contextual_learning() -> anyhow::Re
         panic!("no final evaluation")
     };
     // 35 ordinary token values: a context-free guess is right about 1/35 of the time.
-    let acc = e.mask_token_accuracy.unwrap_or(0.0);
+    let acc = e.accuracies.get("mlm@mask").copied().unwrap_or(0.0);
     eprintln!("accuracy at [MASK] positions: {acc}");
     assert!(acc > 0.3, "accuracy at [MASK] positions {acc}");
     Ok(())

@@ -199,17 +199,17 @@ fn mlm_plus_pair_objective_trains_and_reports_pair_accuracy() -> anyhow::Result<
     };
     let mut ev = eval_set();
     for b in &mut ev.batches {
-        b.pair_labels = Some((0..b.batch_size as i64).map(|i| i % 2).collect());
+        b.targets.pair = Some((0..b.batch_size as i64).map(|i| i % 2).collect());
     }
     let mut t = Trainer::new(cfg, &m, &m.vs, dir.path())?;
     let out = t.run(&data, Some(&ev), &mut Quiet)?;
     let RunOutcome::Finished { eval: Some(e), .. } = out else {
         panic!("no final eval")
     };
-    assert!(e.pair_accuracy.is_some());
+    assert!(e.accuracies.contains_key("pair"), "{e:?}");
     let recs = cloze_train::metrics::read_records(&cloze_train::metrics::metrics_path(dir.path()))?;
     assert!(recs.iter().any(
-        |r| matches!(r, cloze_train::metrics::MetricsRecord::Train(t) if t.pair_loss.is_some())
+        |r| matches!(r, cloze_train::metrics::MetricsRecord::Train(t) if t.report.losses.contains_key("sop") && t.report.accuracies.contains_key("sop"))
     ));
     // A pair objective on data without pair labels is an error, not a silent MLM run.
     let dir2 = tempfile::tempdir()?;

@@ -130,7 +130,7 @@ impl DataSource for NothingMasked {
     }
     fn batch(&self, epoch: u64, first: u64, indices: &[usize]) -> cloze_train::Result<Batch> {
         let mut b = self.0.batch(epoch, first, indices)?;
-        b.masked.clear();
+        b.targets.masked_lm.clear();
         Ok(b)
     }
 }

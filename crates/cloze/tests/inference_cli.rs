@@ -1,6 +1,8 @@
 //! `cloze fill-mask`, `cloze score` and `cloze encode` end to end on the tiny HF
 //! fixture, with a word-level tokenizer.json written here for its 96-token vocabulary.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::model_dir;

@@ -134,7 +134,9 @@ fn ctrl_c_checkpoints_then_resume_finishes_and_plots_and_eval_work() {
     );
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).expect("eval json");
     assert!(
-        m["accuracy"].as_f64().is_some() && m["unigram_baseline_accuracy"].as_f64().is_some(),
+        m["accuracies"]["mlm"].as_f64().is_some()
+            && m["accuracies"]["unigram"].as_f64().is_some()
+            && m["losses"]["mlm"].as_f64().is_some(),
         "{m}"
     );
 

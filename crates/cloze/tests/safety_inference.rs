@@ -421,8 +421,7 @@ fn train_record(step: u64) -> String {
         cloze_train::metrics::TrainMetrics {
             step,
             loss: 5.0 - step as f64 * 0.1,
-            mlm_loss: 5.0 - step as f64 * 0.1,
-            pair_loss: None,
+            report: cloze_core::Report::new().loss("mlm", 5.0 - step as f64 * 0.1),
             lr: 1e-3,
             grad_norm: 1.0,
             tokens_per_s: 1000.0,

@@ -130,7 +130,11 @@ fn an_existing_run_needs_resume_or_force_and_force_removes_only_what_a_run_wrote
         "first run",
     );
     // Eval lines reach a log that is not a terminal (the progress bar is hidden there).
-    assert!(stderr(&out).contains("eval loss"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("held-out loss mlm"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         run.join(".cloze-output.json").is_file(),
         "the run is marked"

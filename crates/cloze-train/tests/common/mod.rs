@@ -6,8 +6,9 @@ use std::path::Path;
 
 use cloze_mask::batch::{Batch, MaskedTarget};
 use cloze_train::config::TrainConfig;
-use cloze_train::trainer::{DataSource, EvalSet, Quiet, RunOutcome, Trainer};
+use cloze_train::trainer::{DataSource, Quiet, RunOutcome, Trainer};
 use cloze_train::{BertPretrainer, Result};
+use cloze_train::{EvalSet, HeldOut};
 
 pub const VOCAB: u32 = 40;
 pub const SEQ: usize = 16;
@@ -47,7 +48,7 @@ impl Synthetic {
                 b.token_type_ids.push(0);
                 b.attention_mask.push(1);
                 if masked {
-                    b.masked.push(MaskedTarget {
+                    b.targets.masked_lm.push(MaskedTarget {
                         row: row as u32,
                         pos: pos as u32,
                         target: tok as u32,
@@ -55,15 +56,15 @@ impl Synthetic {
                 }
             }
         }
-        if b.masked.is_empty() {
-            b.masked.push(MaskedTarget {
+        if b.targets.masked_lm.is_empty() {
+            b.targets.masked_lm.push(MaskedTarget {
                 row: 0,
                 pos: 1,
                 target: b.input_ids[1] as u32,
             });
         }
         if self.pairs {
-            b.pair_labels = Some(indices.iter().map(|&i| (i % 2) as i64).collect());
+            b.targets.pair = Some(indices.iter().map(|&i| (i % 2) as i64).collect());
         }
         b
     }
@@ -104,6 +105,7 @@ pub fn eval_set() -> EvalSet {
             &[0, 1, 2, 3, 4],
         ),
         mask_token: Some(4),
+        pair_name: "pair".into(),
     }
 }
 
@@ -188,5 +190,5 @@ pub fn fresh_run(dir: &Path, steps: u64, eval: Option<&EvalSet>) -> Result<RunOu
         pairs: false,
     };
     let mut t = Trainer::new(cfg, &m, &m.vs, dir)?;
-    t.run(&data, eval, &mut Quiet)
+    t.run(&data, eval.map(|e| e as &dyn HeldOut), &mut Quiet)
 }

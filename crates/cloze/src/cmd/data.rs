@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use cloze_text::datasets;
+use cloze_fetch::datasets;
 use cloze_text::Progress as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -350,27 +350,12 @@ fn inspect(args: InspectArgs) -> Result<()> {
         );
     }
     // Length histogram in buckets of max/8, plus pair-label counts.
-    let max = m.instances.max_seq_length.max(8);
-    let width = max.div_ceil(8);
-    let mut buckets = [0u64; 8];
-    let mut labels = std::collections::BTreeMap::<String, u64>::new();
+    let mut histogram = cloze_text::stats::LengthHistogram::new(m.instances.max_seq_length);
     for i in 0..train.len() {
-        let inst = train.get(i)?;
-        buckets[((inst.len().saturating_sub(1)) / width).min(7)] += 1;
-        *labels.entry(format!("{:?}", inst.pair_label)).or_default() += 1;
+        histogram.add(&train.get(i)?);
     }
-    let most = buckets.iter().copied().max().unwrap_or(1).max(1);
     println!("train length histogram:");
-    for (b, n) in buckets.iter().enumerate() {
-        println!(
-            "  {:>4}-{:<4} {:>9} {}",
-            b * width + 1,
-            (b + 1) * width,
-            n,
-            "#".repeat((n * 50 / most) as usize)
-        );
-    }
-    println!("pair labels: {labels:?}");
+    println!("{histogram}");
     let tokenizer = train.tokenizer()?;
     for i in 0..args.examples.min(train.len()) {
         let inst = train.get(i)?;

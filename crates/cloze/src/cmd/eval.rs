@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cloze_eval::mlm_eval::MlmEvalMetrics;
+use cloze_core::Report;
+use cloze_eval::mlm_eval::guesses_at_targets;
 use cloze_train::config::TrainConfig;
 use cloze_train::data::{self, PreparedData};
-use cloze_train::trainer::evaluate;
-use cloze_train::{BertPretrainer, PretrainModel, TensorBatch};
-use tch::Kind;
+use cloze_train::trainer::EvalModel;
+use cloze_train::{BertPretrainer, HeldOut};
 
 /// Arguments of `cloze eval`.
 #[derive(Debug, Args)]
@@ -37,38 +37,48 @@ pub struct EvalArgs {
     pub fail_below_baseline: bool,
 }
 
-/// One line comparing masked-token accuracy with the unigram baseline.
-pub fn summary_line(m: &MlmEvalMetrics) -> String {
-    let mut s = format!(
-        "held-out masked-token accuracy {:.1}% on {} masked positions (loss {:.3}, perplexity {:.1})",
-        m.accuracy * 100.0,
-        m.masked_tokens,
-        m.mlm_loss,
-        m.perplexity
-    );
-    if let Some(b) = m.unigram_baseline_accuracy {
-        let verdict = if m.accuracy > b {
-            "beats"
-        } else {
-            "does NOT beat"
-        };
-        s.push_str(&format!(
-            "; unigram-frequency baseline on the same masks {:.1}%: the model {verdict} it by {:+.1} points",
-            b * 100.0,
-            (m.accuracy - b) * 100.0
-        ));
-        if b > 0.0 {
-            s.push_str(&format!(" ({:.1}x)", m.accuracy / b));
+/// What the held-out MLM task reported, in words: masked-token accuracy
+/// against the unigram baseline on the same masks, the same at the positions
+/// shown as `[MASK]`, then every other value the task reported (a
+/// sentence-pair accuracy, an objective's own metrics) by name.
+pub fn summary_line(r: &Report) -> String {
+    let mut s = String::new();
+    let mut shown_losses = vec!["mlm"];
+    let mut shown_accuracies = vec!["mlm"];
+    if let (Some(&acc), Some(&loss)) = (r.accuracies.get("mlm"), r.losses.get("mlm")) {
+        s = format!(
+            "held-out masked-token accuracy {:.1}% on {} masked positions (loss {:.3}, perplexity {:.1})",
+            acc * 100.0,
+            r.counts.get("mlm").copied().unwrap_or(0),
+            loss,
+            loss.exp()
+        );
+        if let Some(&b) = r.accuracies.get("unigram") {
+            shown_accuracies.push("unigram");
+            let verdict = if acc > b { "beats" } else { "does NOT beat" };
+            s.push_str(&format!(
+                "; unigram-frequency baseline on the same masks {:.1}%: the model {verdict} it by {:+.1} points",
+                b * 100.0,
+                (acc - b) * 100.0
+            ));
+            if b > 0.0 {
+                s.push_str(&format!(" ({:.1}x)", acc / b));
+            }
         }
     }
-    if let (Some(a), Some(b)) = (m.mask_token_accuracy, m.mask_token_baseline_accuracy) {
+    if let (Some(&a), Some(&b)) = (
+        r.accuracies.get("mlm@mask"),
+        r.accuracies.get("unigram@mask"),
+    ) {
+        shown_accuracies.extend(["mlm@mask", "unigram@mask"]);
         s.push_str(&format!(
             "\n  at the {} positions shown as [MASK] (the token hidden, so only context can tell): {:.1}% vs the baseline's {:.1}%",
-            m.mask_tokens,
+            r.counts.get("mlm@mask").copied().unwrap_or(0),
             a * 100.0,
             b * 100.0
         ));
-        if let (Some(l), Some(bl)) = (m.mask_token_loss, m.mask_token_baseline_loss) {
+        if let (Some(&l), Some(&bl)) = (r.losses.get("mlm@mask"), r.losses.get("unigram@mask")) {
+            shown_losses.extend(["mlm@mask", "unigram@mask"]);
             s.push_str(&format!(
                 "; cross-entropy there {l:.3} nats vs {bl:.3} for the unigram distribution ({:+.3}: {})",
                 l - bl,
@@ -80,8 +90,26 @@ pub fn summary_line(m: &MlmEvalMetrics) -> String {
             ));
         }
     }
-    if let Some(p) = m.pair_accuracy {
-        s.push_str(&format!("; sentence-pair accuracy {:.1}%", p * 100.0));
+    let rest = Report {
+        losses: r
+            .losses
+            .iter()
+            .filter(|(k, _)| !shown_losses.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        accuracies: r
+            .accuracies
+            .iter()
+            .filter(|(k, _)| !shown_accuracies.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        counts: Default::default(),
+    };
+    if !rest.is_empty() {
+        if !s.is_empty() {
+            s.push_str("; ");
+        }
+        s.push_str(&rest.summary());
     }
     s
 }
@@ -112,13 +140,13 @@ fn examples(
     let n = n.min(eval.len());
     let inst = (0..n).map(|i| eval.get(i)).collect::<Result<Vec<_>, _>>()?;
     let batch = masker.mask_batch(&inst, cfg.eval.mask_seed, 0, 0)?;
-    let tb = TensorBatch::from_batch(&batch, tch::Device::Cpu)?;
-    let out = tch::no_grad(|| model.forward(&tb, false))?;
-    let probs = out.mlm_logits.f_softmax(-1, Kind::Float)?;
-    let (top_p, top_i) = probs.f_topk(3, -1, true, true)?;
+    let eval_model = EvalModel {
+        model,
+        device: tch::Device::Cpu,
+    };
+    let guesses = guesses_at_targets(&eval_model, &batch, 3)?;
     let word = |id: u32| tok.id_to_token(id).unwrap_or_else(|| format!("#{id}"));
     println!("fill-mask examples (held-out text, fixed evaluation masks):");
-    let mut k = 0usize;
     for row in 0..batch.batch_size {
         let ids: Vec<u32> = batch
             .row(row)
@@ -129,27 +157,23 @@ fn examples(
             .collect();
         let text = tok.decode(&ids).unwrap_or_default();
         println!("  {}", text.chars().take(160).collect::<String>());
-        while k < batch.masked.len() && batch.masked[k].row as usize == row {
-            let m = batch.masked[k];
-            let guesses: Vec<String> = (0..3)
-                .map(|j| {
-                    let id = top_i.int64_value(&[k as i64, j]) as u32;
-                    let p = top_p.double_value(&[k as i64, j]);
-                    format!("{} {:.0}%", word(id), p * 100.0)
-                })
+        for g in guesses.iter().filter(|g| g.target.row as usize == row) {
+            let shown: Vec<String> = g
+                .guesses
+                .iter()
+                .map(|c| format!("{} {:.0}%", word(c.token_id), c.probability * 100.0))
                 .collect();
-            let mark = if top_i.int64_value(&[k as i64, 0]) as u32 == m.target {
-                "ok"
-            } else {
-                "  "
-            };
+            let right = g
+                .guesses
+                .first()
+                .is_some_and(|c| c.token_id == g.target.target);
             println!(
-                "    {mark} pos {:>3}: truth {:<14} model: {}",
-                m.pos,
-                word(m.target),
-                guesses.join(", ")
+                "    {} pos {:>3}: truth {:<14} model: {}",
+                if right { "ok" } else { "  " },
+                g.target.pos,
+                word(g.target.target),
+                shown.join(", ")
             );
-            k += 1;
         }
     }
     Ok(())
@@ -207,21 +231,22 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let set = data
         .eval_set(&cfg)?
         .with_context(|| format!("{} has no held-out split to evaluate on", a.data.display()))?;
-    let m = evaluate(&model, &set, tch::Device::Cpu)?;
+    let report = set.evaluate(&model, tch::Device::Cpu)?;
     if a.json {
-        println!("{}", serde_json::to_string(&m)?);
+        println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("{}", summary_line(&m));
+        println!("{}", summary_line(&report));
     }
     if a.examples > 0 {
         examples(&model, &data, &cfg, &a.model, a.examples)?;
     }
     if a.fail_below_baseline {
-        match m.unigram_baseline_accuracy {
-            Some(b) if m.accuracy > b => {}
+        let acc = report.accuracies.get("mlm").copied().unwrap_or(0.0);
+        match report.accuracies.get("unigram").copied() {
+            Some(b) if acc > b => {}
             Some(b) => anyhow::bail!(
                 "masked-token accuracy {:.1}% does not beat the unigram baseline {:.1}%",
-                m.accuracy * 100.0,
+                acc * 100.0,
                 b * 100.0
             ),
             None => anyhow::bail!("no unigram baseline could be computed for this data"),

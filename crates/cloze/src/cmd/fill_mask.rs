@@ -2,14 +2,15 @@
 //!
 //! Also home of what `fill-mask`, `score` and `encode` share: checking the `--model`
 //! directory, resolving `--max-length` against the model's positions before any
-//! work, reading input lines with their line numbers, and reporting (or, with
-//! `--strict`, refusing) texts that truncation shortened.
+//! work, reading and tokenizing input lines with their line numbers
+//! ([`InputLines`]), and reporting (or, with `--strict`, refusing) texts that
+//! truncation shortened.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cloze_eval::{ModelTokenizer, Tokenized};
+use cloze_eval::{FillMaskOptions, ModelTokenizer, Tokenized};
 use cloze_models::{load_pretrained, BertConfig, BertForPreTraining, HeadStatus, Pretrained};
 use tch::Device;
 
@@ -191,6 +192,57 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<Line>> {
     Ok(lines)
 }
 
+/// The non-empty lines of an `--input` file, tokenized and checked against
+/// `--strict` before any model work: the common input of `encode` and `score`.
+pub(crate) struct InputLines {
+    path: PathBuf,
+    /// The lines, in file order.
+    pub lines: Vec<Line>,
+    /// Each line's tokens (`lines[i]` -> `toks[i]`).
+    pub toks: Vec<Tokenized>,
+}
+
+impl InputLines {
+    /// Reads and tokenizes `path`; with `--strict`, a truncated line is an error
+    /// naming it.
+    pub fn read(path: &Path, tok: &ModelTokenizer, truncation: &Truncation) -> Result<Self> {
+        let lines = read_lines(path)?;
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        let toks = tok.tokenize_batch(&texts)?;
+        let read = InputLines {
+            path: path.to_path_buf(),
+            lines,
+            toks,
+        };
+        read.with_inputs(|inputs| truncation.check(&read.toks, inputs))?;
+        Ok(read)
+    }
+
+    /// The texts, in file order.
+    pub fn texts(&self) -> Vec<&str> {
+        self.lines.iter().map(|l| l.text.as_str()).collect()
+    }
+
+    /// The token ids the model gets, in file order.
+    pub fn seqs(&self) -> Vec<Vec<u32>> {
+        self.toks.iter().map(|t| t.ids.clone()).collect()
+    }
+
+    /// The truncation warning for the end of the output, if a line was truncated.
+    pub fn truncation_summary(&self, truncation: &Truncation) -> Option<String> {
+        self.with_inputs(|inputs| truncation.summary(&self.toks, inputs))
+    }
+
+    /// Runs `f` with the lines named as in messages ("line 7 of in.txt").
+    fn with_inputs<R>(&self, f: impl FnOnce(&Inputs<'_>) -> R) -> R {
+        let name = |i: usize| format!("line {} of {}", self.lines[i].number, self.path.display());
+        f(&Inputs {
+            noun: "lines",
+            name: &name,
+        })
+    }
+}
+
 /// How to name the inputs in messages about truncation.
 pub(crate) struct Inputs<'a> {
     /// Plural noun ("lines", "texts").
@@ -273,7 +325,13 @@ pub(crate) fn snippet(text: &str, n: usize) -> String {
 pub fn run(args: FillMaskArgs) -> Result<()> {
     let Opened { tok, truncation } = open_for_inference(&args.model, args.max_length, args.strict)?;
     let max_len = truncation.max_len;
-    let mask = tok.mask.context("the tokenizer has no [MASK] token")?;
+    let opts = FillMaskOptions {
+        top_k: args.top_k,
+        batch_size: args.batch_size,
+        device: args.device,
+        ..FillMaskOptions::for_tokenizer(&tok)?
+    };
+    let mask = opts.mask_id;
     let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
     let toks = tok.tokenize_batch(&texts)?;
     let name = |i: usize| format!("text {} ({:?})", i + 1, snippet(texts[i], 40));
@@ -306,15 +364,7 @@ pub fn run(args: FillMaskArgs) -> Result<()> {
     truncation.check(&toks, &inputs)?;
     let p = load_mlm(&args.model, args.device)?;
     let seqs: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
-    let out = cloze_eval::fill_mask(
-        &p.model,
-        &seqs,
-        mask,
-        tok.pad,
-        args.top_k,
-        args.batch_size,
-        args.device,
-    )?;
+    let out = cloze_eval::fill_mask(&p.model, &seqs, &opts)?;
     for (i, preds) in out.iter().enumerate() {
         if args.json {
             let masks: Vec<serde_json::Value> = preds

@@ -25,7 +25,7 @@ pub struct PlotArgs {
 
 /// One named curve.
 struct Series {
-    name: &'static str,
+    name: String,
     color: RGBColor,
     points: Vec<(f64, f64)>,
 }
@@ -117,7 +117,7 @@ fn draw(path: &Path, title: &str, y_label: &str, series: &[Series], text: bool) 
             ))
             .context("drawing a curve")?;
         if text {
-            anno.label(s.name).legend(move |(x, y)| {
+            anno.label(s.name.as_str()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
         }
@@ -149,7 +149,7 @@ fn read_metrics(path: &Path) -> Result<Vec<MetricsRecord>> {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str(line) {
+        match cloze_train::metrics::parse_record(line) {
             Ok(r) => records.push(r),
             Err(_) if i + 1 == count && !text.ends_with('\n') => {
                 eprintln!(
@@ -176,36 +176,82 @@ fn read_metrics(path: &Path) -> Result<Vec<MetricsRecord>> {
     Ok(records)
 }
 
+/// Colours for the curves, in the order series are added.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
+    RGBColor(127, 127, 127),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+];
+
+/// Curves by name, in first-seen order.
+#[derive(Default)]
+struct Curves(Vec<Series>);
+
+impl Curves {
+    fn push(&mut self, name: String, point: (f64, f64)) {
+        match self.0.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.points.push(point),
+            None => self.0.push(Series {
+                name,
+                color: RGBColor(0, 0, 0),
+                points: vec![point],
+            }),
+        }
+    }
+
+    /// Every named value of `values` at `step`, as `"{prefix} {name}"`.
+    fn add_all<'a>(
+        &mut self,
+        prefix: &str,
+        step: f64,
+        values: impl IntoIterator<Item = (&'a String, &'a f64)>,
+    ) {
+        for (name, &v) in values {
+            self.push(format!("{prefix} {name}"), (step, v));
+        }
+    }
+
+    fn coloured(mut self) -> Vec<Series> {
+        for (i, s) in self.0.iter_mut().enumerate() {
+            s.color = PALETTE[i % PALETTE.len()];
+        }
+        self.0
+    }
+}
+
 /// Writes `loss.png`, `accuracy.png` and `lr.png`; returns their paths.
+///
+/// Every loss and accuracy the objective (training lines) and the held-out
+/// task (evaluation lines) reported becomes a curve, whatever its name.
 pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     let metrics = cloze_train::metrics::metrics_path(run_dir);
     let records = read_metrics(&metrics)?;
-    let (mut train, mut lr, mut eval_loss, mut eval_acc, mut base, mut pair) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut at_mask = Vec::new();
+    let (mut losses, mut accuracies, mut lr) = (Curves::default(), Curves::default(), vec![]);
+    let mut trained = false;
     for r in &records {
         match r {
             MetricsRecord::Train(t) => {
-                train.push((t.step as f64, t.mlm_loss));
-                lr.push((t.step as f64, t.lr));
+                let s = t.step as f64;
+                trained = true;
+                losses.add_all("train", s, &t.report.losses);
+                accuracies.add_all("train", s, &t.report.accuracies);
+                lr.push((s, t.lr));
             }
             MetricsRecord::Eval(e) => {
                 let s = e.step as f64;
-                eval_loss.push((s, e.metrics.mlm_loss));
-                eval_acc.push((s, e.metrics.accuracy));
-                if let Some(b) = e.metrics.unigram_baseline_accuracy {
-                    base.push((s, b));
-                }
-                if let Some(p) = e.metrics.pair_accuracy {
-                    pair.push((s, p));
-                }
-                if let Some(a) = e.metrics.mask_token_accuracy {
-                    at_mask.push((s, a));
-                }
+                losses.add_all("held-out", s, &e.report.losses);
+                accuracies.add_all("held-out", s, &e.report.accuracies);
             }
         }
     }
-    if train.is_empty() {
+    if !trained {
         bail!("{} holds no training records yet", metrics.display());
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -217,52 +263,16 @@ pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     let p = out.join("loss.png");
     draw(
         &p,
-        "Masked-LM loss",
+        "Losses (train: window means; held-out: fixed masks)",
         "cross-entropy (nats)",
-        &[
-            Series {
-                name: "train (window mean)",
-                color: RGBColor(31, 119, 180),
-                points: train,
-            },
-            Series {
-                name: "held-out (fixed masks)",
-                color: RGBColor(214, 39, 40),
-                points: eval_loss,
-            },
-        ],
+        &losses.coloured(),
         text,
     )?;
     written.push(p);
-    if !eval_acc.is_empty() {
+    let accuracies = accuracies.coloured();
+    if !accuracies.is_empty() {
         let p = out.join("accuracy.png");
-        let mut series = vec![Series {
-            name: "masked-token accuracy",
-            color: RGBColor(44, 160, 44),
-            points: eval_acc,
-        }];
-        if !at_mask.is_empty() {
-            series.push(Series {
-                name: "accuracy at [MASK] positions",
-                color: RGBColor(23, 190, 207),
-                points: at_mask,
-            });
-        }
-        if !base.is_empty() {
-            series.push(Series {
-                name: "unigram baseline (same masks)",
-                color: RGBColor(127, 127, 127),
-                points: base,
-            });
-        }
-        if !pair.is_empty() {
-            series.push(Series {
-                name: "NSP/SOP accuracy",
-                color: RGBColor(148, 103, 189),
-                points: pair,
-            });
-        }
-        draw(&p, "Held-out accuracy", "accuracy", &series, text)?;
+        draw(&p, "Accuracy", "accuracy", &accuracies, text)?;
         written.push(p);
     }
     let p = out.join("lr.png");
@@ -271,7 +281,7 @@ pub fn plot_run(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         "Learning rate",
         "learning rate",
         &[Series {
-            name: "lr",
+            name: "lr".into(),
             color: RGBColor(255, 127, 14),
             points: lr,
         }],

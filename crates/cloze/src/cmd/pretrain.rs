@@ -47,9 +47,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use cloze_eval::mlm_eval::MlmEvalMetrics;
+use cloze_core::Report;
 use cloze_fs::{DirLock, OutputDir, OutputKind, OutputState};
-use cloze_train::config::{ObjectiveKind, TrainConfig};
+use cloze_train::config::TrainConfig;
 use cloze_train::data::{self, PreparedData};
 use cloze_train::metrics::TrainMetrics;
 use cloze_train::trainer::{config_path, Observer, RunOutcome, Trainer};
@@ -129,7 +129,6 @@ pub struct PretrainArgs {
 struct Driver {
     bar: ProgressBar,
     stop: Arc<AtomicBool>,
-    last_eval: Option<MlmEvalMetrics>,
 }
 
 impl Driver {
@@ -160,22 +159,12 @@ impl Observer for Driver {
             "window"
         );
     }
-    fn on_eval(&mut self, step: u64, m: &MlmEvalMetrics) {
-        let base = m
-            .unigram_baseline_accuracy
-            .map(|b| format!(" (unigram baseline {:.1}%)", b * 100.0))
+    fn on_eval(&mut self, step: u64, r: &Report) {
+        let ppl = r
+            .perplexity("mlm")
+            .map(|p| format!("  ppl {p:.1}"))
             .unwrap_or_default();
-        let pair = m
-            .pair_accuracy
-            .map(|p| format!(", pair accuracy {:.1}%", p * 100.0))
-            .unwrap_or_default();
-        self.line(format!(
-            "step {step:>6}  eval loss {:.3}  ppl {:.1}  masked accuracy {:.1}%{base}{pair}",
-            m.mlm_loss,
-            m.perplexity,
-            m.accuracy * 100.0
-        ));
-        self.last_eval = Some(m.clone());
+        self.line(format!("step {step:>6}  held-out {}{ppl}", r.summary()));
     }
     fn on_checkpoint(&mut self, step: u64, dir: &Path) {
         tracing::info!(step, dir = %dir.display(), "checkpoint");
@@ -463,7 +452,9 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     }
     let stop = interrupt::install("writing a checkpoint after the current step, then stopping")?;
 
-    let pair_head = cfg.objective.kind != ObjectiveKind::Mlm;
+    let pair_head = cloze_train::objective::entry(&cfg.objective.kind)?
+        .pair_task
+        .is_some();
     let bert_cfg =
         cloze_train::bert::bert_config(&cfg.model, data.specials.vocab_size, data.specials.pad);
     let model = if pair_head {
@@ -503,12 +494,12 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     bar.set_position(trainer.state().step);
-    let mut obs = Driver {
-        bar,
-        stop,
-        last_eval: None,
-    };
-    let outcome = trainer.run(&source, eval.as_ref(), &mut obs);
+    let mut obs = Driver { bar, stop };
+    let outcome = trainer.run(
+        &source,
+        eval.as_ref().map(|e| e as &dyn cloze_train::HeldOut),
+        &mut obs,
+    );
     obs.bar.finish_and_clear();
     let result = match outcome? {
         RunOutcome::Interrupted { checkpoint, step } => {

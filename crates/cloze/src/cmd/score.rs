@@ -5,11 +5,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
+use cloze_eval::PllOptions;
 use tch::Device;
 
-use super::fill_mask::{load_mlm, open_for_inference, read_lines, Inputs, Opened};
+use super::fill_mask::{load_mlm, open_for_inference, InputLines, Opened};
 
 /// Arguments of `cloze score`.
 #[derive(Debug, Args)]
@@ -38,28 +39,16 @@ pub struct ScoreArgs {
 /// Scores every line and prints JSON lines.
 pub fn run(args: ScoreArgs) -> Result<()> {
     let Opened { tok, truncation } = open_for_inference(&args.model, args.max_length, args.strict)?;
-    let mask = tok.mask.context("the tokenizer has no [MASK] token")?;
-    let lines = read_lines(&args.input)?;
-    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-    let toks = tok.tokenize_batch(&texts)?;
-    let name = |i: usize| format!("line {} of {}", lines[i].number, args.input.display());
-    let inputs = Inputs {
-        noun: "lines",
-        name: &name,
+    // [CLS], [SEP] and [PAD] are context only, never scored.
+    let opts = PllOptions {
+        batch_size: args.batch_size,
+        device: args.device,
+        ..PllOptions::for_tokenizer(&tok)?
     };
-    truncation.check(&toks, &inputs)?;
+    let input = InputLines::read(&args.input, &tok, &truncation)?;
+    let (lines, toks, texts) = (&input.lines, &input.toks, input.texts());
     let p = load_mlm(&args.model, args.device)?;
-    let seqs: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
-    let skip = [tok.cls, tok.sep, tok.pad];
-    let scores = cloze_eval::pseudo_log_likelihood(
-        &p.model,
-        &seqs,
-        mask,
-        tok.pad,
-        &skip,
-        args.batch_size,
-        args.device,
-    )?;
+    let scores = cloze_eval::pseudo_log_likelihood(&p.model, &input.seqs(), &opts)?;
     for (i, s) in scores.iter().enumerate() {
         let truncated = toks[i].is_truncated();
         let scored = if truncated {
@@ -81,7 +70,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         serde_json::json!({"sentences": scores.len(), "tokens": tokens, "truncated": truncated,
             "corpus_pseudo_perplexity": cloze_eval::corpus_pseudo_perplexity(&scores)})
     );
-    if let Some(s) = truncation.summary(&toks, &inputs) {
+    if let Some(s) = input.truncation_summary(&truncation) {
         eprintln!("{s}");
     }
     Ok(())

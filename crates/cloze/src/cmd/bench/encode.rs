@@ -85,8 +85,8 @@ pub fn peer_sentences(text: &str, n: usize) -> Vec<String> {
 }
 
 fn default_path(dataset: &str, file: Option<&str>) -> Result<PathBuf> {
-    let root = cloze_text::datasets::cache_root()?;
-    let dir = cloze_text::datasets::dataset_dir(&root, dataset);
+    let root = cloze_fetch::datasets::cache_root()?;
+    let dir = cloze_fetch::datasets::dataset_dir(&root, dataset);
     let path = match file {
         Some(f) => dir.join(f),
         None => dir,
@@ -138,6 +138,8 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
         batch_size: a.batch_size,
         sort_by_length: true,
         keep_token_states: false,
+        device: a.device,
+        ..EncodeOptions::for_tokenizer(&tok)
     };
     let file_order = EncodeOptions {
         sort_by_length: false,
@@ -147,7 +149,7 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
     let once = |opts: &EncodeOptions| -> Result<(f64, cloze_eval::Encoded)> {
         let t = Instant::now();
         let seqs = tok.encode_batch(&texts)?;
-        let enc = cloze_eval::encode(&p.model, &seqs, tok.pad, a.device, opts)?;
+        let enc = cloze_eval::encode(&p.model, &seqs, opts)?;
         if let Device::Cuda(_) = a.device {
             tch::Cuda::synchronize(0);
         }

@@ -121,7 +121,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Runs the peer script and returns its JSON lines.
-fn run_peer(a: &TrainArgs, python: &PathBuf) -> Result<Vec<serde_json::Value>> {
+fn run_peer(a: &TrainArgs, python: &std::path::Path) -> Result<Vec<serde_json::Value>> {
     let ffn = a.ffn.unwrap_or(4 * a.hidden);
     if ffn != 4 * a.hidden {
         anyhow::bail!("the peer script always uses ffn = 4 x hidden; drop --ffn to compare");

@@ -7,7 +7,7 @@
 use std::fs;
 
 use anyhow::Result;
-use cloze_text::datasets::{self, cache_root, fetch};
+use cloze_fetch::datasets::{self, cache_root, fetch};
 
 fn fetched(name: &str) -> Result<datasets::Fetched> {
     let root = cache_root()?;

