@@ -18,14 +18,12 @@
 //! [`cloze_fs::clean_orphans`].
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use cloze_text::sentences::{split_chinese, split_english};
 use cloze_text::{NoProgress, Progress};
@@ -558,27 +556,8 @@ fn run_client(source: Source, dir: &Path) -> Result<String> {
 }
 
 /// Hex sha256 of a file.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = fs::File::open(path).at(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).at(path)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Lower-case hex of a byte string.
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+fn sha256_file(path: &Path) -> Result<String> {
+    cloze_fs::digest::sha256_file(path).at(path)
 }
 
 // ----- conversions -----------------------------------------------------------

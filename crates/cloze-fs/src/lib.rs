@@ -37,6 +37,8 @@
 //! # }
 //! ```
 
+pub mod digest;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};

@@ -38,7 +38,6 @@
 //! ```
 
 pub mod corpus;
-mod digest;
 pub mod error;
 mod fastbert;
 pub mod instance;

@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
 use crate::instance::{Instance, PairLabel, SpecialTokens};
@@ -212,7 +211,7 @@ pub(crate) fn write_shard(dir: &Path, file: &str, instances: &[Instance]) -> Res
         instances: instances.len() as u64,
         tokens: instances.iter().map(|i| i.len() as u64).sum(),
         bytes: bytes.len() as u64,
-        sha256: crate::digest::hex(&Sha256::digest(&bytes)),
+        sha256: cloze_fs::digest::sha256_hex(&bytes),
     })
 }
 
@@ -440,7 +439,7 @@ impl ShardSet {
     pub fn verify(&self) -> Result<()> {
         for info in &self.manifest.split(self.split).shards {
             let path = self.dir.join(&info.file);
-            let actual = crate::digest::sha256_file(&path)?;
+            let actual = cloze_fs::digest::sha256_file(&path).at(&path)?;
             if actual != info.sha256 {
                 return Err(Error::BadShard {
                     path,

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
@@ -23,7 +22,6 @@ use tokenizers::{
     PreTokenizedString, PreTokenizer, Tokenizer,
 };
 
-use crate::digest::hex;
 use crate::error::{Error, IoContext, Result};
 use crate::fastbert::FastBert;
 use crate::instance::SpecialTokens;
@@ -139,7 +137,7 @@ impl TextTokenizer {
         inner.with_truncation(None).map_err(tok_err(source))?;
         let special = special_tokens_of(&inner, source)?;
         let canonical = inner.to_string(false).map_err(tok_err(source))?;
-        let hash = hex(&Sha256::digest(canonical.as_bytes()));
+        let hash = cloze_fs::digest::sha256_hex(canonical.as_bytes());
         let fast = FastBert::from_tokenizer(&inner).map(std::sync::Arc::new);
         Ok(Self {
             inner,

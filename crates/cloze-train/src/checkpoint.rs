@@ -17,11 +17,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tch::Tensor;
 
 use crate::batch::PretrainModel;
@@ -96,17 +94,7 @@ fn parse_step(name: &str) -> Option<u64> {
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).map_err(io_err("opening", path))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io_err("reading", path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    cloze_fs::digest::sha256_file(path).map_err(io_err("hashing", path))
 }
 
 fn fsync_path(path: &Path) -> Result<()> {
