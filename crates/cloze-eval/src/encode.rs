@@ -305,12 +305,7 @@ fn write_json_lines(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn fixture() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../cloze-models/tests/fixtures/hf-tiny-bert")
-    }
+    use crate::test_fixture as fixture;
 
     #[test]
     fn the_extension_chooses_the_format() {

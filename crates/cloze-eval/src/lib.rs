@@ -56,3 +56,10 @@ pub use pll::{corpus_pseudo_perplexity, pseudo_log_likelihood, PllOptions, PllSc
 pub use scorer::MaskedLm;
 pub use task::Task;
 pub use text::{ModelTokenizer, Tokenized};
+
+/// The tiny HF BERT checkpoint of `cloze-models`' tests, for unit tests here.
+#[cfg(test)]
+pub(crate) fn test_fixture() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../cloze-models/tests/fixtures/hf-tiny-bert")
+}

@@ -73,14 +73,9 @@ impl MaskedLm for BertForPreTraining {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::test_fixture as fixture;
     use cloze_models::load_pretrained;
-    use std::path::PathBuf;
     use tch::Device;
-
-    fn fixture() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../cloze-models/tests/fixtures/hf-tiny-bert")
-    }
 
     fn ids(rows: &[&[i64]]) -> Tensor {
         let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().copied()).collect();
