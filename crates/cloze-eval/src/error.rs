@@ -76,6 +76,123 @@ pub enum Error {
     /// failed on a batch.
     #[error("the model failed on an evaluation batch")]
     Forward(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A file could not be read.
+    #[error("reading {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of a confusion-set file (`char<TAB>candidates...`) is malformed.
+    #[error("confusion set {}: {reason}", at(.path, *.line))]
+    Confusion {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1 (`None`: the whole file).
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A line of a spelling-correction test set (`source<TAB>target`) is malformed.
+    #[error("test set {}: {reason}", at(.path, *.line))]
+    CscData {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1 (`None`: the whole file).
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A test-set pair whose source and target differ in length.
+    #[error("test set {}: the source has {source_chars} characters but the target {target_chars}; \
+             a spelling-correction pair must keep the length", at(.path, Some(*.line)))]
+    UnalignedPair {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// Characters in the source.
+        source_chars: usize,
+        /// Characters in the target.
+        target_chars: usize,
+    },
+    /// A sentence's target or prediction is not as long as its source.
+    #[error(
+        "sentence {index}: the source has {source_chars} characters but the {side} {other_chars}"
+    )]
+    UnalignedPrediction {
+        /// Index of the sentence (from 0).
+        index: usize,
+        /// `target` or `prediction`.
+        side: &'static str,
+        /// Characters in the source.
+        source_chars: usize,
+        /// Characters in the other side.
+        other_chars: usize,
+    },
+    /// A line of a fine-tuning data file that cannot be read as an example.
+    #[error("{}: {reason}", at(.path, Some(*.line)))]
+    BadExample {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A fine-tuning data file without a single example.
+    #[error("{path} holds no example")]
+    NoExamples {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A label that is not one of the task's labels.
+    #[error("unknown label {label:?}{} (the labels are {known})",
+            .example.map(|i| format!(" in example {i}")).unwrap_or_default())]
+    UnknownLabel {
+        /// The label.
+        label: String,
+        /// The 0-based index of the example holding it (`None`: a label looked
+        /// up alone).
+        example: Option<usize>,
+        /// The known labels, comma-separated.
+        known: String,
+    },
+    /// A label list that cannot name classes (empty, or a name twice).
+    #[error("labels: {0}")]
+    BadLabels(String),
+    /// A token-classification example whose label count is not its word count.
+    #[error("{}: {words} tokens but {labels} labels", at(.path, Some(*.line)))]
+    LabelCountMismatch {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number (of the sentence's first token, in CoNLL files).
+        line: usize,
+        /// Tokens (words or characters) in the example.
+        words: usize,
+        /// Labels in the example.
+        labels: usize,
+    },
+    /// An in-memory example (or encoded example) that cannot be encoded or
+    /// batched as asked: no label although a label set was given, word and
+    /// label counts that differ, label kinds mixed in one batch.
+    #[error("example {example}: {reason}")]
+    InvalidExample {
+        /// Its 0-based index in the slice given.
+        example: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// `FILE, line N` (or `FILE` alone) for messages.
+fn at(path: &std::path::Path, line: Option<usize>) -> String {
+    match line {
+        Some(n) => format!("{}, line {n}", path.display()),
+        None => path.display().to_string(),
+    }
 }
 
 /// `Result` with this crate's [`Error`].

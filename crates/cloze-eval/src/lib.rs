@@ -1,10 +1,13 @@
 //! `cloze-eval`: the evaluation and inference layer. Fill-mask, pseudo-log-likelihood
 //! scoring and sentence encoding over `cloze-models`' BERT; MLM accuracy/perplexity
-//! metrics for the trainer (`mlm_eval`).
+//! metrics for the trainer (`mlm_eval`); the inputs and scores of fine-tuning
+//! ([`finetune_data`], [`metrics`]); MLM as spelling correction ([`correct`],
+//! [`csc_metrics`]).
 //!
 //! Neighbours: below it `cloze-models` (models, checkpoints) and the tokenizer of a
 //! checkpoint directory ([`text`]); above it the `cloze` driver (`cloze fill-mask`,
-//! `cloze encode`, `cloze score`, `cloze bench encode`) and `cloze-train`.
+//! `cloze encode`, `cloze score`, `cloze correct`, `cloze bench encode`) and
+//! `cloze-train` (which trains and scores fine-tuning on these inputs).
 //! The functions here work on token-id sequences that already carry `[CLS]`/`[SEP]`,
 //! run the model without gradients, and return results in input order whatever the
 //! batching.
@@ -38,15 +41,23 @@
 //! ```
 
 pub mod batch;
+pub mod correct;
+pub mod csc_metrics;
 pub mod encode;
 mod error;
 pub mod fill_mask;
+pub mod finetune_data;
+pub mod metrics;
 pub mod mlm_eval;
 pub mod pll;
 pub mod scorer;
 pub mod task;
 pub mod text;
 
+pub use correct::{
+    correct, correct_with, Change, ConfusionSet, CorrectMode, CorrectOptions, Correction,
+};
+pub use csc_metrics::{csc_metrics, CscCounts, CscDataset, CscMetrics, CscPair, LevelScores};
 pub use encode::{
     cosine, encode, write_embeddings, EncodeOptions, Encoded, OutputFormat, SentenceSource,
 };
@@ -55,7 +66,7 @@ pub use fill_mask::{fill_mask, Candidate, FillMaskOptions, MaskPrediction};
 pub use pll::{corpus_pseudo_perplexity, pseudo_log_likelihood, PllOptions, PllScore};
 pub use scorer::MaskedLm;
 pub use task::Task;
-pub use text::{ModelTokenizer, Tokenized};
+pub use text::{ModelTokenizer, Tokenized, WordIds};
 
 /// The tiny HF BERT checkpoint of `cloze-models`' tests, for unit tests here.
 #[cfg(test)]

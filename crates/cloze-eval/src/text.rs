@@ -8,7 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
+use tokenizers::utils::truncation::{truncate_encodings, TruncationParams, TruncationStrategy};
+use tokenizers::{EncodeInput, Encoding, PostProcessor, Tokenizer, TruncationDirection};
 
 use crate::{Error, Result};
 
@@ -37,6 +38,15 @@ pub struct Tokenized {
     /// The ids of the whole text (special tokens included) when it was longer than
     /// the maximum length; `None` when `ids` is the whole text.
     pub untruncated: Option<Vec<u32>>,
+}
+
+/// Pre-split words as the model sees them ([`ModelTokenizer::encode_words_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WordIds {
+    /// Token ids with the special tokens.
+    pub ids: Vec<u32>,
+    /// For each id, the index of the word it comes from (`None` for special tokens).
+    pub words: Vec<Option<usize>>,
 }
 
 impl Tokenized {
@@ -211,6 +221,160 @@ impl ModelTokenizer {
                 path: self.path.clone(),
                 source,
             })
+    }
+
+    /// How many special tokens the tokenizer's template adds to a text pair
+    /// (`[CLS] A [SEP] B [SEP]`: 3).
+    pub fn special_tokens_added_pair(&self) -> usize {
+        self.inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true))
+    }
+
+    /// Ids and token types of a text, or of a text pair, with the template's
+    /// special tokens (BERT: `[CLS] a [SEP]` with types 0, `[CLS] a [SEP] b [SEP]`
+    /// with types 0 for the first segment and 1 for `b [SEP]`), at most `max_len`
+    /// ids. Truncation keeps the start of each segment and, for a pair, cuts the
+    /// longer segment first (HF's `longest_first`): both keep at least half of the
+    /// room when both are long. See [`Self::encode_pairs`].
+    pub fn encode_pair(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        max_len: usize,
+    ) -> Result<(Vec<u32>, Vec<u32>)> {
+        let mut out = self.encode_pairs(&[(text, pair)], max_len)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// [`Self::encode_pair`] for many texts at once (`tokenizers` encodes them in
+    /// parallel), in input order. A `max_len` that leaves no room for text besides
+    /// the special tokens of a pair (or of a single text, when no example has a
+    /// pair) is [`Error::MaxLengthTooSmall`].
+    pub fn encode_pairs(
+        &self,
+        pairs: &[(&str, Option<&str>)],
+        max_len: usize,
+    ) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+        let any_pair = pairs.iter().any(|(_, b)| b.is_some());
+        let added = if any_pair {
+            self.special_tokens_added_pair()
+        } else {
+            self.added
+        };
+        if max_len <= added {
+            return Err(Error::MaxLengthTooSmall { max_len, added });
+        }
+        let firsts: Vec<&str> = pairs.iter().map(|(a, _)| *a).collect();
+        let seconds: Vec<&str> = pairs.iter().filter_map(|(_, b)| *b).collect();
+        let firsts = self
+            .inner
+            .encode_batch_fast(firsts, false)
+            .map_err(|e| self.err(e))?;
+        let mut seconds = self
+            .inner
+            .encode_batch_fast(seconds, false)
+            .map_err(|e| self.err(e))?
+            .into_iter();
+        firsts
+            .into_iter()
+            .zip(pairs)
+            .map(|(a, (_, b))| {
+                let b = match b {
+                    Some(_) => seconds.next(),
+                    None => None,
+                };
+                let added = if b.is_some() {
+                    self.special_tokens_added_pair()
+                } else {
+                    self.added
+                };
+                let params = TruncationParams {
+                    max_length: max_len - added,
+                    strategy: TruncationStrategy::LongestFirst,
+                    stride: 0,
+                    direction: TruncationDirection::Right,
+                };
+                let (mut a, mut b) = truncate_encodings(a, b, &params).map_err(|e| self.err(e))?;
+                // What truncation cut off is not needed: keep the post-processor
+                // from processing it too.
+                drop(a.take_overflowing());
+                if let Some(b) = b.as_mut() {
+                    drop(b.take_overflowing());
+                    // The template sets the types; without one the second segment
+                    // still reads as segment 1.
+                    b.set_type_ids(vec![1; b.len()]);
+                }
+                let enc = self
+                    .inner
+                    .post_process(a, b, true)
+                    .map_err(|e| self.err(e))?;
+                Ok((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()))
+            })
+            .collect()
+    }
+
+    /// Ids of pre-split sentences (lists of words, or of characters) with the
+    /// template's special tokens, at most `max_len` ids each (the end is cut),
+    /// and for each id the index of the word it comes from (`None` for special
+    /// tokens); in input order. The tokenizer's normaliser, pre-tokeniser and
+    /// model run on each word alone, so a word never merges with its
+    /// neighbours but may give several ids (WordPiece pieces, or punctuation
+    /// split off) or none (a word the normaliser removes entirely). Token types
+    /// are all 0. A `max_len` that leaves no room for a word besides the
+    /// special tokens is [`Error::MaxLengthTooSmall`].
+    pub fn encode_words_batch(
+        &self,
+        sentences: &[&[String]],
+        max_len: usize,
+    ) -> Result<Vec<WordIds>> {
+        if max_len <= self.added {
+            return Err(Error::MaxLengthTooSmall {
+                max_len,
+                added: self.added,
+            });
+        }
+        let keep = max_len - self.added;
+        // An empty word list is no input `tokenizers` accepts as pre-split words;
+        // such a sentence is encoded as the empty text.
+        let inputs: Vec<EncodeInput> = sentences
+            .iter()
+            .map(|words| {
+                if words.is_empty() {
+                    EncodeInput::from("")
+                } else {
+                    EncodeInput::from(*words)
+                }
+            })
+            .collect();
+        // Not `encode_batch_fast`: without offsets it records no word ids.
+        let encoded = self
+            .inner
+            .encode_batch(inputs, false)
+            .map_err(|e| self.err(e))?;
+        encoded
+            .into_iter()
+            .map(|mut enc| {
+                if enc.len() > keep {
+                    enc.truncate(keep, 0, TruncationDirection::Right);
+                    drop(enc.take_overflowing());
+                }
+                let enc = self.finish(enc)?;
+                let words = enc
+                    .get_word_ids()
+                    .iter()
+                    .zip(enc.get_special_tokens_mask())
+                    .map(|(&w, &special)| match (w, special) {
+                        (Some(w), 0) => Some(w as usize),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(WordIds {
+                    ids: enc.get_ids().to_vec(),
+                    words,
+                })
+            })
+            .collect()
     }
 }
 

@@ -103,6 +103,33 @@ pub enum Error {
     /// Invalid settings (no cache directory can be found).
     #[error("invalid setting: {0}")]
     Config(String),
+    /// A dataset a command reads is not in the cache (or its directory lacks
+    /// a file or the `fetched.json` record).
+    #[error(
+        "dataset {dataset:?} is not cached ({path} is missing): run `cloze data fetch {dataset}`"
+    )]
+    NotCached {
+        /// The registry name.
+        dataset: String,
+        /// The file that is missing.
+        path: PathBuf,
+    },
+    /// A cached dataset's file has not the shape its converter writes.
+    #[error("{path}:{line}: {reason}; the cached dataset {dataset:?} looks damaged: fetch it again with `cloze data fetch {dataset} --force`")]
+    BadCache {
+        /// The registry name.
+        dataset: String,
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An output directory was refused, is locked by another process, or
+    /// could not be published (the rule is `cloze_fs`'s).
+    #[error(transparent)]
+    Output(#[from] cloze_fs::Error),
 }
 
 /// The crate's result type.

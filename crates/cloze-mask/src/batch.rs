@@ -38,7 +38,15 @@ pub struct Targets {
     pub pair: Option<Vec<i64>>,
     /// A class label per row (sequence classification), when the data has them.
     pub class: Option<Vec<i64>>,
+    /// A class label per position, row-major `[B * L]` (token classification),
+    /// with [`IGNORED_LABEL`] where no label applies (special tokens, padding,
+    /// a word's later sub-tokens), when the data has them.
+    pub tokens: Option<Vec<i64>>,
 }
+
+/// The label of a position that no loss or metric counts: `-100`, HF's
+/// `ignore_index`, so label grids read the same in both.
+pub const IGNORED_LABEL: i64 = -100;
 
 /// A half-open range of positions `start..end` in a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

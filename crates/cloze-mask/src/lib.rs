@@ -80,7 +80,9 @@ pub mod synthetic;
 pub mod units;
 pub mod vocab;
 
-pub use batch::{Batch, BatchBuilder, MaskedTarget, Span, Targets, Visibility, VisibleBlock};
+pub use batch::{
+    Batch, BatchBuilder, MaskedTarget, Span, Targets, Visibility, VisibleBlock, IGNORED_LABEL,
+};
 pub use config::{
     CollateConfig, CorruptConfig, Granularity, LengthsConfig, MaskingConfig, PadTo, Schedule,
     SelectConfig, SimilarSourceConfig, UnitsConfig,

@@ -27,6 +27,8 @@ pub struct MaskStats {
     pub drawn_lengths: Vec<u64>,
     /// Words whose similar-word lookup found no same-length candidate.
     pub failed_lookups: u64,
+    /// Tokens of those words (each replaced by a random token instead).
+    pub failed_lookup_tokens: u64,
     /// The failing words' token ids, with how often each failed.
     pub failed_words: BTreeMap<Vec<u32>, u64>,
 }
@@ -55,6 +57,7 @@ impl MaskStats {
     /// Records a failed similar-word lookup for the word with these tokens.
     pub fn record_failed_lookup(&mut self, word: &[u32]) {
         self.failed_lookups += 1;
+        self.failed_lookup_tokens += word.len() as u64;
         *self.failed_words.entry(word.to_vec()).or_default() += 1;
     }
 
@@ -80,6 +83,7 @@ impl MaskStats {
             }
         }
         self.failed_lookups += other.failed_lookups;
+        self.failed_lookup_tokens += other.failed_lookup_tokens;
         for (w, n) in &other.failed_words {
             *self.failed_words.entry(w.clone()).or_default() += n;
         }
@@ -93,6 +97,23 @@ impl MaskStats {
     /// The share of selected tokens with outcome `c`.
     pub fn corruption_share(&self, c: Corruption) -> f64 {
         ratio(self.corruptions[c.index()], self.masked_tokens)
+    }
+
+    /// Tokens of the words for which a similar word was looked up: those
+    /// replaced by a similar word plus those whose lookup failed and fell back
+    /// to a random word. Zero for schemes without similar-word corruption.
+    pub fn similar_lookup_tokens(&self) -> u64 {
+        self.corruptions[Corruption::Similar.index()] + self.failed_lookup_tokens
+    }
+
+    /// The similar-word hit rate: of the tokens whose word was to become a
+    /// similar word, the share that got one from the source (Cilin or
+    /// word2vec) rather than falling back to a random word. Counted in tokens,
+    /// so a two-character word weighs twice a one-character one; `None` when
+    /// nothing was looked up.
+    pub fn similar_hit_rate(&self) -> Option<f64> {
+        let tried = self.similar_lookup_tokens();
+        (tried > 0).then(|| ratio(self.corruptions[Corruption::Similar.index()], tried))
     }
 
     /// Mean realised span length in units.
@@ -154,6 +175,19 @@ impl fmt::Display for MaskStats {
         histogram(f, &self.span_lengths)?;
         write!(f, "\ndrawn lengths")?;
         histogram(f, &self.drawn_lengths)?;
+        if let Some(rate) = self.similar_hit_rate() {
+            write!(
+                f,
+                "\nsimilar-word hit rate {:.1}% ({} of {} tokens replaced from the similar-word \
+                 source; {} tokens in {} word{} fell back to a random word)",
+                100.0 * rate,
+                self.corruptions[Corruption::Similar.index()],
+                self.similar_lookup_tokens(),
+                self.failed_lookup_tokens,
+                self.failed_lookups,
+                if self.failed_lookups == 1 { "" } else { "s" },
+            )?;
+        }
         write!(f, "\nfailed similar-word lookups {}", self.failed_lookups)?;
         if !self.failed_words.is_empty() {
             let mut top: Vec<(&Vec<u32>, &u64)> = self.failed_words.iter().collect();
@@ -165,5 +199,42 @@ impl fmt::Display for MaskStats {
             write!(f, ")")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn similar_word_hit_rate_counts_tokens_of_hits_and_fallbacks() {
+        let mut s = MaskStats::default();
+        assert_eq!(s.similar_hit_rate(), None, "no lookup, no rate");
+        assert!(!s.to_string().contains("hit rate"));
+        // A two-token word replaced by a similar word, one kept token, and a
+        // two-token word whose lookup failed (its tokens became random).
+        for o in [Corruption::Similar, Corruption::Similar, Corruption::Keep] {
+            s.record_outcome(o);
+        }
+        s.record_failed_lookup(&[7, 8]);
+        s.record_outcome(Corruption::Random);
+        s.record_outcome(Corruption::Random);
+        assert_eq!(s.failed_lookups, 1);
+        assert_eq!(s.failed_lookup_tokens, 2);
+        assert_eq!(s.similar_lookup_tokens(), 4);
+        assert_eq!(s.similar_hit_rate(), Some(0.5));
+        let text = s.to_string();
+        assert!(
+            text.contains("similar-word hit rate 50.0% (2 of 4 tokens"),
+            "{text}"
+        );
+        assert!(text.contains("2 tokens in 1 word fell back"), "{text}");
+
+        let mut total = MaskStats::default();
+        total.merge(&s);
+        total.merge(&s);
+        assert_eq!(total.failed_lookup_tokens, 4);
+        assert_eq!(total.similar_lookup_tokens(), 8);
+        assert_eq!(total.similar_hit_rate(), Some(0.5));
     }
 }

@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let mut trainer = Trainer::new(cfg, &model, &model.vs, &run_dir)?;
     match trainer.run(&source, Some(&eval as &dyn HeldOut), &mut Print)? {
-        RunOutcome::Finished { checkpoint, .. } => {
+        RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
             println!("final checkpoint: {}", checkpoint.display());
         }
         RunOutcome::Interrupted { step, .. } => println!("stopped at step {step}"),

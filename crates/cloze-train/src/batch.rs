@@ -29,6 +29,9 @@ pub struct TensorBatch {
     pub pair_labels: Option<Tensor>,
     /// `[B]` class label per row, when the batch has them.
     pub class_labels: Option<Tensor>,
+    /// `[B, L]` class label per position (`-100` where none applies), when
+    /// the batch has them (token classification).
+    pub token_labels: Option<Tensor>,
     /// Rows.
     pub batch_size: usize,
     /// Padded row length.
@@ -97,6 +100,7 @@ impl TensorBatch {
             pseudo,
             pair_labels: labels(&b.targets.pair)?,
             class_labels: labels(&b.targets.class)?,
+            token_labels: b.targets.tokens.as_deref().map(grid).transpose()?,
             batch_size: b.batch_size,
             seq_len: b.seq_len,
             real_tokens: b.real_tokens(),
@@ -121,6 +125,9 @@ pub struct ModelOutput {
     pub pseudo_logits: Option<Tensor>,
     /// `[B, C]` class logits, when the model has a sequence-classification head.
     pub class_logits: Option<Tensor>,
+    /// `[B, L, C]` per-position class logits, when the model has a
+    /// token-classification head.
+    pub token_logits: Option<Tensor>,
 }
 
 impl ModelOutput {
@@ -131,7 +138,14 @@ impl ModelOutput {
             pair_logits: None,
             pseudo_logits: None,
             class_logits: None,
+            token_logits: None,
         }
+    }
+
+    /// The output of a model without a masked-LM head: an empty `[0, 0]`
+    /// `mlm_logits`; set the head's logits with the fields.
+    pub fn without_mlm(device: Device) -> Result<Self> {
+        Ok(Self::new(Tensor::f_zeros([0, 0], (Kind::Float, device))?))
     }
 
     /// Sets the NSP/SOP logits.
@@ -177,6 +191,7 @@ impl TensorBatch {
             pseudo: None,
             pair_labels: None,
             class_labels: None,
+            token_labels: None,
             batch_size: batch as usize,
             seq_len: seq as usize,
             real_tokens: (batch * seq) as usize,

@@ -96,21 +96,28 @@ impl BertPretrainer {
     }
 }
 
+/// The encoder input of a batch: ids, segments, and the padding mask, position
+/// ids and 3-D visibility when the batch has them.
+pub fn model_input(batch: &TensorBatch) -> MlmInput {
+    let mut input = MlmInput::new(batch.input_ids.shallow_clone())
+        .with_token_type_ids(batch.token_type_ids.shallow_clone());
+    // A batch without padding needs no attention mask: leaving it out lets
+    // libtorch pick its fastest (mask-free) attention kernel.
+    if batch.real_tokens < batch.batch_size * batch.seq_len {
+        input = input.with_attention_mask(batch.attention_mask.shallow_clone());
+    }
+    if let Some(p) = &batch.position_ids {
+        input = input.with_position_ids(p.shallow_clone());
+    }
+    if let Some(m) = &batch.attention_3d {
+        input = input.with_attention_3d(m.shallow_clone());
+    }
+    input
+}
+
 impl PretrainModel for BertPretrainer {
     fn forward(&self, batch: &TensorBatch, train: bool) -> Result<ModelOutput> {
-        let mut input = MlmInput::new(batch.input_ids.shallow_clone())
-            .with_token_type_ids(batch.token_type_ids.shallow_clone());
-        // A batch without padding needs no attention mask: leaving it out lets
-        // libtorch pick its fastest (mask-free) attention kernel.
-        if batch.real_tokens < batch.batch_size * batch.seq_len {
-            input = input.with_attention_mask(batch.attention_mask.shallow_clone());
-        }
-        if let Some(p) = &batch.position_ids {
-            input = input.with_position_ids(p.shallow_clone());
-        }
-        if let Some(m) = &batch.attention_3d {
-            input = input.with_attention_3d(m.shallow_clone());
-        }
+        let input = model_input(batch);
         let out = self
             .model
             .forward_t(&input, Some(&batch.masked_positions), train)?;

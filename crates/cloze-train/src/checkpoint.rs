@@ -39,8 +39,12 @@ pub struct TrainState {
     pub tokens_seen: u64,
     /// Batches skipped for a non-finite loss.
     pub skipped: u64,
-    /// Best evaluation so far: (step, eval MLM loss).
+    /// Best evaluation so far: (step, the held-out task's selection score,
+    /// the MLM loss when pretraining; lower is better).
     pub best: Option<(u64, f64)>,
+    /// Evaluations since the best one (early stopping counts these).
+    #[serde(default)]
+    pub evals_since_best: u64,
     /// The master seed the run was started with.
     pub seed: u64,
     /// libtorch threads the run used (bit-identical resume needs the same count).
@@ -57,6 +61,7 @@ impl TrainState {
             tokens_seen: 0,
             skipped: 0,
             best: None,
+            evals_since_best: 0,
             seed,
             threads,
         }

@@ -320,6 +320,10 @@ pub struct EvalConfig {
     /// runs with different seeds are scored on the same masks.
     #[serde(default = "default_eval_seed")]
     pub mask_seed: u64,
+    /// Early stopping: end the run after this many evaluations in a row
+    /// without a new best held-out score; 0 (the default) never stops early.
+    #[serde(default)]
+    pub patience: u64,
 }
 
 fn default_eval_batch() -> usize {
@@ -355,6 +359,22 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../../configs/bert-small.toml"),
     ),
     ("bert-base", include_str!("../../../configs/bert-base.toml")),
+    (
+        "bert-zh-tiny",
+        include_str!("../../../configs/bert-zh-tiny.toml"),
+    ),
+    (
+        "bert-zh-wwm",
+        include_str!("../../../configs/bert-zh-wwm.toml"),
+    ),
+    (
+        "bert-zh-wwm-ngram",
+        include_str!("../../../configs/bert-zh-wwm-ngram.toml"),
+    ),
+    (
+        "macbert-zh-tiny",
+        include_str!("../../../configs/macbert-zh-tiny.toml"),
+    ),
 ];
 
 impl TrainConfig {
@@ -374,7 +394,9 @@ impl TrainConfig {
         Self::from_toml(&text, path)
     }
 
-    /// A shipped preset by name (`bert-tiny`, `bert-mini`, `bert-small`, `bert-base`).
+    /// A shipped preset by name (`bert-tiny`, `bert-mini`, `bert-small`,
+    /// `bert-base`, and the Chinese ablation's `bert-zh-tiny`, `bert-zh-wwm`,
+    /// `bert-zh-wwm-ngram`, `macbert-zh-tiny`).
     pub fn preset(name: &str) -> Option<Self> {
         PRESETS
             .iter()
@@ -393,7 +415,7 @@ impl TrainConfig {
         match PRESETS.iter().find(|(n, _)| *n == spec) {
             Some((n, text)) => Self::from_toml(text, Path::new(&format!("configs/{n}.toml"))),
             None => Err(Error::Io {
-                op: "reading config (not a file, nor one of bert-tiny, bert-mini, bert-small, bert-base)",
+                op: "reading config (not a file, nor a preset: bert-tiny, bert-mini, bert-small, bert-base, bert-zh-tiny, bert-zh-wwm, bert-zh-wwm-ngram, macbert-zh-tiny)",
                 path: path.to_owned(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             }),
@@ -415,25 +437,7 @@ impl TrainConfig {
             return Ok(self.clone());
         }
         let mut doc: toml::Table = toml::Table::try_from(self)?;
-        for o in overrides {
-            let (key, raw) = o
-                .split_once('=')
-                .ok_or_else(|| Error::BadOverride(o.clone()))?;
-            let value = parse_value(raw.trim());
-            let mut parts: Vec<&str> = key.trim().split('.').collect();
-            let last = parts
-                .pop()
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| Error::BadOverride(o.clone()))?;
-            let mut table = &mut doc;
-            for p in parts {
-                table = table
-                    .get_mut(p)
-                    .and_then(toml::Value::as_table_mut)
-                    .ok_or_else(|| Error::BadOverride(o.clone()))?;
-            }
-            table.insert(last.to_owned(), value);
-        }
+        apply_overrides(&mut doc, overrides)?;
         let text = toml::to_string(&doc)?;
         // Name the overrides as the origin, so an unknown key reads e.g.
         // "config overrides `optimizer.lrate=1`: unknown field `lrate`".
@@ -803,5 +807,103 @@ mod tests {
         let back = TrainConfig::from_toml(&cfg.to_toml()?, Path::new("x"))?;
         assert_eq!(cfg, back);
         Ok(())
+    }
+}
+
+/// Sets dotted `key=value` overrides (`optimizer.lr=3e-4`) in a configuration
+/// serialised as a TOML table: the value is parsed as TOML (a bare word that
+/// is not valid TOML is taken as a string); every section on the way must
+/// exist. Deserialising the table afterwards checks the keys.
+pub(crate) fn apply_overrides(doc: &mut toml::Table, overrides: &[String]) -> Result<()> {
+    for o in overrides {
+        let (key, raw) = o
+            .split_once('=')
+            .ok_or_else(|| Error::BadOverride(o.clone()))?;
+        let value = parse_value(raw.trim());
+        let mut parts: Vec<&str> = key.trim().split('.').collect();
+        let last = parts
+            .pop()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::BadOverride(o.clone()))?;
+        let mut table = &mut *doc;
+        for p in parts {
+            table = table
+                .get_mut(p)
+                .and_then(toml::Value::as_table_mut)
+                .ok_or_else(|| Error::BadOverride(o.clone()))?;
+        }
+        table.insert(last.to_owned(), value);
+    }
+    Ok(())
+}
+
+/// What the training loop itself needs, whatever it trains: the sections of a
+/// [`TrainConfig`] that [`crate::Trainer`] reads, plus the configuration file
+/// the run directory keeps. Pretraining derives it from its [`TrainConfig`]
+/// ([`LoopConfig::from_train`]); fine-tuning builds it from its own
+/// configuration, so each task keeps a file with only its own settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopConfig {
+    /// Seeds, threads, length of the run, logging.
+    pub run: RunConfig,
+    /// The objective, looked up in [`crate::objective::OBJECTIVES`].
+    pub objective: ObjectiveConfig,
+    /// AdamW hyper-parameters and gradient clipping.
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule.
+    pub schedule: ScheduleConfig,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step.
+    pub grad_accum: usize,
+    /// Evaluate every this many steps (and at the end); 0 only at the end.
+    pub eval_every: u64,
+    /// Stop after this many evaluations without a new best; 0 never.
+    pub patience: u64,
+    /// Checkpoint cadence and retention.
+    pub checkpoint: CheckpointConfig,
+    /// The masking rate, named when a training batch has nothing to predict.
+    pub masking_rate: f64,
+    /// The run's configuration as the run directory keeps it.
+    pub saved: SavedConfig,
+}
+
+/// A run's configuration file: its name in the run directory and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedConfig {
+    /// File name inside the run directory (`config.toml` for pretraining).
+    pub file: &'static str,
+    /// The TOML text.
+    pub text: String,
+}
+
+impl SavedConfig {
+    /// Writes the file into `run_dir` (replacing an earlier copy).
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        let path = run_dir.join(self.file);
+        std::fs::write(&path, &self.text).map_err(io_err("writing", &path))
+    }
+}
+
+impl LoopConfig {
+    /// The loop settings of a pretraining run; its whole configuration is
+    /// saved as `config.toml`.
+    pub fn from_train(cfg: &TrainConfig) -> Result<Self> {
+        Ok(Self {
+            run: cfg.run.clone(),
+            objective: cfg.objective.clone(),
+            optimizer: cfg.optimizer.clone(),
+            schedule: cfg.schedule.clone(),
+            batch_size: cfg.data.batch_size,
+            grad_accum: cfg.data.grad_accum,
+            eval_every: cfg.eval.every_steps,
+            patience: cfg.eval.patience,
+            checkpoint: cfg.checkpoint.clone(),
+            masking_rate: cfg.masking_rate(),
+            saved: SavedConfig {
+                file: "config.toml",
+                text: cfg.to_toml()?,
+            },
+        })
     }
 }

@@ -185,6 +185,9 @@ pub struct PreparedData {
     /// The longest instance the data may hold, special tokens included
     /// (the manifest's `max_seq_length`).
     pub max_seq_length: usize,
+    /// The tokenizer as a word codec (token ids <-> surface forms), for
+    /// schemes that replace whole words (MacBERT's similar words).
+    pub codec: std::sync::Arc<dyn cloze_core::WordCodec>,
 }
 
 impl std::fmt::Debug for PreparedData {
@@ -212,7 +215,7 @@ impl PreparedData {
         use cloze_text::shards::{ShardSet, Split, TOKENIZER};
         let train = ShardSet::open_split(dir, Split::Train)?;
         // Loading the tokenizer copy verifies it is the one the shards were made with.
-        train.tokenizer()?;
+        let codec = std::sync::Arc::new(train.tokenizer()?);
         let manifest = train.manifest().clone();
         let eval = if manifest.eval.instances > 0 {
             Some(Box::new(ShardSet::open_split(dir, Split::Eval)?) as Box<dyn Instances>)
@@ -227,6 +230,7 @@ impl PreparedData {
             max_seq_length: manifest.instances.max_seq_length,
             train: Box::new(train),
             eval,
+            codec,
         })
     }
 
@@ -287,7 +291,9 @@ impl PreparedData {
 
     /// A masker for `cfg.masking` over this data's special tokens.
     pub fn masker(&self, cfg: &TrainConfig) -> Result<Masker> {
-        Ok(Masker::new(cfg.masking.clone(), self.specials.clone())?)
+        Ok(Masker::builder(cfg.masking.clone(), self.specials.clone())
+            .word_codec(self.codec.clone())
+            .build()?)
     }
 
     /// The training stream of `cfg`.

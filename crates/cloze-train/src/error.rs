@@ -186,6 +186,26 @@ pub enum Error {
     /// The resumed run's configuration differs from the one it was started with.
     #[error("resume: {0}")]
     ResumeMismatch(String),
+    /// A model directory without the head a fine-tuning task needs.
+    #[error(
+        "{dir} is not a {wanted} model (config.json names {found}); fine-tune one with `cloze finetune`"
+    )]
+    NotAClassifier {
+        /// The model directory.
+        dir: PathBuf,
+        /// The HF class that was needed, or the kinds accepted.
+        wanted: &'static str,
+        /// What its `architectures` say.
+        found: String,
+    },
+    /// An objective was given outputs or labels it cannot use.
+    #[error("objective {objective}: {problem}")]
+    ObjectiveInput {
+        /// The objective's name.
+        objective: &'static str,
+        /// What was missing.
+        problem: &'static str,
+    },
 }
 
 /// Result alias for this crate.

@@ -63,6 +63,7 @@ pub mod config;
 pub mod data;
 
 pub mod error;
+pub mod finetune;
 pub mod metrics;
 pub mod objective;
 pub mod optim;
@@ -72,7 +73,7 @@ pub mod trainer;
 pub use batch::{ModelOutput, PretrainModel, TensorBatch};
 pub use bert::BertPretrainer;
 pub use cloze_eval::mlm_eval::EvalSet;
-pub use config::TrainConfig;
+pub use config::{LoopConfig, TrainConfig};
 pub use error::{Error, Result};
 pub use objective::Objective;
 pub use optim::AdamW;

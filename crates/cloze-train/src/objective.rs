@@ -73,6 +73,18 @@ pub const OBJECTIVES: &[ObjectiveEntry] = &[
         pair_task: Some("sop"),
         build: |c| Box::new(MlmPair::new("sop", c)),
     },
+    ObjectiveEntry {
+        name: "sequence_classification",
+        about: "fine-tuning: cross-entropy of one class per example",
+        pair_task: None,
+        build: |_| Box::new(crate::finetune::ClassLoss::Sequence),
+    },
+    ObjectiveEntry {
+        name: "token_classification",
+        about: "fine-tuning: cross-entropy of one class per labelled token",
+        pair_task: None,
+        build: |_| Box::new(crate::finetune::ClassLoss::Token),
+    },
 ];
 
 /// The registry entry called `name`, or an error listing the known names.
@@ -241,6 +253,7 @@ mod tests {
             pseudo: None,
             pair_labels: pairs.then(|| Tensor::from_slice(&[1i64, 0])),
             class_labels: None,
+            token_labels: None,
             batch_size: 2,
             seq_len: 4,
             real_tokens: 8,

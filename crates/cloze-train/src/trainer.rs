@@ -19,7 +19,7 @@ use tch::Device;
 
 use crate::batch::{PretrainModel, TensorBatch};
 use crate::checkpoint::{self, TrainState};
-use crate::config::{OnNonFinite, TrainConfig};
+use crate::config::{LoopConfig, OnNonFinite, TrainConfig};
 use crate::error::{io_err, Error, Result};
 use crate::metrics::{EvalRecord, MetricsLog, MetricsRecord, TrainMetrics};
 use crate::objective::{self, scalar, Objective};
@@ -46,6 +46,12 @@ pub trait HeldOut {
     fn evaluate(&self, model: &dyn PretrainModel, device: Device) -> Result<Report>;
     /// The loss in the report that picks the best checkpoint (lower is better).
     fn primary_loss(&self) -> &str;
+    /// The number the best checkpoint and early stopping minimise: by default
+    /// the [`Self::primary_loss`]; a task that selects on a score where higher
+    /// is better (accuracy, F1) returns its negation.
+    fn selection_score(&self, report: &Report) -> Option<f64> {
+        report.losses.get(self.primary_loss()).copied()
+    }
 }
 
 /// A [`PretrainModel`] seen by `cloze-eval`'s MLM task: collated batches in,
@@ -122,6 +128,17 @@ pub enum RunOutcome {
         /// Final evaluation, if an evaluation set was given.
         eval: Option<Report>,
     },
+    /// Early stopping: `eval.patience` evaluations in a row brought no new
+    /// best held-out score; a checkpoint was written.
+    EarlyStopped {
+        /// The last checkpoint.
+        checkpoint: PathBuf,
+        /// Steps completed.
+        step: u64,
+        /// The step of the best evaluation (its checkpoint is kept when
+        /// `checkpoint.keep_best` is on).
+        best_step: Option<u64>,
+    },
     /// [`Observer::should_stop`] asked to stop; a checkpoint was written.
     Interrupted {
         /// The checkpoint to resume from.
@@ -167,7 +184,7 @@ pub fn train_step(
 
 /// A pretraining run over one model.
 pub struct Trainer<'m> {
-    cfg: TrainConfig,
+    cfg: LoopConfig,
     model: &'m dyn PretrainModel,
     opt: AdamW,
     schedule: LrSchedule,
@@ -204,9 +221,20 @@ impl<'m> Trainer<'m> {
         vs: &tch::nn::VarStore,
         run_dir: &Path,
     ) -> Result<Self> {
+        Self::start(LoopConfig::from_train(&cfg)?, model, vs, run_dir)
+    }
+
+    /// Starts a fresh run of any task the loop can train (fine-tuning, a
+    /// downstream objective) from its loop settings; `cfg.saved` is written
+    /// to the run directory as the run's configuration.
+    pub fn start(
+        cfg: LoopConfig,
+        model: &'m dyn PretrainModel,
+        vs: &tch::nn::VarStore,
+        run_dir: &Path,
+    ) -> Result<Self> {
         std::fs::create_dir_all(run_dir).map_err(io_err("creating", run_dir))?;
-        let cfg_path = config_path(run_dir);
-        std::fs::write(&cfg_path, cfg.to_toml()?).map_err(io_err("writing", &cfg_path))?;
+        cfg.saved.write(run_dir)?;
         let opt = AdamW::new(vs, &cfg.optimizer)?;
         let metrics = MetricsLog::open(run_dir, None)?;
         let state = TrainState::fresh(cfg.run.seed, cfg.run.threads);
@@ -227,7 +255,19 @@ impl<'m> Trainer<'m> {
         vs: &tch::nn::VarStore,
         run_dir: &Path,
     ) -> Result<Self> {
-        Self::resume_at(cfg, model, vs, run_dir, None)
+        Self::resume_at(LoopConfig::from_train(&cfg)?, model, vs, run_dir, None)
+    }
+
+    /// [`Trainer::resume`] (with `checkpoint`, [`Trainer::resume_from`]) for a
+    /// run started by [`Trainer::start`].
+    pub fn resume_loop(
+        cfg: LoopConfig,
+        model: &'m dyn PretrainModel,
+        vs: &tch::nn::VarStore,
+        run_dir: &Path,
+        checkpoint: Option<&Path>,
+    ) -> Result<Self> {
+        Self::resume_at(cfg, model, vs, run_dir, checkpoint)
     }
 
     /// Continues the run in `run_dir` from `checkpoint`, one of its checkpoints
@@ -242,11 +282,17 @@ impl<'m> Trainer<'m> {
         run_dir: &Path,
         checkpoint: &Path,
     ) -> Result<Self> {
-        Self::resume_at(cfg, model, vs, run_dir, Some(checkpoint))
+        Self::resume_at(
+            LoopConfig::from_train(&cfg)?,
+            model,
+            vs,
+            run_dir,
+            Some(checkpoint),
+        )
     }
 
     fn resume_at(
-        cfg: TrainConfig,
+        cfg: LoopConfig,
         model: &'m dyn PretrainModel,
         vs: &tch::nn::VarStore,
         run_dir: &Path,
@@ -299,8 +345,7 @@ impl<'m> Trainer<'m> {
             // count: a later resume with it is exact again.
             state.threads = cfg.run.threads;
         }
-        let cfg_path = config_path(run_dir);
-        std::fs::write(&cfg_path, cfg.to_toml()?).map_err(io_err("writing", &cfg_path))?;
+        cfg.saved.write(run_dir)?;
         let metrics = MetricsLog::open(run_dir, Some(state.step))?;
         tracing::info!(step = state.step, from = %dir.display(), "resuming");
         Self::assemble(
@@ -317,7 +362,7 @@ impl<'m> Trainer<'m> {
 
     #[allow(clippy::too_many_arguments)]
     fn assemble(
-        cfg: TrainConfig,
+        cfg: LoopConfig,
         model: &'m dyn PretrainModel,
         opt: AdamW,
         run_dir: &Path,
@@ -369,7 +414,7 @@ impl<'m> Trainer<'m> {
     /// Next micro-batch's example indices, advancing the data cursor.
     fn next_indices(&mut self, data: &dyn DataSource) -> Result<(u64, u64, Vec<usize>)> {
         let n = data.num_examples();
-        let bs = self.cfg.data.batch_size;
+        let bs = self.cfg.batch_size;
         if n < bs {
             return Err(Error::DataMismatch(format!(
                 "{n} training examples, fewer than one batch of {bs}"
@@ -418,10 +463,12 @@ impl<'m> Trainer<'m> {
     fn run_eval(&mut self, eval: &dyn HeldOut, obs: &mut dyn Observer) -> Result<Report> {
         let report = eval.evaluate(self.model, self.device)?;
         let step = self.state.step;
-        if let Some(&l) = report.losses.get(eval.primary_loss()) {
-            if l.is_finite() && self.state.best.is_none_or(|(_, b)| l < b) {
+        match eval.selection_score(&report) {
+            Some(l) if l.is_finite() && self.state.best.is_none_or(|(_, b)| l < b) => {
                 self.state.best = Some((step, l));
+                self.state.evals_since_best = 0;
             }
+            _ => self.state.evals_since_best += 1,
         }
         self.metrics.write(&MetricsRecord::Eval(EvalRecord {
             step,
@@ -471,8 +518,46 @@ impl<'m> Trainer<'m> {
             self.maybe_log(&mut progress, &report, obs)?;
             self.maybe_evaluate(eval, obs)?;
             self.maybe_checkpoint(obs)?;
+            if self.out_of_patience() {
+                return self.stop_early(obs);
+            }
         }
         self.finish(eval, obs, &progress)
+    }
+
+    /// Whether early stopping is on and the last `patience` evaluations
+    /// brought no new best.
+    fn out_of_patience(&self) -> bool {
+        self.cfg.patience > 0 && self.state.evals_since_best >= self.cfg.patience
+    }
+
+    /// Ends the run early: a final checkpoint (so a resume with a larger
+    /// patience continues from here), and the step of the best evaluation.
+    fn stop_early(&mut self, obs: &mut dyn Observer) -> Result<RunOutcome> {
+        // The evaluation that ran out of patience was usually followed by a
+        // checkpoint of this very step.
+        let written = self.last_checkpoint.clone().filter(|d| {
+            checkpoint::list(&self.run_dir)
+                .is_ok_and(|l| l.iter().any(|(s, p)| *s == self.state.step && p == d))
+        });
+        let dir = match written {
+            Some(d) => d,
+            None => {
+                let d = self.checkpoint()?;
+                obs.on_checkpoint(self.state.step, &d);
+                d
+            }
+        };
+        tracing::info!(
+            step = self.state.step,
+            patience = self.cfg.patience,
+            "no better held-out score in the last evaluations: stopping early"
+        );
+        Ok(RunOutcome::EarlyStopped {
+            checkpoint: dir,
+            step: self.state.step,
+            best_step: self.state.best.map(|(s, _)| s),
+        })
     }
 
     /// Scores a fresh run once before training, so curves start from the
@@ -484,7 +569,7 @@ impl<'m> Trainer<'m> {
         obs: &mut dyn Observer,
     ) -> Result<()> {
         if let Some(e) = eval {
-            if self.state.step == 0 && self.cfg.eval.every_steps > 0 {
+            if self.state.step == 0 && self.cfg.eval_every > 0 {
                 self.run_eval(e, obs)?;
             }
         }
@@ -515,7 +600,7 @@ impl<'m> Trainer<'m> {
         let lr = self.schedule.lr(step);
         self.opt.zero_grad()?;
         let sums = self.accumulate_gradients(data, step)?;
-        let accum = self.cfg.data.grad_accum as f64;
+        let accum = self.cfg.grad_accum as f64;
         let loss = sums.loss / accum;
         let grad_norm = if loss.is_finite() {
             self.opt.clip_grad_norm(self.cfg.optimizer.max_grad_norm)?
@@ -543,7 +628,7 @@ impl<'m> Trainer<'m> {
     /// Forward and backward passes over `data.grad_accum` micro-batches; each
     /// loss is divided by their count, so the gradients add up to the mean.
     fn accumulate_gradients(&mut self, data: &dyn DataSource, step: u64) -> Result<LossSums> {
-        let accum = self.cfg.data.grad_accum;
+        let accum = self.cfg.grad_accum;
         let mut sums = LossSums::default();
         for _ in 0..accum {
             let batch = self.next_batch(data, step)?;
@@ -567,12 +652,14 @@ impl<'m> Trainer<'m> {
     fn next_batch(&mut self, data: &dyn DataSource, step: u64) -> Result<Batch> {
         let (epoch, first, idx) = self.next_indices(data)?;
         let batch = data.batch(epoch, first, &idx)?;
-        if batch.targets.masked_lm.is_empty() && batch.targets.pseudo.is_empty() {
+        let t = &batch.targets;
+        let labelled = t.class.is_some() || t.tokens.is_some();
+        if t.masked_lm.is_empty() && t.pseudo.is_empty() && !labelled {
             // The mean MLM loss of no token is NaN; say why instead of
             // letting it surface as a NaN loss blamed on the learning rate.
             return Err(Error::NothingMasked {
                 what: format!("the training batch of step {}", step + 1),
-                rate: self.cfg.masking_rate(),
+                rate: self.cfg.masking_rate,
             });
         }
         Ok(batch)
@@ -649,7 +736,7 @@ impl<'m> Trainer<'m> {
     /// Evaluates every `eval.every_steps` steps (the last step is left to
     /// [`Self::finish`]).
     fn maybe_evaluate(&mut self, eval: Option<&dyn HeldOut>, obs: &mut dyn Observer) -> Result<()> {
-        let (done, every) = (self.state.step, self.cfg.eval.every_steps);
+        let (done, every) = (self.state.step, self.cfg.eval_every);
         if let Some(e) = eval {
             if every > 0 && done.is_multiple_of(every) && done != self.cfg.run.max_steps {
                 self.run_eval(e, obs)?;

@@ -52,6 +52,12 @@ enum Command {
     Encode(cmd::encode::EncodeArgs),
     /// Pseudo-log-likelihood and pseudo-perplexity of each line (Salazar et al. 2020).
     Score(cmd::score::ScoreArgs),
+    /// Chinese spelling correction with the MLM and a confusion set; --eval sighan15 scores it.
+    Correct(cmd::correct::CorrectArgs),
+    /// Fine-tune a pretrained BERT for sequence or token classification (dev early stopping, best checkpoint, --resume, Ctrl-C safe).
+    Finetune(cmd::finetune::FinetuneArgs),
+    /// Labels of new inputs from a fine-tuned classifier, as JSON lines.
+    Predict(cmd::predict::PredictArgs),
 }
 
 fn install_tracing(verbose: u8, quiet: bool) {
@@ -125,6 +131,12 @@ fn main() -> std::process::ExitCode {
         Command::FillMask(a) => cmd::fill_mask::run(a),
         Command::Encode(a) => cmd::encode::run(a),
         Command::Score(a) => cmd::score::run(a),
+        Command::Correct(a) => cmd::correct::run(a),
+        Command::Finetune(mut a) => {
+            a.global_threads = cli.threads;
+            cmd::finetune::run(a)
+        }
+        Command::Predict(a) => cmd::predict::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -182,6 +182,13 @@ impl BertConfig {
     /// that what is saved loads in transformers with a classifier of the same shape.
     pub fn set_num_labels(&mut self, n: usize) {
         let names: Vec<String> = (0..n).map(|i| format!("LABEL_{i}")).collect();
+        self.set_labels(&names);
+    }
+
+    /// Names the classes: `id2label` (`{"0": names[0], ...}`) and `label2id`,
+    /// replacing any `num_labels` field, as transformers writes a config whose
+    /// labels have names.
+    pub fn set_labels(&mut self, names: &[String]) {
         let id2label = names
             .iter()
             .enumerate()
@@ -197,6 +204,26 @@ impl BertConfig {
             .insert("id2label".into(), serde_json::Value::Object(id2label));
         self.extra
             .insert("label2id".into(), serde_json::Value::Object(label2id));
+    }
+
+    /// The class names in id order: `id2label`'s values when the file has it
+    /// (its keys must be `0..n`), else `LABEL_i` for the [`Self::num_labels`]
+    /// classes, as transformers names them.
+    pub fn labels(&self) -> Result<Vec<String>> {
+        let n = self.num_labels()?;
+        let Some(serde_json::Value::Object(map)) = self.extra.get("id2label") else {
+            return Ok((0..n).map(|i| format!("LABEL_{i}")).collect());
+        };
+        (0..n)
+            .map(|i| match map.get(&i.to_string()) {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(v) => Ok(v.to_string()),
+                None => Err(Error::InvalidConfig {
+                    field: "id2label",
+                    reason: format!("has {n} entries but no key \"{i}\""),
+                }),
+            })
+            .collect()
     }
 
     /// Dropout before a classification head's linear layer: `classifier_dropout` when
@@ -334,6 +361,17 @@ mod tests {
         assert_eq!(back["id2label"]["3"], "LABEL_3");
         assert_eq!(back["label2id"]["LABEL_0"], 0);
         assert!(back.get("num_labels").is_none());
+        let mut named = BertConfig::default();
+        named.set_labels(&["neg".to_string(), "pos".to_string()]);
+        assert_eq!(named.labels().unwrap(), ["neg", "pos"]);
+        assert_eq!(named.extra["label2id"]["pos"], 1);
+        let gap: BertConfig =
+            serde_json::from_str(r#"{"id2label": {"0": "a", "2": "c"}}"#).unwrap();
+        assert!(gap.labels().is_err(), "keys must be 0..n");
+        assert_eq!(
+            BertConfig::default().labels().unwrap(),
+            ["LABEL_0", "LABEL_1"]
+        );
         for bad in [
             r#"{"num_labels": 0}"#,
             r#"{"num_labels": "x"}"#,

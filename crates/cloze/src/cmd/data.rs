@@ -1,6 +1,7 @@
-//! `cloze data`: fetch real datasets, list the cache, prepare and inspect shards.
+//! `cloze data`: fetch real datasets, list the cache, prepare and inspect
+//! shards, write the Chinese task splits.
 //!
-//! `prepare` follows the `cloze-fs` output rule: its flags are checked and its
+//! `prepare` (and `tasks`, whose inputs are the cached sources) follows the `cloze-fs` output rule: its flags are checked and its
 //! `--out` is checked and locked before any work (never a file, the current
 //! directory, a read-only place, a directory holding the corpus or the
 //! tokenizer, or someone else's directory; its own earlier output only with
@@ -38,6 +39,21 @@ enum DataCommand {
     Prepare(PrepareArgs),
     /// Print a shard directory's counts, length histogram and a few decoded examples.
     Inspect(InspectArgs),
+    /// Write the fixed Chinese task splits (sentiment, word segmentation) and
+    /// the pretraining corpus without their dev/test texts.
+    Tasks(TasksArgs),
+}
+
+/// Arguments of `cloze data tasks`.
+#[derive(Debug, Args)]
+struct TasksArgs {
+    /// Output directory: created, or replaced when it is empty or (with
+    /// --force) an earlier `cloze data tasks` output; anything else is refused.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace --out when it holds an earlier `cloze data tasks` output.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Arguments of `cloze data prepare`.
@@ -146,6 +162,7 @@ pub fn run(args: DataArgs) -> Result<()> {
         DataCommand::List => list(),
         DataCommand::Prepare(a) => prepare(a),
         DataCommand::Inspect(a) => inspect(a),
+        DataCommand::Tasks(a) => tasks(a),
     }
 }
 
@@ -305,6 +322,84 @@ fn prepare(args: PrepareArgs) -> Result<()> {
     if let Some(rss) = report.peak_rss_bytes {
         println!("  peak RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64);
     }
+    Ok(())
+}
+
+/// `cloze data tasks`: the splits of `cloze_fetch::tasks` from the cached
+/// `pd1998` and `zh-reviews`, under the same output rule as `prepare`.
+fn tasks(args: TasksArgs) -> Result<()> {
+    use cloze_fetch::tasks::{output_kind, write_tasks, TaskConfig, TaskSources, PRETRAIN_FILE};
+    use cloze_fs::OutputDir;
+
+    let root = datasets::cache_root()?;
+    let sources = TaskSources::from_cache(&root)?;
+    let config = TaskConfig::default();
+    let stop = interrupt::install("stopping; nothing will be published")?;
+    let guard = OutputDir::check(&args.out, &output_kind(), &sources.inputs(), args.force)?;
+    let staging = guard.staging()?;
+    let result = write_tasks(&sources, staging.path(), &config);
+    if stop.load(Ordering::SeqCst) {
+        drop(staging);
+        return Err(anyhow::Error::new(Interrupted(format!(
+            "data tasks interrupted: nothing was published to {} (anything already there is untouched)",
+            args.out.display()
+        ))));
+    }
+    let report =
+        result.with_context(|| format!("writing the task splits into {}", args.out.display()))?;
+    let dir = guard
+        .publish(staging)
+        .with_context(|| format!("publishing {}", args.out.display()))?;
+    let c = &report.config;
+    println!(
+        "wrote {} (seed {}, {}/{}/{} per mille by a hash of each text; see splits.json)",
+        dir.display(),
+        c.seed,
+        c.train_per_mille,
+        c.dev_per_mille,
+        1000 - c.train_per_mille - c.dev_per_mille
+    );
+    let s = &report.sentiment;
+    println!(
+        "  zh-sentiment: train {}, dev {}, test {} reviews ({} lines read; dropped {} empty, {} repeated, {} texts with both labels)",
+        s.splits.train.examples,
+        s.splits.dev.examples,
+        s.splits.test.examples,
+        s.lines,
+        s.empty,
+        s.duplicates,
+        s.conflicting
+    );
+    let w = &report.cws;
+    println!(
+        "  zh-cws: train {}, dev {}, test {} examples from {}/{}/{} paragraphs, at most {} characters \
+         ({} repeated paragraphs dropped, {} sentences with a word over the cap dropped)",
+        w.splits.train.examples,
+        w.splits.dev.examples,
+        w.splits.test.examples,
+        w.splits.train.paragraphs,
+        w.splits.dev.paragraphs,
+        w.splits.test.paragraphs,
+        [&w.splits.train, &w.splits.dev, &w.splits.test]
+            .iter()
+            .map(|x| x.longest)
+            .max()
+            .unwrap_or(0),
+        w.duplicates,
+        w.dropped_sentences
+    );
+    let p = &report.pretrain;
+    println!(
+        "  {PRETRAIN_FILE}: {} documents ({} pd1998, {} reviews), {} sentences, {} characters; \
+         {} dev/test documents held out, {} sentences equal to dev/test text removed",
+        p.documents,
+        p.pd1998_documents,
+        p.review_documents,
+        p.sentences,
+        p.chars,
+        p.held_out_documents,
+        p.removed_sentences
+    );
     Ok(())
 }
 

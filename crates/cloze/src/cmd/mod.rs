@@ -1,14 +1,18 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
 pub mod bench;
+pub mod correct;
 pub mod data;
 pub mod encode;
 pub mod eval;
 pub mod fill_mask;
+pub mod finetune;
 pub mod info;
 pub mod interrupt;
 pub mod mask_demo;
 pub mod plot;
+pub mod predict;
 pub mod pretrain;
+pub mod run_dir;
 pub mod score;
 pub mod tokenizer;

@@ -16,7 +16,7 @@ use plotters::prelude::*;
 /// Arguments of `cloze plot`.
 #[derive(Debug, Args)]
 pub struct PlotArgs {
-    /// A run directory written by `cloze pretrain`.
+    /// A run directory written by `cloze pretrain` or `cloze finetune`.
     pub run_dir: PathBuf,
     /// Where the PNGs go (default: RUN_DIR/plots).
     #[arg(long)]

@@ -42,21 +42,17 @@
 //! (default: all cores). Losses are bit-identical only for the same count.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use cloze_core::Report;
-use cloze_fs::{DirLock, OutputDir, OutputKind, OutputState};
+use cloze_fs::{DirLock, OutputDir, OutputKind};
 use cloze_train::config::TrainConfig;
 use cloze_train::data::{self, PreparedData};
-use cloze_train::metrics::TrainMetrics;
-use cloze_train::trainer::{config_path, Observer, RunOutcome, Trainer};
+use cloze_train::trainer::{config_path, RunOutcome, Trainer};
 use cloze_train::BertPretrainer;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cmd::interrupt::{self, Interrupted};
+use crate::cmd::run_dir::{self, shell_word, Driver};
 
 /// The preset used when `--config` is not given (and not resuming).
 const DEFAULT_PRESET: &str = "bert-tiny";
@@ -73,14 +69,13 @@ pub const RUN_FILES: &[&str] = &[
     cloze_fs::MARKER,
 ];
 
-/// The lock file inside a run directory, held for the whole command.
-const RUN_LOCK: &str = ".cloze-run.lock";
-
 /// Arguments of `cloze pretrain`.
 #[derive(Debug, Args)]
 pub struct PretrainArgs {
     /// A config file, or a preset name: bert-tiny (the default), bert-mini,
-    /// bert-small, bert-base. With --resume: only to check that it matches the run.
+    /// bert-small, bert-base, and for Chinese bert-zh-tiny, bert-zh-wwm,
+    /// bert-zh-wwm-ngram, macbert-zh-tiny. With --resume: only to check that
+    /// it matches the run.
     #[arg(long)]
     pub config: Option<String>,
     /// Prepared data directory (`cloze data prepare` output); overrides `data.dir`.
@@ -123,68 +118,6 @@ pub struct PretrainArgs {
     /// the config's `run.threads` (see `apply_threads`).
     #[arg(skip)]
     pub global_threads: Option<usize>,
-}
-
-/// Progress bar, metrics echo and the Ctrl-C flag.
-struct Driver {
-    bar: ProgressBar,
-    stop: Arc<AtomicBool>,
-}
-
-impl Driver {
-    /// Prints a line above the bar, or straight to stderr when the bar is
-    /// hidden (stderr is not a terminal): indicatif's `println` prints nothing
-    /// then, and the line would be missing from logs written to files.
-    fn line(&self, text: String) {
-        if self.bar.is_hidden() {
-            eprintln!("{text}");
-        } else {
-            self.bar.println(text);
-        }
-    }
-}
-
-impl Observer for Driver {
-    fn on_step(&mut self, step: u64, _max: u64, loss: f64, lr: f64, tokens_per_s: f64) {
-        self.bar.set_position(step);
-        self.bar.set_message(format!(
-            "loss {loss:.3}  lr {lr:.2e}  {tokens_per_s:.0} tok/s"
-        ));
-    }
-    fn on_log(&mut self, m: &TrainMetrics) {
-        tracing::debug!(
-            step = m.step,
-            loss = m.loss,
-            tokens_per_s = m.tokens_per_s,
-            "window"
-        );
-    }
-    fn on_eval(&mut self, step: u64, r: &Report) {
-        let ppl = r
-            .perplexity("mlm")
-            .map(|p| format!("  ppl {p:.1}"))
-            .unwrap_or_default();
-        self.line(format!("step {step:>6}  held-out {}{ppl}", r.summary()));
-    }
-    fn on_checkpoint(&mut self, step: u64, dir: &Path) {
-        tracing::info!(step, dir = %dir.display(), "checkpoint");
-    }
-    fn should_stop(&mut self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-}
-
-/// A path as a shell word: unchanged when it needs no quoting, else in single quotes.
-fn shell_word(p: &Path) -> String {
-    let s = p.to_string_lossy();
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./+:=@,%".contains(c));
-    if plain {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// Resolves the effective configuration from the arguments.
@@ -331,48 +264,15 @@ fn check_out(a: &PretrainArgs, cfg: &TrainConfig) -> Result<OutputDir> {
     })
 }
 
-/// Makes the checked `--out` a fresh run directory: takes the run's own lock
-/// (so a `--resume` of it cannot run at the same time), removes what an
-/// earlier run wrote when `--force` replaced one, and writes the marker.
+/// Makes the checked `--out` a fresh pretraining run directory (see
+/// [`run_dir::start`]).
 fn start_run_dir(guard: &OutputDir, run: &Path) -> Result<DirLock> {
-    std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
-    let lock = DirLock::acquire(&run.join(RUN_LOCK), run)?;
-    if guard.state() == OutputState::Ours {
-        for name in RUN_FILES {
-            let p = run.join(name);
-            // symlink_metadata: a link is removed as a link, never followed.
-            match std::fs::symlink_metadata(&p) {
-                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
-                Ok(_) => std::fs::remove_file(&p),
-                Err(_) => continue,
-            }
-            .with_context(|| format!("removing {} of the earlier run", p.display()))?;
-        }
-    }
-    run_kind().write_marker(run)?;
-    Ok(lock)
+    run_dir::start(guard, run, &run_kind(), RUN_FILES)
 }
 
 /// Takes the lock of an existing run directory for `--resume`.
 fn lock_for_resume(run: &Path) -> Result<DirLock> {
-    if !run.is_dir() {
-        bail!(
-            "{} is not a directory: there is no run to resume (start one with --out)",
-            run.display()
-        );
-    }
-    if !config_path(run).is_file() {
-        bail!(
-            "{} is not a pretraining run (it has no config.toml): there is nothing to resume",
-            run.display()
-        );
-    }
-    let lock = DirLock::acquire(&run.join(RUN_LOCK), run)?;
-    if !run.join(cloze_fs::MARKER).exists() {
-        // A run made before markers: mark it now.
-        run_kind().write_marker(run)?;
-    }
-    Ok(lock)
+    run_dir::lock_existing(run, &run_kind(), "config.toml", "a pretraining run")
 }
 
 /// The flags of this `--resume` that a suggested command must repeat.
@@ -485,16 +385,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         Trainer::new(cfg.clone(), &model, &model.vs, &run_dir)?
     };
     data::record_data(&run_dir, &data)?;
-    let bar = ProgressBar::new(cfg.run.max_steps);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_position(trainer.state().step);
-    let mut obs = Driver { bar, stop };
+    let mut obs = Driver::new(cfg.run.max_steps, trainer.state().step, stop);
     let outcome = trainer.run(
         &source,
         eval.as_ref().map(|e| e as &dyn cloze_train::HeldOut),
@@ -509,6 +400,25 @@ pub fn run(a: PretrainArgs) -> Result<()> {
                 checkpoint.display(),
                 shell_word(&run_dir)
             ))))
+        }
+        RunOutcome::EarlyStopped {
+            checkpoint,
+            step,
+            best_step,
+        } => {
+            let model_dir = run_dir.join("model");
+            data::export_model(&model, &data, &model_dir)?;
+            println!(
+                "stopped early at step {step} (eval.patience = {}; best evaluation at step {}); checkpoint {}",
+                cfg.eval.patience,
+                best_step.map_or("-".to_string(), |s| s.to_string()),
+                checkpoint.display()
+            );
+            println!(
+                "model of the last step (HuggingFace format, with tokenizer): {}",
+                model_dir.display()
+            );
+            Ok(())
         }
         RunOutcome::Finished { checkpoint, eval } => {
             let model_dir = run_dir.join("model");

@@ -1,0 +1,480 @@
+//! `cloze finetune`: sequence or token classification on top of a pretrained
+//! BERT (ours or any HF checkpoint with a `tokenizer.json`), trained by the
+//! same loop as `cloze pretrain`, with the same guarantees: the run directory
+//! is checked before any work and holds one writer, Ctrl-C writes a
+//! checkpoint and exits 130, `--resume RUN` continues exactly, and `--force`
+//! removes only what a fine-tuning run writes ([`RUN_FILES`]).
+//!
+//! The run directory: `finetune.toml` (every setting, labels included),
+//! `metrics.jsonl` (train windows and dev evaluations), `checkpoints/`, and at
+//! the end `model/`: the checkpoint with the best dev score (macro-F1, or span
+//! F1 for BIO/BIOES/BMES tags; the last step without `--dev`) in HF format,
+//! `BertForSequenceClassification` or `BertForTokenClassification` with
+//! `id2label`, plus the base model's tokenizer files, and `test_metrics.json`
+//! when `--test` is given.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use cloze_eval::finetune_data::{self, EncodedExample, LabelSet};
+use cloze_eval::ModelTokenizer;
+use cloze_fs::{DirLock, OutputDir, OutputKind};
+use cloze_train::finetune::{
+    Classifier, FinetuneConfig, LabelledEval, LabelledSource, TaskKind, FINETUNE_CONFIG,
+};
+use cloze_train::trainer::{HeldOut, RunOutcome, Trainer};
+use cloze_train::PretrainModel;
+
+use crate::cmd::interrupt::{self, Interrupted};
+use crate::cmd::run_dir::{self, shell_word, Driver};
+
+/// What a fine-tuning run writes into its directory: the only entries `--force` removes.
+pub const RUN_FILES: &[&str] = &[
+    FINETUNE_CONFIG,
+    "metrics.jsonl",
+    "metrics.jsonl.tmp",
+    "checkpoints",
+    "model",
+    "plots",
+    TEST_METRICS,
+    cloze_fs::MARKER,
+];
+
+/// The test-set scores written at the end of a run given `--test`.
+const TEST_METRICS: &str = "test_metrics.json";
+
+/// The tokenizer files copied from the base model next to the fine-tuned one.
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
+
+/// The task, as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    /// One label per text or text pair.
+    Sequence,
+    /// One label per word (or character).
+    Token,
+}
+
+impl From<TaskArg> for TaskKind {
+    fn from(t: TaskArg) -> Self {
+        match t {
+            TaskArg::Sequence => TaskKind::Sequence,
+            TaskArg::Token => TaskKind::Token,
+        }
+    }
+}
+
+/// Arguments of `cloze finetune`.
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// The pretrained model directory (HF format with tokenizer.json), e.g. a
+    /// `cloze pretrain` run's RUN/model or a `cloze data fetch` checkpoint.
+    #[arg(long, required_unless_present = "resume")]
+    pub model: Option<PathBuf>,
+    /// `sequence` (JSONL `{"text", "text_pair"?, "label"}` or TSV with a
+    /// header naming `text`, `text_pair`, `label`) or `token` (JSONL
+    /// `{"tokens": [...], "labels": [...]}` or CoNLL `token label` lines).
+    #[arg(long, value_enum, required_unless_present = "resume")]
+    pub task: Option<TaskArg>,
+    /// Training examples.
+    #[arg(long, required_unless_present = "resume")]
+    pub train: Option<PathBuf>,
+    /// Development examples: evaluated every epoch, pick the best checkpoint
+    /// and stop early.
+    #[arg(long)]
+    pub dev: Option<PathBuf>,
+    /// Test examples, scored once with the best model at the end.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Run directory. An existing run is refused unless --force is given;
+    /// other directories are never replaced.
+    #[arg(long, default_value = "runs/finetune", conflicts_with = "resume")]
+    pub out: PathBuf,
+    /// Continue the fine-tuning run in this directory from its newest checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// The label names in id order (comma-separated); default: those of the
+    /// training data, sorted.
+    #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
+    pub labels: Vec<String>,
+    /// Passes over the training data (default 3).
+    #[arg(long, conflicts_with = "resume")]
+    pub epochs: Option<f64>,
+    /// Peak learning rate (default 5e-5).
+    #[arg(long, conflicts_with = "resume")]
+    pub lr: Option<f64>,
+    /// Examples per batch (default 32).
+    #[arg(long, conflicts_with = "resume")]
+    pub batch_size: Option<usize>,
+    /// Longest input in tokens, special tokens included (default 128).
+    #[arg(long, conflicts_with = "resume")]
+    pub max_length: Option<usize>,
+    /// Seed of the head's initialisation, data order and dropout (default 42).
+    #[arg(long, conflicts_with = "resume")]
+    pub seed: Option<u64>,
+    /// Stop after this many dev evaluations without a better score (default 2; 0 never).
+    #[arg(long, conflicts_with = "resume")]
+    pub patience: Option<u64>,
+    /// Train exactly this many steps instead of --epochs.
+    #[arg(long, conflicts_with = "resume")]
+    pub max_steps: Option<u64>,
+    /// Override any setting of finetune.toml: `--set optimizer.weight_decay=0` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "resume")]
+    pub overrides: Vec<String>,
+    /// Start over in an existing fine-tuning run directory: removes what the
+    /// earlier run wrote and nothing else.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// The global `--threads`, copied here by `main`.
+    #[arg(skip)]
+    pub global_threads: Option<usize>,
+}
+
+/// The kind of output a fine-tuning run directory is, for `cloze-fs`.
+fn run_kind() -> OutputKind {
+    OutputKind::new("finetune", "--force")
+}
+
+/// The settings of a fresh run from the flags.
+fn fresh_config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
+    let (Some(model), Some(task), Some(train)) = (&a.model, a.task, &a.train) else {
+        bail!("--model, --task and --train are needed to start a run");
+    };
+    let mut cfg = FinetuneConfig::new(task.into(), model.clone(), train.clone(), a.dev.clone());
+    if let Some(e) = a.epochs {
+        cfg.task.epochs = e;
+    }
+    if let Some(lr) = a.lr {
+        cfg.optimizer.lr = lr;
+    }
+    if let Some(b) = a.batch_size {
+        cfg.data.batch_size = b;
+    }
+    if let Some(m) = a.max_length {
+        cfg.task.max_length = m;
+    }
+    if let Some(s) = a.seed {
+        cfg.run.seed = s;
+    }
+    if let Some(p) = a.patience {
+        cfg.eval.patience = p;
+    }
+    if let Some(n) = a.max_steps {
+        cfg.run.max_steps = n;
+    }
+    if let Some(t) = a.global_threads {
+        cfg.run.threads = i32::try_from(t).context("--threads is too large")?;
+    }
+    cfg.task.labels = a.labels.clone();
+    Ok(cfg.with_overrides(&a.overrides)?)
+}
+
+/// Examples of either task, read from a file.
+enum Examples {
+    Sequence(Vec<finetune_data::SeqExample>),
+    Token(Vec<finetune_data::TagExample>),
+}
+
+impl Examples {
+    fn read(kind: TaskKind, path: &Path, require_labels: bool) -> Result<Self> {
+        Ok(match kind {
+            TaskKind::Sequence => {
+                Self::Sequence(finetune_data::read_seq_examples(path, require_labels)?)
+            }
+            TaskKind::Token => Self::Token(finetune_data::read_tag_examples(path, require_labels)?),
+        })
+    }
+
+    fn label_set(&self) -> Result<LabelSet> {
+        Ok(match self {
+            Self::Sequence(v) => LabelSet::from_seq_examples(v)?,
+            Self::Token(v) => LabelSet::from_tag_examples(v)?,
+        })
+    }
+
+    /// Encoded for the model, with each tagged example's word positions.
+    fn encode(
+        &self,
+        tok: &ModelTokenizer,
+        labels: Option<&LabelSet>,
+        max_len: usize,
+    ) -> Result<(Vec<EncodedExample>, Vec<finetune_data::WordPositions>)> {
+        Ok(match self {
+            Self::Sequence(v) => (
+                finetune_data::encode_seq(tok, v, labels, max_len)?,
+                Vec::new(),
+            ),
+            Self::Token(v) => finetune_data::encode_tags(tok, v, labels, max_len)?
+                .into_iter()
+                .unzip(),
+        })
+    }
+}
+
+/// Reads and encodes a labelled file, naming it in errors.
+fn labelled(
+    kind: TaskKind,
+    path: &Path,
+    tok: &ModelTokenizer,
+    labels: &LabelSet,
+    max_len: usize,
+) -> Result<Vec<EncodedExample>> {
+    let ex = Examples::read(kind, path, true)?;
+    let (enc, _) = ex
+        .encode(tok, Some(labels), max_len)
+        .with_context(|| format!("encoding {}", path.display()))?;
+    Ok(enc)
+}
+
+/// Copies the tokenizer files the base model has into `dir`.
+fn copy_tokenizer(base: &Path, dir: &Path) -> Result<()> {
+    for name in TOKENIZER_FILES {
+        let from = base.join(name);
+        if from.is_file() {
+            let to = dir.join(name);
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cloze finetune`.
+pub fn run(a: FinetuneArgs) -> Result<()> {
+    let resuming = a.resume.is_some();
+    let run_dir = a.resume.clone().unwrap_or_else(|| a.out.clone());
+
+    // 1. Settings, and the run directory checked (and for --resume locked)
+    //    before any work.
+    let (mut cfg, out_guard, mut lock): (FinetuneConfig, Option<OutputDir>, Option<DirLock>) =
+        if resuming {
+            let lock = run_dir::lock_existing(
+                &run_dir,
+                &run_kind(),
+                FINETUNE_CONFIG,
+                "a fine-tuning run",
+            )?;
+            let mut cfg = FinetuneConfig::load(&run_dir)?;
+            if let Some(t) = a.global_threads {
+                cfg.run.threads = i32::try_from(t).context("--threads is too large")?;
+            }
+            (cfg, None, Some(lock))
+        } else {
+            let cfg = fresh_config(&a)?;
+            let mut inputs: Vec<&Path> = vec![&cfg.task.base_model, &cfg.task.train];
+            inputs.extend(cfg.task.dev.as_deref());
+            inputs.extend(a.test.as_deref());
+            let guard = OutputDir::check(&run_dir, &run_kind(), &inputs, a.force).map_err(
+                |e| match e {
+                    cloze_fs::Error::Exists { .. } => anyhow!(
+                        "{run} already holds a fine-tuning run: continue it with `cloze finetune --resume {word}`, \
+                         or pass --force to start over (that removes the run's settings, metrics, checkpoints \
+                         and model, and nothing else in {run})",
+                        run = run_dir.display(),
+                        word = shell_word(&run_dir)
+                    ),
+                    other => anyhow::Error::new(other),
+                },
+            )?;
+            (cfg, Some(guard), None)
+        };
+    let kind = cfg.task.kind;
+    tch::set_num_threads(cfg.run.threads);
+
+    // 2. Data: read, labelled and encoded, and checked against the model,
+    //    still before the run directory is touched.
+    let base = cfg.task.base_model.clone();
+    let base_config = cloze_models::hf::read_config(&base)
+        .with_context(|| format!("reading the base model in {}", base.display()))?;
+    let positions = usize::try_from(base_config.max_position_embeddings).unwrap_or(0);
+    if cfg.task.max_length > positions {
+        bail!(
+            "--max-length {} exceeds the model's {positions} position embeddings",
+            cfg.task.max_length
+        );
+    }
+    let tok = ModelTokenizer::from_dir(&base, cfg.task.max_length)?;
+    let train = Examples::read(kind, &cfg.task.train, true)?;
+    if cfg.task.labels.is_empty() {
+        cfg.task.labels = train.label_set()?.names().to_vec();
+    }
+    let labels = LabelSet::new(cfg.task.labels.clone())?;
+    if labels.len() < 2 && kind == TaskKind::Sequence {
+        bail!(
+            "{} has a single label ({}): a classifier needs at least two",
+            cfg.task.train.display(),
+            labels.names().join(", ")
+        );
+    }
+    let (train_enc, _) = train
+        .encode(&tok, Some(&labels), cfg.task.max_length)
+        .with_context(|| format!("encoding {}", cfg.task.train.display()))?;
+    let dev = match &cfg.task.dev {
+        Some(p) => Some(LabelledEval::new(
+            &labelled(kind, p, &tok, &labels, cfg.task.max_length)?,
+            kind,
+            cfg.task.labels.clone(),
+            tok.pad,
+            cfg.eval.batch_size,
+        )?),
+        None => None,
+    };
+    let test = match &a.test {
+        Some(p) if !resuming || p.exists() => Some(LabelledEval::new(
+            &labelled(kind, p, &tok, &labels, cfg.task.max_length)?,
+            kind,
+            cfg.task.labels.clone(),
+            tok.pad,
+            cfg.eval.batch_size,
+        )?),
+        _ => None,
+    };
+    let loop_cfg = cfg.loop_config(train_enc.len())?;
+    let majority = majority_share(&train_enc);
+
+    // 3. The run directory: locked, cleared of an earlier run (--force), marked.
+    if let Some(guard) = &out_guard {
+        lock = Some(run_dir::start(guard, &run_dir, &run_kind(), RUN_FILES)?);
+    }
+    let stop = interrupt::install("writing a checkpoint after the current step, then stopping")?;
+    let (model, report) = Classifier::from_pretrained(
+        &base,
+        kind,
+        &cfg.task.labels,
+        cfg.run.seed,
+        tch::Device::Cpu,
+    )?;
+    tracing::info!(
+        train_examples = train_enc.len(),
+        labels = cfg.task.labels.len(),
+        head = ?report.head("classifier"),
+        steps = loop_cfg.run.max_steps,
+        "fine-tuning"
+    );
+    eprintln!(
+        "fine-tuning {} ({} labels: {}) on {} examples for {} steps; majority class {:.1}% of the training labels",
+        kind.architecture(),
+        cfg.task.labels.len(),
+        abbreviate(&cfg.task.labels),
+        train_enc.len(),
+        loop_cfg.run.max_steps,
+        100.0 * majority
+    );
+    let max_steps = loop_cfg.run.max_steps;
+    let mut trainer = if resuming {
+        Trainer::resume_loop(loop_cfg, &model, &model.vs, &run_dir, None)?
+    } else {
+        Trainer::start(loop_cfg, &model, &model.vs, &run_dir)?
+    };
+    let source = LabelledSource::new(train_enc, tok.pad, cfg.run.seed);
+    let mut obs = Driver::new(max_steps, trainer.state().step, stop);
+    let outcome = trainer.run(&source, dev.as_ref().map(|d| d as &dyn HeldOut), &mut obs);
+    obs.bar.finish_and_clear();
+    let best = trainer.state().best;
+    let result = match outcome? {
+        RunOutcome::Interrupted { checkpoint, step } => Err(anyhow::Error::new(Interrupted(
+            format!(
+                "interrupted at step {step}; checkpoint {}\ncontinue with: cloze finetune --resume {}",
+                checkpoint.display(),
+                shell_word(&run_dir)
+            ),
+        ))),
+        RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
+            finish(&cfg, &model, &run_dir, &checkpoint, best, test.as_ref())
+        }
+    };
+    drop(lock);
+    drop(out_guard);
+    result
+}
+
+/// The share of the most frequent training label (the majority baseline).
+fn majority_share(examples: &[EncodedExample]) -> f64 {
+    let mut counts = std::collections::BTreeMap::<i64, usize>::new();
+    for e in examples {
+        match &e.label {
+            finetune_data::EncodedLabel::Class(c) => *counts.entry(*c).or_default() += 1,
+            finetune_data::EncodedLabel::Tokens(t) => {
+                for &c in t.iter().filter(|&&c| c != cloze_mask::IGNORED_LABEL) {
+                    *counts.entry(c).or_default() += 1;
+                }
+            }
+            finetune_data::EncodedLabel::None => {}
+        }
+    }
+    let total: usize = counts.values().sum();
+    counts
+        .values()
+        .max()
+        .map_or(0.0, |&m| m as f64 / total.max(1) as f64)
+}
+
+/// At most eight label names, for a message.
+fn abbreviate(labels: &[String]) -> String {
+    let mut s = labels
+        .iter()
+        .take(8)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if labels.len() > 8 {
+        s.push_str(", ...");
+    }
+    s
+}
+
+/// After the last step: the best checkpoint's weights (when a dev set chose
+/// one) exported as RUN/model with the tokenizer, and the test set scored.
+fn finish(
+    cfg: &FinetuneConfig,
+    model: &Classifier,
+    run_dir: &Path,
+    last: &Path,
+    best: Option<(u64, f64)>,
+    test: Option<&LabelledEval>,
+) -> Result<()> {
+    let chosen = match (cfg.task.dev.is_some(), best) {
+        (true, Some((step, _))) => cloze_train::checkpoint::list(run_dir)?
+            .into_iter()
+            .find(|(s, _)| *s == step)
+            .map(|(_, dir)| dir),
+        _ => None,
+    };
+    let from = chosen.clone().unwrap_or_else(|| last.to_path_buf());
+    model
+        .load_weights(&from)
+        .with_context(|| format!("loading the weights of {}", from.display()))?;
+    let model_dir = run_dir.join("model");
+    std::fs::create_dir_all(&model_dir)
+        .with_context(|| format!("creating {}", model_dir.display()))?;
+    model.save(&model_dir)?;
+    copy_tokenizer(&cfg.task.base_model, &model_dir)?;
+    match (&chosen, best) {
+        (Some(_), Some((step, score))) => println!(
+            "best dev score {:.4} at step {step}; model (HuggingFace {}, with tokenizer): {}",
+            -score,
+            cfg.task.kind.architecture(),
+            model_dir.display()
+        ),
+        _ => println!(
+            "model of the last step (HuggingFace {}, with tokenizer): {}",
+            cfg.task.kind.architecture(),
+            model_dir.display()
+        ),
+    }
+    if let Some(t) = test {
+        let metrics = t.score(model, tch::Device::Cpu)?;
+        let report = t.report(&metrics);
+        println!("test: {}", report.summary());
+        let path = run_dir.join(TEST_METRICS);
+        let text = serde_json::to_string_pretty(&report)?;
+        cloze_models::hf::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(())
+}
