@@ -204,7 +204,10 @@ impl CscCounts {
             erroneous: self.erroneous,
             changed: self.changed,
             false_alarms: self.false_alarms,
-            false_positive_rate: ratio(self.false_alarms, self.sentences - self.erroneous),
+            false_positive_rate: ratio(
+                self.false_alarms,
+                self.sentences.saturating_sub(self.erroneous),
+            ),
             detection: level(self.detection_hits, self.detection_tp),
             correction: level(self.correction_hits, self.correction_tp),
         }

@@ -1,5 +1,5 @@
 //! Fixed, documented fine-tuning splits for the Chinese side of MacBERT, and
-//! the pretraining corpus that never sees their dev and test texts.
+//! the pretraining corpus without their dev and test texts.
 //!
 //! From two cached datasets ([`crate::datasets`]) [`write_tasks`] makes:
 //!
@@ -24,8 +24,9 @@
 //!   sentences exactly as the cached `pd1998.txt` and `zh-reviews.txt` are
 //!   ([`split_chinese`]), without any sentence that equals a dev or test
 //!   example of either task (a whole text, one of its sentences, or a
-//!   segmentation chunk). Fine-tuning evaluation therefore never scores text
-//!   the model was pretrained on.
+//!   segmentation chunk). No pretraining sentence is identical to dev or
+//!   test text; near-duplicates (a review differing in punctuation, a longer
+//!   sentence containing a test text) are not detected.
 //! - `splits.json`: the [`TasksReport`]: counts per split, the seed and rule,
 //!   the sha256 of both sources and of every file written.
 //!

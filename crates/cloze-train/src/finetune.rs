@@ -242,7 +242,12 @@ impl FinetuneConfig {
     /// Optimiser steps in one pass over `train_examples` (incomplete last
     /// batches are dropped, as the loop does).
     pub fn steps_per_epoch(&self, train_examples: usize) -> u64 {
-        (train_examples / (self.data.batch_size * self.data.grad_accum).max(1)) as u64
+        (train_examples
+            / self
+                .data
+                .batch_size
+                .saturating_mul(self.data.grad_accum)
+                .max(1)) as u64
     }
 
     /// Checks ranges that serde cannot express, for `train_examples` examples.
@@ -557,14 +562,13 @@ impl Objective for ClassLoss {
     fn losses(&self, out: &ModelOutput, batch: &TensorBatch) -> Result<Losses> {
         let (logits, labels) = self.flat(out, batch)?;
         let labels = labels.f_reshape([-1])?;
-        let loss = logits.f_cross_entropy_loss::<Tensor>(
-            &labels,
-            None,
-            Reduction::Mean,
-            IGNORED_LABEL,
-            0.0,
-        )?;
         let keep = labels.f_ne(IGNORED_LABEL)?.f_nonzero()?.f_view([-1])?;
+        // The mean over labelled positions; 0 (not NaN) for a batch with none
+        // (examples without words), so such a batch cannot stop the run.
+        let labelled = keep.size()[0].max(1) as f64;
+        let loss = logits
+            .f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, IGNORED_LABEL, 0.0)?
+            .f_div_scalar(labelled)?;
         let (kept_logits, kept_labels) = (
             logits.f_index_select(0, &keep)?,
             labels.f_index_select(0, &keep)?,
@@ -728,7 +732,7 @@ impl LabelledEval {
                 f64::NAN
             },
             accuracy: metrics::accuracy(&gold, &pred),
-            macro_f1: metrics::macro_f1(&gold, &pred, self.labels.len()),
+            macro_f1: metrics::macro_f1(&gold, &pred),
             spans: self
                 .scheme
                 .map(|s| metrics::span_prf(&gold_tags, &pred_tags, s)),

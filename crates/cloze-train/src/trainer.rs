@@ -460,10 +460,19 @@ impl<'m> Trainer<'m> {
         Ok(dir)
     }
 
-    fn run_eval(&mut self, eval: &dyn HeldOut, obs: &mut dyn Observer) -> Result<Report> {
+    /// Evaluates and logs; `select`: the score competes for the best model
+    /// and counts for early stopping (not so before training: the untrained
+    /// model has no checkpoint to be chosen).
+    fn run_eval(
+        &mut self,
+        eval: &dyn HeldOut,
+        obs: &mut dyn Observer,
+        select: bool,
+    ) -> Result<Report> {
         let report = eval.evaluate(self.model, self.device)?;
         let step = self.state.step;
         match eval.selection_score(&report) {
+            _ if !select => {}
             Some(l) if l.is_finite() && self.state.best.is_none_or(|(_, b)| l < b) => {
                 self.state.best = Some((step, l));
                 self.state.evals_since_best = 0;
@@ -531,8 +540,9 @@ impl<'m> Trainer<'m> {
         self.cfg.patience > 0 && self.state.evals_since_best >= self.cfg.patience
     }
 
-    /// Ends the run early: a final checkpoint (so a resume with a larger
-    /// patience continues from here), and the step of the best evaluation.
+    /// Ends the run early: a final checkpoint (a resume continues from here,
+    /// for example after `eval.patience` was raised in the run's saved
+    /// configuration), and the step of the best evaluation.
     fn stop_early(&mut self, obs: &mut dyn Observer) -> Result<RunOutcome> {
         // The evaluation that ran out of patience was usually followed by a
         // checkpoint of this very step.
@@ -570,7 +580,7 @@ impl<'m> Trainer<'m> {
     ) -> Result<()> {
         if let Some(e) = eval {
             if self.state.step == 0 && self.cfg.eval_every > 0 {
-                self.run_eval(e, obs)?;
+                self.run_eval(e, obs, false)?;
             }
         }
         Ok(())
@@ -739,7 +749,7 @@ impl<'m> Trainer<'m> {
         let (done, every) = (self.state.step, self.cfg.eval_every);
         if let Some(e) = eval {
             if every > 0 && done.is_multiple_of(every) && done != self.cfg.run.max_steps {
-                self.run_eval(e, obs)?;
+                self.run_eval(e, obs, true)?;
             }
         }
         Ok(())
@@ -764,7 +774,7 @@ impl<'m> Trainer<'m> {
         progress: &RunProgress,
     ) -> Result<RunOutcome> {
         let final_eval = match eval {
-            Some(e) => Some(self.run_eval(e, obs)?),
+            Some(e) => Some(self.run_eval(e, obs, true)?),
             None => None,
         };
         let dir = self.checkpoint()?;

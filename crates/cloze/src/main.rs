@@ -58,6 +58,8 @@ enum Command {
     Finetune(cmd::finetune::FinetuneArgs),
     /// Labels of new inputs from a fine-tuned classifier, as JSON lines.
     Predict(cmd::predict::PredictArgs),
+    /// Reproduce a paper's claim end to end (data, pretraining, fine-tuning over seeds): a Markdown table and a PNG chart.
+    Experiment(cmd::experiment::ExperimentArgs),
 }
 
 fn install_tracing(verbose: u8, quiet: bool) {
@@ -137,6 +139,7 @@ fn main() -> std::process::ExitCode {
             cmd::finetune::run(a)
         }
         Command::Predict(a) => cmd::predict::run(a),
+        Command::Experiment(a) => cmd::experiment::run(a, cli.threads),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -289,7 +289,7 @@ fn evaluate(
             "false positive rate {:.4} ({} of {} error-free sentences changed)",
             m.false_positive_rate,
             m.false_alarms,
-            m.sentences - m.erroneous
+            m.sentences.saturating_sub(m.erroneous)
         );
     }
     let name = |i: usize| format!("line {} of {}", data.pairs[i].line, data.path.display());

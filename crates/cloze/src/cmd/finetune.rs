@@ -75,19 +75,24 @@ impl From<TaskArg> for TaskKind {
 pub struct FinetuneArgs {
     /// The pretrained model directory (HF format with tokenizer.json), e.g. a
     /// `cloze pretrain` run's RUN/model or a `cloze data fetch` checkpoint.
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
     pub model: Option<PathBuf>,
     /// `sequence` (JSONL `{"text", "text_pair"?, "label"}` or TSV with a
     /// header naming `text`, `text_pair`, `label`) or `token` (JSONL
     /// `{"tokens": [...], "labels": [...]}` or CoNLL `token label` lines).
-    #[arg(long, value_enum, required_unless_present = "resume")]
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "resume",
+        conflicts_with = "resume"
+    )]
     pub task: Option<TaskArg>,
     /// Training examples.
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
     pub train: Option<PathBuf>,
     /// Development examples: evaluated every epoch, pick the best checkpoint
     /// and stop early.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub dev: Option<PathBuf>,
     /// Test examples, scored once with the best model at the end.
     #[arg(long)]
@@ -338,11 +343,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let loop_cfg = cfg.loop_config(train_enc.len())?;
     let majority = majority_share(&train_enc);
 
-    // 3. The run directory: locked, cleared of an earlier run (--force), marked.
-    if let Some(guard) = &out_guard {
-        lock = Some(run_dir::start(guard, &run_dir, &run_kind(), RUN_FILES)?);
-    }
-    let stop = interrupt::install("writing a checkpoint after the current step, then stopping")?;
+    // The model too (a base whose head does not fit fails here).
     let (model, report) = Classifier::from_pretrained(
         &base,
         kind,
@@ -350,6 +351,12 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         cfg.run.seed,
         tch::Device::Cpu,
     )?;
+
+    // 3. The run directory: locked, cleared of an earlier run (--force), marked.
+    if let Some(guard) = &out_guard {
+        lock = Some(run_dir::start(guard, &run_dir, &run_kind(), RUN_FILES)?);
+    }
+    let stop = interrupt::install("writing a checkpoint after the current step, then stopping")?;
     tracing::info!(
         train_examples = train_enc.len(),
         labels = cfg.task.labels.len(),
@@ -440,10 +447,20 @@ fn finish(
     test: Option<&LabelledEval>,
 ) -> Result<()> {
     let chosen = match (cfg.task.dev.is_some(), best) {
-        (true, Some((step, _))) => cloze_train::checkpoint::list(run_dir)?
-            .into_iter()
-            .find(|(s, _)| *s == step)
-            .map(|(_, dir)| dir),
+        (true, Some((step, _))) => {
+            let found = cloze_train::checkpoint::list(run_dir)?
+                .into_iter()
+                .find(|(s, _)| *s == step)
+                .map(|(_, dir)| dir);
+            if found.is_none() {
+                tracing::warn!(
+                    step,
+                    "the best dev checkpoint is gone from {}: exporting the last step instead",
+                    run_dir.display()
+                );
+            }
+            found
+        }
         _ => None,
     };
     let from = chosen.clone().unwrap_or_else(|| last.to_path_buf());

@@ -5,6 +5,7 @@ pub mod correct;
 pub mod data;
 pub mod encode;
 pub mod eval;
+pub mod experiment;
 pub mod fill_mask;
 pub mod finetune;
 pub mod info;

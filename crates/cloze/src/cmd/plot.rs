@@ -43,7 +43,7 @@ const FONT_CANDIDATES: &[&str] = &[
 
 /// Registers a system font as "sans-serif"; false when none is found, in which
 /// case the plots are drawn without text.
-fn register_font() -> bool {
+pub(crate) fn register_font() -> bool {
     let env = std::env::var_os("CLOZE_PLOT_FONT").map(PathBuf::from);
     let candidates = env
         .into_iter()

@@ -1,0 +1,181 @@
+//! `cloze experiment NAME`: one command that reproduces a claim end to end
+//! (data, pretraining, evaluation, fine-tuning over several seeds) and writes
+//! a Markdown table and a PNG chart of the result.
+//!
+//! An experiment is a list of steps, each an ordinary `cloze` subcommand run
+//! as a child process of this binary, so every step keeps that command's own
+//! guarantees (checked outputs, atomic publication, checkpoints, Ctrl-C). A
+//! step whose result is already in the experiment directory is skipped, and a
+//! training step cut short is resumed: running the same command again
+//! continues where it stopped. Each step's output goes to `OUT/logs/`.
+//!
+//! Adding an experiment: a module beside [`macbert_ablation`] with its own
+//! `Args` and `run`, one variant in [`Which`].
+
+pub mod macbert_ablation;
+mod report;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+use super::interrupt::{self, Interrupted, EXIT_INTERRUPTED};
+
+/// Arguments of `cloze experiment`.
+#[derive(Debug, Args)]
+pub struct ExperimentArgs {
+    #[command(subcommand)]
+    pub which: Which,
+}
+
+/// The experiments there are.
+#[derive(Debug, Subcommand)]
+pub enum Which {
+    /// MacBERT's masking ablation on Chinese (token, whole-word, n-gram and
+    /// similar-word masking; no sentence objective, NSP and SOP), fine-tuned
+    /// on sentiment and word segmentation over several seeds, with held-out
+    /// MLM accuracy and SIGHAN 2015 correction.
+    MacbertAblation(macbert_ablation::AblationArgs),
+}
+
+/// Runs `cloze experiment`; `threads` is the global `--threads`, passed on
+/// to every step.
+pub fn run(a: ExperimentArgs, threads: Option<usize>) -> Result<()> {
+    match a.which {
+        Which::MacbertAblation(args) => macbert_ablation::run(args, threads),
+    }
+}
+
+/// Runs the steps of an experiment as child `cloze` processes.
+pub struct Steps {
+    exe: PathBuf,
+    logs: PathBuf,
+    threads: Option<usize>,
+    stop: Arc<AtomicBool>,
+    done: usize,
+    total: usize,
+    started: Instant,
+}
+
+impl Steps {
+    /// Steps whose logs go to `logs`; `total` counts the steps planned (for
+    /// the progress lines). Installs the Ctrl-C handler: the first press
+    /// reaches the running step too, which stops cleanly (a training step
+    /// after writing a checkpoint), and no further step starts.
+    pub fn new(logs: &Path, threads: Option<usize>, total: usize) -> Result<Self> {
+        let exe = std::env::current_exe().context("finding the cloze binary")?;
+        std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
+        let stop = interrupt::install("stopping after the current step")?;
+        Ok(Self {
+            exe,
+            logs: logs.to_path_buf(),
+            threads,
+            stop,
+            done: 0,
+            total,
+            started: Instant::now(),
+        })
+    }
+
+    /// Counts a step that needs no work (its result exists).
+    pub fn skip(&mut self, name: &str) {
+        self.done += 1;
+        tracing::info!("[{}/{}] {name}: already done", self.done, self.total);
+    }
+
+    /// Runs `cloze ARGS`, its standard error (and output, unless captured)
+    /// in `logs/NAME.log`. Returns the captured standard output and the
+    /// step's wall time in seconds.
+    pub fn run(&mut self, name: &str, args: &[OsString], capture: bool) -> Result<(String, f64)> {
+        if self.stop.load(Ordering::SeqCst) {
+            bail!(Interrupted(self.stopped_message()));
+        }
+        self.done += 1;
+        let log_path = self.logs.join(format!("{}.log", name.replace('/', "-")));
+        tracing::info!(
+            "[{}/{}] {name} (log: {}; {:.0} min so far)",
+            self.done,
+            self.total,
+            log_path.display(),
+            self.started.elapsed().as_secs_f64() / 60.0
+        );
+        let log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let mut cmd = Command::new(&self.exe);
+        if let Some(t) = self.threads {
+            cmd.arg("--threads").arg(t.to_string());
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stderr(log.try_clone().context("opening the step's log")?)
+            .env("NO_COLOR", "1");
+        if capture {
+            cmd.stdout(Stdio::piped());
+        } else {
+            cmd.stdout(log);
+        }
+        let start = Instant::now();
+        let out = cmd
+            .output()
+            .with_context(|| format!("starting {}", self.exe.display()))?;
+        let seconds = start.elapsed().as_secs_f64();
+        if out.status.code() == Some(i32::from(EXIT_INTERRUPTED))
+            || self.stop.load(Ordering::SeqCst)
+        {
+            bail!(Interrupted(self.stopped_message()));
+        }
+        if !out.status.success() {
+            let tail = std::fs::read_to_string(&log_path)
+                .map(|t| last_lines(&t, 12))
+                .unwrap_or_default();
+            bail!(
+                "step {name} failed ({}); the end of {}:\n{tail}",
+                out.status,
+                log_path.display()
+            );
+        }
+        let stdout = String::from_utf8(out.stdout)
+            .with_context(|| format!("the output of step {name} is not UTF-8"))?;
+        Ok((stdout, seconds))
+    }
+
+    fn stopped_message(&self) -> String {
+        "experiment stopped by Ctrl-C; run the same command again to continue from the step it stopped in".into()
+    }
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `args` as `OsString`s.
+pub fn os_args<I, S>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    args.into_iter().map(Into::into).collect()
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically.
+pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    cloze_models::hf::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
