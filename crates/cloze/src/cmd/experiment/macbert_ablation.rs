@@ -431,7 +431,8 @@ pub fn run(a: AblationArgs, threads: Option<usize>) -> Result<()> {
         &results,
         &seeds,
         threads,
-        started.elapsed().as_secs_f64(),
+        // The fetch step always runs; anything more is work done now.
+        (steps.ran() > 1).then(|| started.elapsed().as_secs_f64()),
     )?;
     if let Some(parent) = report_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -799,8 +800,11 @@ fn render(
     results: &Path,
     seeds: &[u64],
     threads: Option<usize>,
-    this_run: f64,
+    this_run: Option<f64>,
 ) -> Result<String> {
+    let vocab = std::fs::read_to_string(out.join("tokenizer").join("vocab.txt"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
     let command: Vec<String> = std::env::args()
         .skip(1)
         .map(|s| run_dir::shell_word(Path::new(&s)))
@@ -821,7 +825,7 @@ fn render(
     ));
     md.push_str(&format!(
         "Wall time of the steps: **{:.0} min** ({:.0} min pretraining, {:.0} min fine-tuning, \
-         {:.0} min data and evaluation) on {cores} cores, {}; this invocation took {:.0} min.\n\n",
+         {:.0} min data and evaluation) on {cores} cores, {}; {}.\n\n",
         total / 60.0,
         pre / 60.0,
         fine / 60.0,
@@ -830,13 +834,17 @@ fn render(
             || "all cores for libtorch".to_string(),
             |t| format!("--threads {t}")
         ),
-        this_run / 60.0
+        this_run.map_or_else(
+            || "this invocation ran no step: the report is rewritten from the stored results"
+                .into(),
+            |t| format!("this invocation took {:.0} min", t / 60.0)
+        )
     ));
     md.push_str(&format!(
         "Setup: six BERTs of the `bert-zh-tiny` shape (2 layers, hidden 128, 2 heads), each \
          pretrained once (seed 42) for {} steps of 32 sequences on `zh-pretrain.txt` (the \
-         `cloze data tasks` corpus: no dev or test text of either task), {VOCAB_SIZE}-token \
-         character vocabulary. Held-out MLM accuracy is on {}% of the documents held out of \
+         `cloze data tasks` corpus: no dev or test text of either task), a character \
+         vocabulary of {vocab} tokens (`--vocab-size {VOCAB_SIZE}`). Held-out MLM accuracy is on {}% of the documents held out of \
          pretraining: with the same character `[MASK]` masks for every model, and with the \
          model's own masking scheme. SIGHAN 2015: `cloze correct --eval sighan15 --threshold {}` \
          (sentence level; FPR = error-free sentences changed). Fine-tuning: {} steps of 32 \

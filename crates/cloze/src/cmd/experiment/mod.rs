@@ -60,6 +60,7 @@ pub struct Steps {
     threads: Option<usize>,
     stop: Arc<AtomicBool>,
     done: usize,
+    ran: usize,
     total: usize,
     started: Instant,
 }
@@ -79,6 +80,7 @@ impl Steps {
             threads,
             stop,
             done: 0,
+            ran: 0,
             total,
             started: Instant::now(),
         })
@@ -98,6 +100,7 @@ impl Steps {
             bail!(Interrupted(self.stopped_message()));
         }
         self.done += 1;
+        self.ran += 1;
         let log_path = self.logs.join(format!("{}.log", name.replace('/', "-")));
         tracing::info!(
             "[{}/{}] {name} (log: {}; {:.0} min so far)",
@@ -144,6 +147,11 @@ impl Steps {
         let stdout = String::from_utf8(out.stdout)
             .with_context(|| format!("the output of step {name} is not UTF-8"))?;
         Ok((stdout, seconds))
+    }
+
+    /// How many steps this invocation ran (not skipped).
+    pub fn ran(&self) -> usize {
+        self.ran
     }
 
     fn stopped_message(&self) -> String {
