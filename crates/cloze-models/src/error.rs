@@ -5,6 +5,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong building, running, loading or saving a model.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A precision name that is neither `fp32` nor `bf16`.
+    #[error("unknown precision `{0}`: expected fp32 or bf16")]
+    Precision(String),
     /// A configuration value is out of its domain (e.g. hidden size not divisible by heads).
     #[error("invalid config field `{field}`: {reason}")]
     InvalidConfig {

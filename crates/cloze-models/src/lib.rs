@@ -84,6 +84,7 @@ mod device;
 mod error;
 pub mod heads;
 pub mod hf;
+pub mod precision;
 mod runtime;
 
 pub use bert::{
@@ -101,6 +102,7 @@ pub use hf::{
     load_encoder, load_pretrained, load_with, save_pretrained, HeadReport, HeadStatus, LoadReport,
     Pretrained,
 };
+pub use precision::{autocast, Precision};
 pub use runtime::{flush_denormals, tune_cpu_allocator};
 
 /// Serialises the unit tests that seed or draw from libtorch's global generator:

@@ -2,7 +2,7 @@
 //! a BERT with HF's default dropout and initialisation, AdamW at lr 1e-4, and a
 //! synthetic batch with 15% of positions predicted, as in `hf_train_bench.py`.
 
-use cloze_models::BertConfig;
+use cloze_models::{BertConfig, Precision};
 use tch::Device;
 
 use crate::bert::{bert_config, BertPretrainer};
@@ -73,14 +73,16 @@ pub struct StepBench {
 }
 
 impl StepBench {
-    /// Builds the model (seed 0), AdamW and a synthetic batch on the CPU.
-    pub fn new(shape: &StepShape) -> Result<Self> {
-        let model = BertPretrainer::new_masked_lm(
+    /// Builds the model (seed 0), AdamW and a synthetic batch on the CPU; the
+    /// step's matrix products run in `precision`.
+    pub fn new(shape: &StepShape, precision: Precision) -> Result<Self> {
+        let mut model = BertPretrainer::new_masked_lm(
             shape.bert_config()?,
             0,
             &crate::config::InitConfig::default(),
             Device::Cpu,
         )?;
+        model.precision = precision;
         let hp = OptimizerConfig {
             lr: 1e-4,
             weight_decay: 0.01,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use cloze_models::{BertConfig, BertForPreTraining, MlmInput};
+use cloze_models::{BertConfig, BertForPreTraining, MlmInput, Precision};
 use tch::nn::VarStore;
 use tch::Device;
 
@@ -19,6 +19,9 @@ pub struct BertPretrainer {
     pub model: BertForPreTraining,
     /// Its HF configuration (written as `config.json` with every save).
     pub config: BertConfig,
+    /// The precision of its matrix products in [`PretrainModel::forward`]
+    /// (fp32 unless set; the weights stay fp32 either way).
+    pub precision: Precision,
 }
 
 /// HF configuration for a `[model]` section and a tokenizer's vocabulary.
@@ -82,7 +85,12 @@ impl BertPretrainer {
         if let Some(heads) = init.offset_heads() {
             model.bert().init_offset_heads(&heads)?;
         }
-        Ok(Self { vs, model, config })
+        Ok(Self {
+            vs,
+            model,
+            config,
+            precision: Precision::Fp32,
+        })
     }
 
     /// Loads a saved model (HF format) from `dir`.
@@ -92,6 +100,7 @@ impl BertPretrainer {
             vs: p.vs,
             model: p.model,
             config: p.config,
+            precision: Precision::Fp32,
         })
     }
 }
@@ -118,9 +127,10 @@ pub fn model_input(batch: &TensorBatch) -> MlmInput {
 impl PretrainModel for BertPretrainer {
     fn forward(&self, batch: &TensorBatch, train: bool) -> Result<ModelOutput> {
         let input = model_input(batch);
-        let out = self
-            .model
-            .forward_t(&input, Some(&batch.masked_positions), train)?;
+        let out = cloze_models::autocast(self.precision, || {
+            self.model
+                .forward_t(&input, Some(&batch.masked_positions), train)
+        })?;
         Ok(ModelOutput::new(out.mlm_logits).with_pair_logits(out.pair_logits))
     }
 

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cloze_models::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Error, Result};
@@ -68,6 +69,11 @@ pub struct RunConfig {
     /// Reaction to a non-finite loss.
     #[serde(default)]
     pub on_nonfinite: OnNonFinite,
+    /// `"fp32"`, or `"bf16"`: matrix products in bfloat16 over fp32 master
+    /// weights and optimiser state (see [`cloze_models::precision`]).
+    /// Checkpoints are fp32 either way.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn default_log_every() -> u64 {

@@ -165,6 +165,7 @@ impl FinetuneConfig {
                 max_steps: 0,
                 log_every: 10,
                 on_nonfinite: OnNonFinite::Stop,
+                precision: cloze_models::Precision::Fp32,
             },
             task: TaskConfig {
                 kind,
@@ -369,6 +370,8 @@ pub struct Classifier {
     /// Its configuration, with `id2label`/`label2id`.
     pub config: BertConfig,
     head: Head,
+    /// The precision of the matrix products (fp32 unless set).
+    pub precision: cloze_models::Precision,
 }
 
 impl Classifier {
@@ -402,6 +405,7 @@ impl Classifier {
                 vs: loaded.vs,
                 config,
                 head: loaded.model,
+                precision: cloze_models::Precision::Fp32,
             },
             loaded.report,
         ))
@@ -464,10 +468,12 @@ impl Classifier {
     /// Logits: `[B, C]` for sequences, `[B, L, C]` for tokens.
     pub fn logits(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
         let input = model_input(batch);
-        Ok(match &self.head {
-            Head::Sequence(m) => m.forward_t(&input, train)?,
-            Head::Token(m) => m.forward_t(&input, train)?,
-        })
+        Ok(cloze_models::autocast(self.precision, || {
+            match &self.head {
+                Head::Sequence(m) => m.forward_t(&input, train),
+                Head::Token(m) => m.forward_t(&input, train),
+            }
+        })?)
     }
 }
 

@@ -11,6 +11,7 @@ use tch::nn::{Init, Path};
 use tch::Tensor;
 
 use super::{BertConfig, MlmInput};
+use crate::precision::{for_product, residual_add};
 use crate::Result;
 
 /// `y = x W^T + b` (PyTorch's `nn.Linear`: `weight` is `[out, in]`) with HF's
@@ -39,9 +40,11 @@ impl Linear {
         })
     }
 
-    /// `[..., in] -> [..., out]`.
+    /// `[..., in] -> [..., out]`. Inside a bf16 [`crate::autocast`] scope the
+    /// product runs in bf16 and so does the output.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(xs.f_linear(&self.weight, Some(&self.bias))?)
+        Ok(for_product(xs)?
+            .f_linear(&for_product(&self.weight)?, Some(&for_product(&self.bias)?))?)
     }
 
     /// The weight, `[out, in]` (a variable of the `VarStore`, not a copy).
@@ -81,8 +84,17 @@ impl LayerNorm {
         })
     }
 
-    /// Normalises `[..., dim]` over the last dimension.
+    /// Normalises `[..., dim]` over the last dimension. An input of another type
+    /// than the weights (a bf16 product under [`crate::autocast`]) is normalised
+    /// in the weights' type, fp32 in training.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let cast;
+        let xs = if xs.kind() == self.weight.kind() {
+            xs
+        } else {
+            cast = xs.f_to_kind(self.weight.kind())?;
+            &cast
+        };
         Ok(xs.f_layer_norm(
             [self.dim],
             Some(&self.weight),
@@ -250,12 +262,16 @@ impl BertAttention {
         // per call (3 H^2 floats, negligible next to the [B L, H] activations),
         // which gives libtorch one [B L, H] x [H, 3H] product instead of three
         // narrow ones, and one in the backward pass.
-        let weight = Tensor::f_cat(
+        // Under a bf16 autocast the concatenated weight is cast once.
+        let weight = for_product(&Tensor::f_cat(
             &[&self.query.weight, &self.key.weight, &self.value.weight],
             0,
-        )?;
-        let bias = Tensor::f_cat(&[&self.query.bias, &self.key.bias, &self.value.bias], 0)?;
-        let qkv = xs
+        )?)?;
+        let bias = for_product(&Tensor::f_cat(
+            &[&self.query.bias, &self.key.bias, &self.value.bias],
+            0,
+        )?)?;
+        let qkv = for_product(xs)?
             .f_linear(&weight, Some(&bias))?
             .f_view([b, l, 3, self.heads, self.head_dim])?
             .f_permute([2, 0, 3, 1, 4])?;
@@ -264,6 +280,16 @@ impl BertAttention {
             qkv.f_select(0, 1)?,
             qkv.f_select(0, 2)?,
         );
+        // An additive mask of another type than the products (fp32 under a bf16
+        // autocast) is cast to theirs: the kernels take one type.
+        let cast_mask;
+        let mask = match mask {
+            Some(m) if m.kind() != q.kind() => {
+                cast_mask = m.f_to_kind(q.kind())?;
+                Some(&cast_mask)
+            }
+            other => other,
+        };
         let p = if train { self.attn_dropout } else { 0.0 };
         let ctx = if p > 0.0 && xs.device() == tch::Device::Cpu {
             // Dropout on the probabilities: libtorch's CPU kernel would fall back to
@@ -275,8 +301,16 @@ impl BertAttention {
                 Some(m) => scores.f_add(m)?,
                 None => scores,
             };
-            let probs = scores.f_softmax(-1, scores.kind())?;
-            dropout(&probs, p, true)?.f_matmul(&v)?
+            // The softmax statistics in fp32 whatever the product type (as
+            // autocast does); the dropped probabilities go back to v's type.
+            let probs = scores.f_softmax(-1, tch::Kind::Float)?;
+            let probs = dropout(&probs, p, true)?;
+            let probs = if probs.kind() == v.kind() {
+                probs
+            } else {
+                probs.f_to_kind(v.kind())?
+            };
+            probs.f_matmul(&v)?
         } else {
             // libtorch's fused kernel computes softmax(QK^T / sqrt(d_k) + bias) V
             // without materialising the probabilities when it can.
@@ -284,8 +318,8 @@ impl BertAttention {
         };
         let ctx = ctx.f_transpose(1, 2)?.f_reshape([b, l, h])?;
         let out = self.output.forward(&ctx)?;
-        let mut out = dropout(&out, self.hidden_dropout, train)?;
-        self.layer_norm.forward(&out.f_add_(xs)?)
+        let out = dropout(&out, self.hidden_dropout, train)?;
+        self.layer_norm.forward(&residual_add(out, xs)?)
     }
 }
 
@@ -326,8 +360,8 @@ impl BertLayer {
     ) -> Result<Tensor> {
         let a = self.attention.forward_t(xs, bias, train)?;
         let i = self.act.apply(&self.intermediate.forward(&a)?)?;
-        let mut o = dropout(&self.output.forward(&i)?, self.dropout, train)?;
-        self.layer_norm.forward(&o.f_add_(&a)?)
+        let o = dropout(&self.output.forward(&i)?, self.dropout, train)?;
+        self.layer_norm.forward(&residual_add(o, &a)?)
     }
 }
 

@@ -6,6 +6,7 @@ use tch::Tensor;
 
 use super::HeadSpec;
 use crate::bert::{Activation, LayerNorm, Linear};
+use crate::precision::{for_product, to_fp32};
 use crate::{BertConfig, Result};
 
 /// The MLM head: dense + activation + LayerNorm, then the decoder, which is the
@@ -57,11 +58,16 @@ impl MlmHead {
         })
     }
 
-    /// Vocabulary logits for hidden states of any leading shape `[..., H]` -> `[..., V]`.
+    /// Vocabulary logits for hidden states of any leading shape `[..., H]` -> `[..., V]`,
+    /// always fp32 (under a bf16 [`crate::autocast`] the decoder product runs in bf16).
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
         let t = self
             .layer_norm
             .forward(&self.act.apply(&self.dense.forward(hidden)?)?)?;
-        Ok(t.f_linear(&self.decoder, Some(&self.bias))?)
+        let logits = for_product(&t)?.f_linear(
+            &for_product(&self.decoder)?,
+            Some(&for_product(&self.bias)?),
+        )?;
+        to_fp32(&logits)
     }
 }

@@ -123,10 +123,13 @@ impl ClassifierLayer {
         self.num_labels
     }
 
-    /// `[..., H]` -> `[..., num_labels]`; `train` switches dropout on.
+    /// `[..., H]` -> `[..., num_labels]` fp32 logits; `train` switches dropout on.
     pub(crate) fn forward_t(&self, x: &tch::Tensor, train: bool) -> Result<tch::Tensor> {
-        self.linear
-            .forward(&crate::bert::dropout(x, self.dropout, train)?)
+        crate::precision::to_fp32(&self.linear.forward(&crate::bert::dropout(
+            x,
+            self.dropout,
+            train,
+        )?)?)
     }
 }
 

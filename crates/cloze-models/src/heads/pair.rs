@@ -37,6 +37,6 @@ impl PairHead {
     /// `[B, H]` pooler output -> `[B, 2]` logits (HF's NSP labels: class 0 means
     /// the second segment follows the first).
     pub fn forward(&self, pooled: &Tensor) -> Result<Tensor> {
-        self.linear.forward(pooled)
+        crate::precision::to_fp32(&self.linear.forward(pooled)?)
     }
 }

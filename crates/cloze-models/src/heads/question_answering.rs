@@ -50,7 +50,7 @@ impl QuestionAnsweringHead {
 
     /// `[B, L, H]` hidden states -> start and end logits `[B, L]` each.
     pub fn forward(&self, hidden: &Tensor) -> Result<QaLogits> {
-        let logits = self.qa_outputs.forward(hidden)?;
+        let logits = crate::precision::to_fp32(&self.qa_outputs.forward(hidden)?)?;
         Ok(QaLogits {
             start_logits: logits.f_select(-1, 0)?.f_contiguous()?,
             end_logits: logits.f_select(-1, 1)?.f_contiguous()?,

@@ -151,12 +151,15 @@ keep_last = 2
 pub fn model(cfg: &TrainConfig, pair_head: bool) -> BertPretrainer {
     let bc = cloze_train::bert::bert_config(&cfg.model, VOCAB, 0);
     let (seed, device) = (cfg.run.seed, tch::Device::Cpu);
-    if pair_head {
+    let mut m = if pair_head {
         BertPretrainer::new(bc, seed, &cfg.init, device)
     } else {
         BertPretrainer::new_masked_lm(bc, seed, &cfg.init, device)
     }
-    .expect("model builds")
+    .expect("model builds");
+    // As the driver does: the run's precision applies to the model's forward.
+    m.precision = cfg.run.precision;
+    m
 }
 
 /// The train losses logged in a run directory, by step.

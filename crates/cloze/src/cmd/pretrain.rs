@@ -110,6 +110,10 @@ pub struct PretrainArgs {
     /// Shorthand for `--set run.seed=N`.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Shorthand for `--set run.precision=P`: `fp32`, or `bf16` (matrix products
+    /// in bfloat16 over fp32 weights; about 2-2.7x faster on a CPU with avx512_bf16).
+    #[arg(long)]
+    pub precision: Option<cloze_models::Precision>,
     /// Start over in an existing run directory: removes what the earlier run
     /// wrote (config, metrics, checkpoints, model, plots) and nothing else.
     #[arg(long, conflicts_with = "resume")]
@@ -134,6 +138,9 @@ fn effective_config(a: &PretrainArgs, base: TrainConfig) -> Result<TrainConfig> 
     }
     if let Some(n) = a.seed {
         overrides.push(format!("run.seed={n}"));
+    }
+    if let Some(p) = a.precision {
+        overrides.push(format!("run.precision=\"{p}\""));
     }
     let mut cfg = apply_threads(base.with_overrides(&overrides)?, a)?;
     if let Some(d) = &a.data {
@@ -357,11 +364,20 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         .is_some();
     let bert_cfg =
         cloze_train::bert::bert_config(&cfg.model, data.specials.vocab_size, data.specials.pad);
-    let model = if pair_head {
+    let mut model = if pair_head {
         BertPretrainer::new(bert_cfg, cfg.run.seed, &cfg.init, tch::Device::Cpu)?
     } else {
         BertPretrainer::new_masked_lm(bert_cfg, cfg.run.seed, &cfg.init, tch::Device::Cpu)?
     };
+    model.precision = cfg.run.precision;
+    if cfg.run.precision == cloze_models::Precision::Bf16
+        && !cloze_models::precision::cpu_has_bf16_gemm()
+    {
+        tracing::warn!(
+            "run.precision = \"bf16\" on a CPU without avx512_bf16: libtorch emulates bf16 \
+             products, which is slower than fp32 here"
+        );
+    }
     tracing::info!(
         train_examples = source.len(),
         eval_batches = eval.as_ref().map_or(0, |e| e.batches.len()),

@@ -1,7 +1,9 @@
-//! `cloze bench gemm`: the fp32 GEMM peak that utilisation figures are measured against.
+//! `cloze bench gemm`: the GEMM peak (fp32 or bf16) that utilisation figures are
+//! measured against.
 
 use anyhow::Result;
 use clap::Args;
+use cloze_models::Precision;
 
 /// Arguments of `cloze bench gemm`.
 #[derive(Debug, Args)]
@@ -15,11 +17,14 @@ pub struct GemmArgs {
     /// libtorch intra-op threads.
     #[arg(long, default_value_t = 2)]
     pub threads: i32,
+    /// Element type of the product.
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
-/// Measures GFLOP/s of an n x n fp32 matrix product on the CPU.
-pub fn measure_gflops(n: i64, reps: u32) -> f64 {
-    let opts = (tch::Kind::Float, tch::Device::Cpu);
+/// Measures GFLOP/s of an n x n matrix product on the CPU in `precision`.
+pub fn measure_gflops(n: i64, reps: u32, precision: Precision) -> f64 {
+    let opts = (precision.kind(), tch::Device::Cpu);
     let a = tch::Tensor::randn([n, n], opts);
     let b = tch::Tensor::randn([n, n], opts);
     for _ in 0..3 {
@@ -36,10 +41,10 @@ pub fn measure_gflops(n: i64, reps: u32) -> f64 {
 /// Prints the measured GEMM throughput as a JSON line.
 pub fn run(args: GemmArgs) -> Result<()> {
     tch::set_num_threads(args.threads);
-    let g = measure_gflops(args.n, args.reps);
+    let g = measure_gflops(args.n, args.reps, args.precision);
     println!(
         "{}",
-        serde_json::json!({"what": "gemm_fp32_gflops", "value": (g * 10.0).round() / 10.0, "n": args.n, "threads": args.threads})
+        serde_json::json!({"what": format!("gemm_{}_gflops", args.precision), "value": (g * 10.0).round() / 10.0, "n": args.n, "threads": args.threads})
     );
     Ok(())
 }

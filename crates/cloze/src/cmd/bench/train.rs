@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
+use cloze_models::Precision;
 use cloze_train::bench::{StepBench, StepShape};
 use serde_json::json;
 
@@ -47,6 +48,11 @@ pub struct TrainArgs {
     /// Python with torch and transformers: also run the HF peer in this invocation.
     #[arg(long)]
     pub peer_python: Option<PathBuf>,
+    /// Precision of our step's matrix products; with `bf16` the peer runs under
+    /// `torch.autocast("cpu", dtype=torch.bfloat16)` (`--bf16`) and utilisation
+    /// is reported against the bf16 GEMM peak.
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// The peer script.
     #[arg(long, default_value = "../shared/peers/hf_train_bench.py")]
     pub peer_script: PathBuf,
@@ -67,18 +73,21 @@ pub struct TrainBench {
     pub masked: i64,
 }
 
-/// Builds the model and times `steps` training steps.
-pub fn measure(a: &TrainArgs) -> Result<TrainBench> {
+/// Builds the model and times `steps` training steps in `precision`.
+pub fn measure(a: &TrainArgs, precision: Precision) -> Result<TrainBench> {
     let ffn = a.ffn.unwrap_or(4 * a.hidden);
-    let mut bench = StepBench::new(&StepShape {
-        hidden: a.hidden,
-        layers: a.layers,
-        heads: a.heads,
-        ffn,
-        vocab: a.vocab,
-        seq: a.seq,
-        batch: a.batch,
-    })?;
+    let mut bench = StepBench::new(
+        &StepShape {
+            hidden: a.hidden,
+            layers: a.layers,
+            heads: a.heads,
+            ffn,
+            vocab: a.vocab,
+            seq: a.seq,
+            batch: a.batch,
+        },
+        precision,
+    )?;
     for _ in 0..2 {
         bench.step()?;
     }
@@ -137,25 +146,27 @@ fn run_peer(a: &TrainArgs, python: &std::path::Path) -> Result<Vec<serde_json::V
         ("--vocab", a.vocab.to_string()),
     ]
     .into_iter()
-    .flat_map(|(flag, value)| [flag.to_string(), value]);
+    .flat_map(|(flag, value)| [flag.to_string(), value])
+    .chain((a.precision == Precision::Bf16).then(|| "--bf16".to_string()));
     super::run_peer(python, &a.peer_script, args)
 }
 
 /// Runs `cloze bench train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     tch::set_num_threads(a.torch_threads);
-    let gemm = super::gemm::measure_gflops(1024, 20);
+    let gemm = super::gemm::measure_gflops(1024, 20, a.precision);
     println!(
         "{}",
-        json!({"what": "gemm_fp32_gflops", "value": (gemm * 10.0).round() / 10.0, "threads": a.torch_threads})
+        json!({"what": format!("gemm_{}_gflops", a.precision), "value": (gemm * 10.0).round() / 10.0, "threads": a.torch_threads})
     );
-    let ours = measure(&a)?;
+    let ours = measure(&a, a.precision)?;
     let rss = peak_rss_mib();
     let util = ours.flops_per_step / ours.step_s / 1e9 / gemm;
     println!(
         "{}",
         json!({
             "what": "cloze_bert_mlm_train_tokens_per_s",
+            "precision": a.precision.name(),
             "value": (ours.tokens_per_s * 10.0).round() / 10.0,
             "step_ms": (ours.step_s * 1e4).round() / 10.0,
             "params": ours.params,
@@ -168,20 +179,50 @@ pub fn run(a: TrainArgs) -> Result<()> {
         })
     );
     let mut summary = format!(
-        "cloze: {:.0} tokens/s ({:.0} ms/step), {:.0}% of the measured {:.0} GFLOP/s GEMM peak in useful FLOPs, peak RSS {}",
+        "cloze ({}): {:.0} tokens/s ({:.0} ms/step), {:.0}% of the measured {:.0} GFLOP/s {} GEMM peak in useful FLOPs, peak RSS {}",
+        a.precision,
         ours.tokens_per_s,
         ours.step_s * 1e3,
         util * 100.0,
         gemm,
+        a.precision,
         rss.map_or_else(|| "unknown".to_owned(), |r| format!("{r:.0} MiB"))
     );
+    if a.precision != Precision::Fp32 {
+        // Our own fp32 step in the same run, for the speed-up of the precision.
+        let fp32 = measure(&a, Precision::Fp32)?;
+        let ratio = ours.tokens_per_s / fp32.tokens_per_s;
+        println!(
+            "{}",
+            json!({"what": "cloze_bert_mlm_train_tokens_per_s", "precision": "fp32",
+                   "value": (fp32.tokens_per_s * 10.0).round() / 10.0,
+                   "step_ms": (fp32.step_s * 1e4).round() / 10.0})
+        );
+        println!(
+            "{}",
+            json!({"what": "precision_ratio", "precision": a.precision.name(),
+                   "vs_cloze_fp32": (ratio * 100.0).round() / 100.0})
+        );
+        summary.push_str(&format!(
+            "\ncloze (fp32): {:.0} tokens/s -> {} is {ratio:.2}x (same run)",
+            fp32.tokens_per_s, a.precision
+        ));
+    }
     if let Some(py) = &a.peer_python {
         let lines = run_peer(&a, py)?;
         for l in &lines {
             println!("{l}");
         }
-        let hf = peer_value(&lines, "hf_bert_mlm_train_tokens_per_s");
-        let gathered = peer_value(&lines, "torch_gathered_mlm_train_tokens_per_s");
+        // The peer suffixes its figures with `_bf16` under autocast.
+        let suffix = match a.precision {
+            Precision::Fp32 => "",
+            Precision::Bf16 => "_bf16",
+        };
+        let hf = peer_value(&lines, &format!("hf_bert_mlm_train_tokens_per_s{suffix}"));
+        let gathered = peer_value(
+            &lines,
+            &format!("torch_gathered_mlm_train_tokens_per_s{suffix}"),
+        );
         let r_hf = hf.map(|h| ours.tokens_per_s / h);
         let r_g = gathered.map(|g| ours.tokens_per_s / g);
         println!(
@@ -191,7 +232,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
         if let (Some(h), Some(g), Some(rh), Some(rg)) = (hf, gathered, r_hf, r_g) {
             summary.push_str(&format!(
-                "\nHF BertForMaskedLM: {h:.0} tokens/s -> cloze is {rh:.2}x; PyTorch gathered-MLM step: {g:.0} tokens/s -> cloze is {rg:.2}x (same run)"
+                "\nHF BertForMaskedLM ({p}): {h:.0} tokens/s -> cloze is {rh:.2}x; PyTorch gathered-MLM step ({p}): {g:.0} tokens/s -> cloze is {rg:.2}x (same run)",
+                p = a.precision
             ));
         }
     }
