@@ -6,7 +6,8 @@
 //!   then point `.libtorch` in the repository at it (or at the user's `LIBTORCH`).
 //! - `env`: print the shell exports that make the built binaries run from any shell.
 //! - `test [--offline] [--cuda] [ARGS..]`: provision if needed, then run every test.
-//! - `demo`: the main job, end to end.
+//! - `demo`: the main job, end to end (`--precision fp32|bf16`; by default bf16
+//!   where the CPU has bf16 GEMM instructions).
 //! - `bench [NAME]`: the criterion benches.
 //! - `ci`: what `.ci/run` does (formatting check, then `test`).
 
@@ -82,7 +83,7 @@ fn print_help() {
            libtorch [--cuda] [--force]  provision libtorch 2.13.0 (CPU by default) through pip\n  \
            env                          print shell exports for running built binaries elsewhere\n  \
            test [--offline] [--cuda]     provision libtorch if missing, then run every test\n  \
-           demo                         the main job, end to end\n  \
+           demo [--precision P]         the main job, end to end (trains in bf16 where the CPU has it)\n  \
            bench [NAME]                 run the criterion benches (all, or one by name)\n  \
            ci                           formatting check, then `test` (what .ci/run does)"
     );
@@ -173,8 +174,46 @@ fn test(mut args: Vec<String>) -> Result<()> {
     }
 }
 
-fn demo(args: Vec<String>) -> Result<()> {
+/// Whether this CPU multiplies bf16 matrices in hardware (what makes
+/// `--precision bf16` faster than fp32 here).
+fn cpu_has_bf16_gemm() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The demo's training precision: `--precision P` if given, else bf16 where
+/// the CPU has bf16 GEMM instructions and fp32 elsewhere.
+fn demo_precision(args: &mut Vec<String>) -> Result<(String, &'static str)> {
+    if let Some(i) = args.iter().position(|a| a == "--precision") {
+        let Some(value) = args.get(i + 1).cloned() else {
+            bail!("--precision needs a value: fp32 or bf16");
+        };
+        if value != "fp32" && value != "bf16" {
+            bail!("--precision {value}: expected fp32 or bf16");
+        }
+        args.drain(i..i + 2);
+        return Ok((value, "as asked"));
+    }
+    Ok(if cpu_has_bf16_gemm() {
+        (
+            "bf16".into(),
+            "this CPU has avx512_bf16; pass --precision fp32 for full precision",
+        )
+    } else {
+        ("fp32".into(), "this CPU has no bf16 GEMM instructions")
+    })
+}
+
+fn demo(mut args: Vec<String>) -> Result<()> {
+    let (precision, why) = demo_precision(&mut args)?;
     reject_rest(&args)?;
+    println!("demo: training in {precision} ({why})");
     libtorch::ensure(&libtorch::Options::default())?;
     cargo(&["build", "--release", "-p", "cloze"])?;
     let root = repo_root();
@@ -210,7 +249,10 @@ fn demo(args: Vec<String>) -> Result<()> {
         ),
         (
             "pretrain bert-tiny (Ctrl-C checkpoints; continue with `cloze pretrain --resume runs/demo/run`)",
-            vec!["pretrain", "--config", "configs/bert-tiny.toml", "--data", &data_s, "--out", &run_s, "--force"],
+            vec![
+                "pretrain", "--config", "configs/bert-tiny.toml", "--data", &data_s, "--out", &run_s, "--force",
+                "--precision", &precision,
+            ],
         ),
         (
             "evaluate on the held-out split against the unigram baseline, with fill-mask examples",

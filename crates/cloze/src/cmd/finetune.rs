@@ -129,6 +129,10 @@ pub struct FinetuneArgs {
     /// Train exactly this many steps instead of --epochs.
     #[arg(long, conflicts_with = "resume")]
     pub max_steps: Option<u64>,
+    /// `fp32` (default) or `bf16`: matrix products in bfloat16 over fp32 weights
+    /// (`run.precision`).
+    #[arg(long, conflicts_with = "resume")]
+    pub precision: Option<cloze_models::Precision>,
     /// Override any setting of finetune.toml: `--set optimizer.weight_decay=0` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "resume")]
     pub overrides: Vec<String>,
@@ -172,6 +176,9 @@ fn fresh_config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
     }
     if let Some(n) = a.max_steps {
         cfg.run.max_steps = n;
+    }
+    if let Some(p) = a.precision {
+        cfg.run.precision = p;
     }
     if let Some(t) = a.global_threads {
         cfg.run.threads = i32::try_from(t).context("--threads is too large")?;
@@ -344,13 +351,14 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let majority = majority_share(&train_enc);
 
     // The model too (a base whose head does not fit fails here).
-    let (model, report) = Classifier::from_pretrained(
+    let (mut model, report) = Classifier::from_pretrained(
         &base,
         kind,
         &cfg.task.labels,
         cfg.run.seed,
         tch::Device::Cpu,
     )?;
+    model.precision = cfg.run.precision;
 
     // 3. The run directory: locked, cleared of an earlier run (--force), marked.
     if let Some(guard) = &out_guard {
