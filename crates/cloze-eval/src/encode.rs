@@ -1,9 +1,15 @@
 //! Sentence encoding: last-layer token states and mean-pooled sentence embeddings,
 //! and the file formats they are written in ([`write_embeddings`]).
+//!
+//! The model may run in bf16 (its weights cast once with
+//! `cloze_models::Precision::cast_weights`); what [`encode`] returns is fp32
+//! whatever the weights' type: the last hidden states are cast before pooling,
+//! so the mean is summed in fp32 and the files hold fp32 values.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use cloze_models::precision::to_fp32;
 use cloze_models::BertModel;
 use tch::{Device, Kind, Tensor};
 
@@ -63,9 +69,9 @@ impl EncodeOptions {
 /// What [`encode`] returns, in input order.
 #[derive(Debug)]
 pub struct Encoded {
-    /// Mean of the token states over real (non-padding) tokens, `[N, H]`, on the CPU.
+    /// Mean of the token states over real (non-padding) tokens, `[N, H]` fp32, on the CPU.
     pub embeddings: Tensor,
-    /// Token states of each sequence, `[len_i, H]` on the CPU, when asked for.
+    /// Token states of each sequence, `[len_i, H]` fp32 on the CPU, when asked for.
     pub token_states: Option<Vec<Tensor>>,
     /// Real tokens processed (the sum of sequence lengths).
     pub real_tokens: usize,
@@ -74,7 +80,8 @@ pub struct Encoded {
 }
 
 /// Encodes token-id sequences (with their `[CLS]`/`[SEP]`) in eval mode without
-/// gradients. Invalid options ([`EncodeOptions::validate`]) and sequences longer
+/// gradients, in the type of the model's weights (fp32 or bf16); the results are
+/// fp32 either way. Invalid options ([`EncodeOptions::validate`]) and sequences longer
 /// than the model's positions ([`Error::TooLong`]; truncate when tokenizing) are
 /// errors before any forward pass.
 pub fn encode(model: &BertModel, seqs: &[Vec<u32>], opts: &EncodeOptions) -> Result<Encoded> {
@@ -93,7 +100,9 @@ pub fn encode(model: &BertModel, seqs: &[Vec<u32>], opts: &EncodeOptions) -> Res
         let rows: Vec<&[u32]> = batch.iter().map(|&i| seqs[i].as_slice()).collect();
         let p = pad_batch(&rows, pad, device)?;
         let b = rows.len() as i64;
-        let hidden = model.forward_t(&p.input, false)?.last_hidden_state;
+        // A bf16 model returns bf16 states: pooling and what leaves are fp32, so
+        // the mean of up to 512 states is not summed at bf16's 8-bit precision.
+        let hidden = to_fp32(&model.forward_t(&p.input, false)?.last_hidden_state)?;
         let m = float_mask(&p.input, b, p.len)?;
         let sum = hidden.f_mul(&m.f_unsqueeze(-1)?)?.f_sum_dim_intlist(
             [1i64].as_slice(),
@@ -347,6 +356,48 @@ mod tests {
             EncodeOptions::new(96).validate(96),
             Err(Error::InvalidOption { name: "pad_id", .. })
         ));
+    }
+
+    #[test]
+    fn a_bf16_model_gives_fp32_results_close_to_fp32() {
+        let seqs = vec![
+            vec![2, 17, 33, 4, 90, 51, 3, 60, 61, 3],
+            vec![2, 5, 6, 7, 8, 4, 9, 10, 11, 12, 13, 3],
+            vec![2, 40, 3],
+        ];
+        let opts = EncodeOptions {
+            keep_token_states: true,
+            batch_size: 2,
+            ..EncodeOptions::new(0)
+        };
+        let fp32 = cloze_models::load_encoder(&fixture(), Device::Cpu).unwrap();
+        let mut bf16 = cloze_models::load_encoder(&fixture(), Device::Cpu).unwrap();
+        cloze_models::Precision::Bf16.cast_weights(&mut bf16.vs);
+        // The cast reached the model: its raw output is bf16.
+        let raw = tch::no_grad(|| {
+            bf16.model.forward_t(
+                &cloze_models::MlmInput::new(Tensor::from_slice(&[2i64, 5, 3]).unsqueeze(0)),
+                false,
+            )
+        })
+        .unwrap();
+        assert_eq!(raw.last_hidden_state.kind(), Kind::BFloat16);
+        let want = encode(&fp32.model, &seqs, &opts).unwrap();
+        let got = encode(&bf16.model, &seqs, &opts).unwrap();
+        assert_eq!(got.embeddings.kind(), Kind::Float);
+        assert_eq!(got.embeddings.size(), want.embeddings.size());
+        let states = got.token_states.as_ref().unwrap();
+        assert!(states.iter().all(|t| t.kind() == Kind::Float));
+        for i in 0..seqs.len() as i64 {
+            let c = cosine(&got.embeddings.get(i), &want.embeddings.get(i)).unwrap();
+            assert!(c >= 0.999, "sentence {i}: cosine {c} to fp32");
+        }
+        // Not the same numbers, though: the products did run in bf16.
+        let diff = (&got.embeddings - &want.embeddings)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff > 0.0, "bf16 weights gave exactly the fp32 embeddings");
     }
 
     #[test]

@@ -17,6 +17,12 @@
 //! `&dyn MaskedLm`, and `cloze_models::BertForPreTraining` implements it. Each task
 //! takes its settings as an options struct ([`FillMaskOptions`], [`PllOptions`],
 //! [`EncodeOptions`]) checked against the model before any work.
+//!
+//! Precision: a model whose weights were cast to bf16 once
+//! (`cloze_models::Precision::cast_weights`) runs every function here in bf16,
+//! and what they return is fp32 all the same: log-probabilities are taken in
+//! fp32 from the heads' fp32 logits, and [`encode()`] casts the last hidden
+//! states to fp32 before pooling.
 
 //!
 //! Load a HuggingFace BERT checkpoint and predict a masked token (here the

@@ -117,6 +117,30 @@ mod tests {
     }
 
     #[test]
+    fn a_bf16_model_returns_fp32_log_probs_near_fp32() {
+        let fp32 = load_pretrained(&fixture(), Device::Cpu).unwrap();
+        let mut bf16 = load_pretrained(&fixture(), Device::Cpu).unwrap();
+        cloze_models::Precision::Bf16.cast_weights(&mut bf16.vs);
+        let input = MlmInput::new(ids(&[&[2, 17, 33, 4, 90, 51, 3], &[2, 5, 6, 7, 8, 4, 3]]));
+        let positions = Tensor::from_slice(&[3i64, 12, 8]);
+        let want = fp32.model.log_probs_at(&input, &positions).unwrap();
+        let got = bf16.model.log_probs_at(&input, &positions).unwrap();
+        assert_eq!(got.kind(), Kind::Float);
+        let sums =
+            Vec::<f64>::try_from(got.exp().sum_dim_intlist(-1, false, Kind::Double)).unwrap();
+        for s in sums {
+            assert!((s - 1.0).abs() < 1e-5, "row sums to {s}");
+        }
+        // bf16 keeps 8 significant bits: the log-probabilities move, but by
+        // thousandths of a nat on this fixture, not more than 0.015.
+        let diff = (&got - &want).abs().max().double_value(&[]);
+        assert!(
+            diff > 0.0 && diff < 0.015,
+            "bf16 log-probabilities differ by {diff}"
+        );
+    }
+
+    #[test]
     fn positions_outside_the_batch_are_an_error() {
         let p = load_pretrained(&fixture(), Device::Cpu).unwrap();
         let input = MlmInput::new(ids(&[&[2, 17, 4, 3]]));

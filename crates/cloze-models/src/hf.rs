@@ -599,8 +599,10 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Res
 /// Writes `bytes` to `path` through a temporary file in the same directory, fsyncs it
 /// and renames it into place, so a reader never sees a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    // A bare file name has the parent "" (not None): that is the current directory.
     let dir = path
         .parent()
+        .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let file_name = path

@@ -176,3 +176,32 @@ fn encode_writes_safetensors_and_jsonl() {
     ]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn encode_to_a_bare_file_name_writes_in_the_current_directory() {
+    // `--output out.jsonl` (no directory part) used to write the file and then
+    // fail syncing the directory "" with "No such file or directory".
+    let dir = model_dir();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "w5 w6 w7 w8\n").unwrap();
+    let out = common::cloze()
+        .current_dir(dir.path())
+        .args([
+            "encode",
+            "--model",
+            ".",
+            "--input",
+            "in.txt",
+            "--output",
+            "out.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+}

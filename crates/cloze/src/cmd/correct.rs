@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args};
 use cloze_eval::{ConfusionSet, CorrectMode, CorrectOptions, Correction, CscDataset};
 use cloze_fetch::datasets;
+use cloze_models::Precision;
 use tch::Device;
 
 use super::data::BarProgress;
@@ -70,6 +71,10 @@ pub struct CorrectArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = cloze_models::parse_device)]
     pub device: Device,
+    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at load;
+    /// probabilities still computed in fp32).
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// JSON output: one line per sentence with its changes, or with --eval one
     /// object with the metrics.
     #[arg(long)]
@@ -159,7 +164,7 @@ pub fn run(args: CorrectArgs) -> Result<()> {
         // the user's): they are left out, and listed, without a flag.
         let skip = args.skip_unaligned || eval == SIGHAN15;
         let data = read_test_set(&eval_path(eval)?, skip)?;
-        let p = load_mlm(&args.model, args.device)?;
+        let p = load_mlm(&args.model, args.device, args.precision)?;
         return evaluate(&args, &p.model, &tok, &confusion, &opts, &data, limit);
     }
     // (line number, text): line numbers only for --input.
@@ -170,7 +175,7 @@ pub fn run(args: CorrectArgs) -> Result<()> {
             .collect(),
         None => args.text.iter().map(|t| (None, t.clone())).collect(),
     };
-    let p = load_mlm(&args.model, args.device)?;
+    let p = load_mlm(&args.model, args.device, args.precision)?;
     let texts: Vec<String> = sentences.iter().map(|(_, t)| t.clone()).collect();
     let progress = BarProgress::default();
     let out = cloze_eval::correct_with(&p.model, &tok, &texts, &confusion, &opts, &progress)?;

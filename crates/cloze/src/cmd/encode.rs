@@ -1,16 +1,17 @@
 //! `cloze encode`: token states and mean-pooled sentence embeddings of each input
 //! line, written as safetensors or JSON lines (chosen by the output's extension;
-//! the formats are `cloze_eval::OutputFormat`'s).
+//! the formats are `cloze_eval::OutputFormat`'s). With `--precision bf16` the
+//! encoder runs in bf16 and what is written is still fp32.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use cloze_eval::{write_embeddings, EncodeOptions, OutputFormat, SentenceSource};
-use cloze_models::load_encoder;
+use cloze_models::{load_encoder, Precision};
 use tch::Device;
 
-use super::fill_mask::{open_for_inference, InputLines, Opened};
+use super::fill_mask::{cast_for_inference, open_for_inference, InputLines, Opened};
 
 /// Arguments of `cloze encode`.
 #[derive(Debug, Args)]
@@ -41,6 +42,10 @@ pub struct EncodeArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = cloze_models::parse_device)]
     pub device: Device,
+    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at load;
+    /// the embeddings and token states written are fp32 either way).
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// Encodes the input and writes the output file.
@@ -59,9 +64,10 @@ pub fn run(args: EncodeArgs) -> Result<()> {
     }
     let Opened { tok, truncation } = open_for_inference(&args.model, args.max_length, args.strict)?;
     let input = InputLines::read(&args.input, &tok, &truncation)?;
-    let p = load_encoder(&args.model, args.device)
+    let mut p = load_encoder(&args.model, args.device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     tracing::info!(report = %p.report, "encoder loaded");
+    cast_for_inference(&mut p.vs, args.precision, args.device);
     let seqs = input.seqs();
     let opts = EncodeOptions {
         batch_size: args.batch_size,

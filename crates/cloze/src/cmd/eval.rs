@@ -1,6 +1,7 @@
 //! `cloze eval`: held-out masked-LM metrics of a saved model on prepared data,
 //! on the same fixed masks as during training, next to the unigram baseline;
-//! optionally with fill-mask examples.
+//! optionally with fill-mask examples. `--precision bf16` runs the model with its
+//! weights cast to bf16; the metrics are computed from fp32 logits either way.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use cloze_core::Report;
 use cloze_eval::mlm_eval::guesses_at_targets;
+use cloze_models::Precision;
 use cloze_train::config::TrainConfig;
 use cloze_train::data::{self, PreparedData};
 use cloze_train::trainer::EvalModel;
@@ -35,6 +37,10 @@ pub struct EvalArgs {
     /// Exit with an error unless the model's accuracy exceeds the unigram baseline's.
     #[arg(long)]
     pub fail_below_baseline: bool,
+    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at load;
+    /// losses and accuracies still computed from fp32 logits).
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// What the held-out MLM task reported, in words: masked-token accuracy
@@ -218,8 +224,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let data = PreparedData::open(&a.data)?;
     data::check_model_matches(&a.model, &data)?;
     // The loader refuses NaN or infinite weights, naming the tensor.
-    let model = BertPretrainer::load(&a.model, tch::Device::Cpu)
+    let mut model = BertPretrainer::load(&a.model, tch::Device::Cpu)
         .with_context(|| format!("loading the model in {}", a.model.display()))?;
+    // Cast once for inference; `model.precision` (the training autocast) stays
+    // fp32, and the blocks follow the weights' type.
+    super::fill_mask::cast_for_inference(&mut model.vs, a.precision, tch::Device::Cpu);
     if model.config.vocab_size != i64::from(data.specials.vocab_size) {
         anyhow::bail!(
             "the model has {} vocabulary rows but {} was prepared with a {}-token vocabulary",

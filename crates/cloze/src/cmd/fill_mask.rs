@@ -4,14 +4,18 @@
 //! directory, resolving `--max-length` against the model's positions before any
 //! work, reading and tokenizing input lines with their line numbers
 //! ([`InputLines`]), and reporting (or, with `--strict`, refusing) texts that
-//! truncation shortened.
+//! truncation shortened; and the `--precision` of all four (with `correct`):
+//! the weights cast once at load ([`cast_for_inference`]), every number that
+//! leaves computed in fp32.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cloze_eval::{FillMaskOptions, ModelTokenizer, Tokenized};
-use cloze_models::{load_pretrained, BertConfig, BertForPreTraining, HeadStatus, Pretrained};
+use cloze_models::{
+    load_pretrained, BertConfig, BertForPreTraining, HeadStatus, Precision, Pretrained,
+};
 use tch::Device;
 
 /// Arguments of `cloze fill-mask`.
@@ -36,6 +40,10 @@ pub struct FillMaskArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = cloze_models::parse_device)]
     pub device: Device,
+    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at load;
+    /// probabilities still computed in fp32).
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -150,10 +158,15 @@ pub(crate) fn open_for_inference(
     Ok(Opened { tok, truncation })
 }
 
-/// Loads a checkpoint that must have a trained MLM head. Non-finite weights are
-/// refused by the loader.
-pub(crate) fn load_mlm(dir: &Path, device: Device) -> Result<Pretrained<BertForPreTraining>> {
-    let p = load_pretrained(dir, device).with_context(|| format!("loading {}", dir.display()))?;
+/// Loads a checkpoint that must have a trained MLM head, its weights cast to
+/// `precision` ([`cast_for_inference`]). Non-finite weights are refused by the loader.
+pub(crate) fn load_mlm(
+    dir: &Path,
+    device: Device,
+    precision: Precision,
+) -> Result<Pretrained<BertForPreTraining>> {
+    let mut p =
+        load_pretrained(dir, device).with_context(|| format!("loading {}", dir.display()))?;
     if p.report.mlm_head != HeadStatus::Loaded {
         return Err(cloze_eval::Error::NoMlmHead {
             dir: dir.to_path_buf(),
@@ -161,7 +174,27 @@ pub(crate) fn load_mlm(dir: &Path, device: Device) -> Result<Pretrained<BertForP
         .into());
     }
     tracing::info!(report = %p.report, "model loaded");
+    cast_for_inference(&mut p.vs, precision, device);
     Ok(p)
+}
+
+/// Casts freshly loaded weights to `precision` once, for inference (`--precision`
+/// of fill-mask, encode, score, correct and eval). The model's blocks follow the
+/// weights' type, so a bf16 model runs its whole forward pass in bf16; its heads
+/// return fp32 logits, and `cloze_eval` casts hidden states to fp32 before pooling,
+/// so every number printed or written is computed from fp32 tensors.
+pub(crate) fn cast_for_inference(vs: &mut tch::nn::VarStore, precision: Precision, device: Device) {
+    if precision == Precision::Bf16
+        && device == Device::Cpu
+        && !cloze_models::precision::cpu_has_bf16_gemm()
+    {
+        tracing::warn!(
+            "--precision bf16 on a CPU without avx512_bf16: libtorch emulates bf16 \
+             products, which is slower than fp32 here"
+        );
+    }
+    precision.cast_weights(vs);
+    tracing::info!(%precision, "weights ready");
 }
 
 /// A non-empty input line: its number in the file (from 1) and its trimmed text.
@@ -362,7 +395,7 @@ pub fn run(args: FillMaskArgs) -> Result<()> {
         }
     }
     truncation.check(&toks, &inputs)?;
-    let p = load_mlm(&args.model, args.device)?;
+    let p = load_mlm(&args.model, args.device, args.precision)?;
     let seqs: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
     let out = cloze_eval::fill_mask(&p.model, &seqs, &opts)?;
     for (i, preds) in out.iter().enumerate() {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use cloze_eval::PllOptions;
+use cloze_models::Precision;
 use tch::Device;
 
 use super::fill_mask::{load_mlm, open_for_inference, InputLines, Opened};
@@ -34,6 +35,10 @@ pub struct ScoreArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = cloze_models::parse_device)]
     pub device: Device,
+    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at load;
+    /// log-probabilities still computed and summed in fp32).
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// Scores every line and prints JSON lines.
@@ -47,7 +52,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     };
     let input = InputLines::read(&args.input, &tok, &truncation)?;
     let (lines, toks, texts) = (&input.lines, &input.toks, input.texts());
-    let p = load_mlm(&args.model, args.device)?;
+    let p = load_mlm(&args.model, args.device, args.precision)?;
     let scores = cloze_eval::pseudo_log_likelihood(&p.model, &input.seqs(), &opts)?;
     for (i, s) in scores.iter().enumerate() {
         let truncated = toks[i].is_truncated();

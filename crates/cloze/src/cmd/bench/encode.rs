@@ -1,19 +1,25 @@
 //! `cloze bench encode`: real (non-padding) tokens/s of sentence encoding with
 //! all-MiniLM-L6-v2 on the first N SOTU sentences, against HF's `BertModel` (the peer
 //! script `hf_encode_bench.py`) in the same run when a peer Python is given.
+//! `--precision bf16` also times our encode with bf16 weights in the same run and
+//! compares its embeddings with fp32's.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use cloze_eval::{EncodeOptions, ModelTokenizer};
-use cloze_models::load_encoder;
-use tch::Device;
+use cloze_eval::{EncodeOptions, Encoded, ModelTokenizer};
+use cloze_models::{load_encoder, BertModel, Precision};
+use tch::{Device, Kind, Tensor};
 
 /// HF BertModel on this kind of machine (../shared/DATA.md), used only when the peer
 /// cannot run in the same invocation.
 const REFERENCE_HF_TOKENS_PER_S: (f64, f64) = (2460.0, 2740.0);
+
+/// The least cosine a bf16 sentence embedding may have to its fp32 one: below it
+/// the bench fails after printing its figures (the bound of issue 21).
+const MIN_COSINE: f64 = 0.999;
 
 /// Arguments of `cloze bench encode`.
 #[derive(Debug, Args)]
@@ -49,6 +55,12 @@ pub struct EncodeBenchArgs {
     /// The peer script.
     #[arg(long, default_value = "../shared/peers/hf_encode_bench.py")]
     pub peer_script: PathBuf,
+    /// With `bf16`, also time our encode with the weights cast to bfloat16, in
+    /// this run on the same sentences, interleaved with the fp32 one: both
+    /// tokens/s, their ratio, and the min and mean cosine between the two sets of
+    /// sentence embeddings (the bench fails below 0.999). The peer stays fp32.
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// Splits like the peer: after `.`, `!` or `?` followed by white space; keeps
@@ -117,6 +129,95 @@ fn run_peer(a: &EncodeBenchArgs, python: &Path, model: &Path, text: &Path) -> Re
     line["value"].as_f64().context("peer value is not a number")
 }
 
+/// One timed encode: what the peer times (tokenize, forward, mean-pool), in seconds.
+fn time_once(
+    model: &BertModel,
+    tok: &ModelTokenizer,
+    texts: &[&str],
+    opts: &EncodeOptions,
+) -> Result<(f64, Encoded)> {
+    let t = Instant::now();
+    let seqs = tok.encode_batch(texts)?;
+    let enc = cloze_eval::encode(model, &seqs, opts)?;
+    if let Device::Cuda(i) = opts.device {
+        tch::Cuda::synchronize(i as i64);
+    }
+    Ok((t.elapsed().as_secs_f64(), enc))
+}
+
+/// The best of several timings of the same encode, and its result.
+struct Best {
+    secs: f64,
+    enc: Option<Encoded>,
+}
+
+impl Best {
+    fn new() -> Self {
+        Best {
+            secs: f64::INFINITY,
+            enc: None,
+        }
+    }
+
+    fn offer(&mut self, (secs, enc): (f64, Encoded)) {
+        if secs < self.secs || self.enc.is_none() {
+            self.secs = secs;
+            self.enc = Some(enc);
+        }
+    }
+
+    fn result(self) -> Result<(f64, Encoded)> {
+        Ok((self.secs, self.enc.context("no timed repetition ran")?))
+    }
+}
+
+/// Times each model on the same sentences: one warm-up each, then `reps` rounds
+/// in which every model runs once, so that a change in the machine's load
+/// (another process, frequency) falls on all of them alike; the best time each.
+fn best_interleaved(
+    models: &[&BertModel],
+    tok: &ModelTokenizer,
+    texts: &[&str],
+    opts: &EncodeOptions,
+    reps: u32,
+) -> Result<Vec<(f64, Encoded)>> {
+    for m in models {
+        time_once(m, tok, texts, opts)?;
+    }
+    let mut best: Vec<Best> = models.iter().map(|_| Best::new()).collect();
+    for _ in 0..reps.max(1) {
+        for (m, b) in models.iter().zip(&mut best) {
+            b.offer(time_once(m, tok, texts, opts)?);
+        }
+    }
+    best.into_iter().map(Best::result).collect()
+}
+
+/// Row-wise cosine similarity of two `[N, H]` embedding matrices: the minimum
+/// and the mean over rows (computed in f64).
+pub fn row_cosines(a: &Tensor, b: &Tensor) -> Result<(f64, f64)> {
+    anyhow::ensure!(
+        a.size() == b.size() && a.size().len() == 2,
+        "embeddings of different shapes: {:?} and {:?}",
+        a.size(),
+        b.size()
+    );
+    let (a, b) = (a.f_to_kind(Kind::Double)?, b.f_to_kind(Kind::Double)?);
+    let dot = a
+        .f_mul(&b)?
+        .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
+    let norms = a
+        .f_norm_scalaropt_dim(2, [1i64].as_slice(), false)?
+        .f_mul(&b.f_norm_scalaropt_dim(2, [1i64].as_slice(), false)?)?
+        .f_clamp_min(1e-12)?;
+    let cos = dot.f_div(&norms)?;
+    anyhow::ensure!(cos.size()[0] > 0, "no sentence to compare");
+    Ok((
+        cos.f_min()?.f_double_value(&[])?,
+        cos.f_mean(Kind::Double)?.f_double_value(&[])?,
+    ))
+}
+
 /// Runs the bench and prints JSON lines.
 pub fn run(a: EncodeBenchArgs) -> Result<()> {
     tch::set_num_threads(a.torch_threads);
@@ -133,6 +234,16 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
     let lines = peer_sentences(&text, a.sentences);
     let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
     let p = load_encoder(&model_dir, a.device)?;
+    // The bf16 model is a second copy of the same checkpoint, cast once, so both
+    // precisions are timed in this run on the same sentences.
+    let low = match a.precision {
+        Precision::Fp32 => None,
+        other => {
+            let mut q = load_encoder(&model_dir, a.device)?;
+            other.cast_weights(&mut q.vs);
+            Some(q)
+        }
+    };
     let tok = ModelTokenizer::from_dir(&model_dir, a.max_len)?;
     let sorted = EncodeOptions {
         batch_size: a.batch_size,
@@ -145,30 +256,14 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
         sort_by_length: false,
         ..sorted.clone()
     };
-    // What is timed is what the peer times: tokenize, forward, mean-pool.
-    let once = |opts: &EncodeOptions| -> Result<(f64, cloze_eval::Encoded)> {
-        let t = Instant::now();
-        let seqs = tok.encode_batch(&texts)?;
-        let enc = cloze_eval::encode(&p.model, &seqs, opts)?;
-        if let Device::Cuda(_) = a.device {
-            tch::Cuda::synchronize(0);
-        }
-        Ok((t.elapsed().as_secs_f64(), enc))
-    };
-    let best = |opts: &EncodeOptions| -> Result<(f64, cloze_eval::Encoded)> {
-        let (_, mut enc) = once(opts)?;
-        let mut secs = f64::INFINITY;
-        for _ in 0..a.reps.max(1) {
-            let (s, e) = once(opts)?;
-            if s < secs {
-                secs = s;
-                enc = e;
-            }
-        }
-        Ok((secs, enc))
-    };
-    let (secs, enc) = best(&sorted)?;
-    let (secs_fo, enc_fo) = best(&file_order)?;
+    let mut models = vec![&p.model];
+    models.extend(low.as_ref().map(|q| &q.model));
+    let mut timed = best_interleaved(&models, &tok, &texts, &sorted, a.reps)?.into_iter();
+    let (secs, enc) = timed.next().context("the fp32 encode was not timed")?;
+    let low_timed = timed.next();
+    let (secs_fo, enc_fo) = best_interleaved(&[&p.model], &tok, &texts, &file_order, a.reps)?
+        .pop()
+        .context("the file-order encode was not timed")?;
     let diff = (&enc.embeddings - &enc_fo.embeddings)
         .abs()
         .max()
@@ -176,11 +271,12 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
     let tps = enc.real_tokens as f64 / secs;
     let tps_fo = enc_fo.real_tokens as f64 / secs_fo;
     let round = |x: f64| (x * 10.0).round() / 10.0;
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
     println!(
         "{}",
         serde_json::json!({"what": "cloze_encode_tokens_per_s", "value": round(tps), "sentences": texts.len(),
             "tokens": enc.real_tokens, "padding_share": 1.0 - enc.real_tokens as f64 / enc.padded_positions as f64,
-            "batch": a.batch_size, "threads": a.torch_threads, "order": "length-sorted"})
+            "batch": a.batch_size, "threads": a.torch_threads, "order": "length-sorted", "precision": "fp32"})
     );
     println!(
         "{}",
@@ -195,22 +291,67 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
         diff <= 1e-5,
         "length-sorted embeddings differ from file order by {diff}"
     );
+    // bf16 against fp32, both ours, this run: speed and agreement.
+    let mut low_summary = None;
+    if let Some((secs_low, enc_low)) = &low_timed {
+        let name = a.precision.name();
+        let tps_low = enc_low.real_tokens as f64 / secs_low;
+        let speedup = tps_low / tps;
+        let (min_cos, mean_cos) = row_cosines(&enc.embeddings, &enc_low.embeddings)?;
+        println!(
+            "{}",
+            serde_json::json!({"what": format!("cloze_encode_{name}_tokens_per_s"), "value": round(tps_low),
+                "sentences": texts.len(), "tokens": enc_low.real_tokens, "batch": a.batch_size,
+                "threads": a.torch_threads, "order": "length-sorted", "precision": name,
+                "cpu_bf16_gemm": cloze_models::precision::cpu_has_bf16_gemm()})
+        );
+        println!(
+            "{}",
+            serde_json::json!({"what": format!("ratio_{name}_vs_fp32_same_run"), "value": round2(speedup)})
+        );
+        println!(
+            "{}",
+            serde_json::json!({"what": format!("cosine_{name}_vs_fp32"), "value": min_cos, "min": min_cos,
+                "mean": mean_cos, "sentences": texts.len()})
+        );
+        low_summary = Some((name, tps_low, speedup, min_cos, mean_cos));
+    }
     match &a.peer_python {
         Some(py) => {
             let hf = run_peer(&a, py, &model_dir, &text_path)?;
             println!(
                 "{}",
-                serde_json::json!({"what": "ratio_vs_hf_same_run", "value": (tps / hf * 100.0).round() / 100.0})
+                serde_json::json!({"what": "ratio_vs_hf_same_run", "value": round2(tps / hf)})
             );
+            if let Some((name, tps_low, ..)) = low_summary {
+                println!(
+                    "{}",
+                    serde_json::json!({"what": format!("ratio_{name}_vs_hf_fp32_same_run"), "value": round2(tps_low / hf),
+                        "note": "the peer runs fp32: its script has no bf16 flag"})
+                );
+            }
         }
         None => {
             let (lo, hi) = REFERENCE_HF_TOKENS_PER_S;
             println!(
                 "{}",
-                serde_json::json!({"what": "ratio_vs_hf_reference", "value": [(tps / hi * 100.0).round() / 100.0, (tps / lo * 100.0).round() / 100.0],
+                serde_json::json!({"what": "ratio_vs_hf_reference", "value": [round2(tps / hi), round2(tps / lo)],
                     "note": "HF figure is the DATA.md reference (2,460-2,740 tokens/s), not measured in this run; pass --peer-python for a same-run ratio"})
             );
         }
+    }
+    if let Some((name, tps_low, speedup, min_cos, mean_cos)) = low_summary {
+        eprintln!(
+            "encode {} sentences: fp32 {:.0} tokens/s, {name} {:.0} tokens/s ({speedup:.2}x); \
+             {name} embeddings vs fp32: cosine min {min_cos:.5}, mean {mean_cos:.6}",
+            texts.len(),
+            tps,
+            tps_low
+        );
+        anyhow::ensure!(
+            min_cos >= MIN_COSINE,
+            "a {name} sentence embedding is at cosine {min_cos} to fp32, below {MIN_COSINE}"
+        );
     }
     Ok(())
 }
@@ -231,5 +372,17 @@ mod tests {
             ]
         );
         assert_eq!(peer_sentences(text, 1).len(), 1);
+    }
+
+    #[test]
+    fn row_cosines_give_the_min_and_mean_over_rows() -> Result<()> {
+        let a = Tensor::from_slice(&[1f32, 0., 0., 2., 3., 4.]).view([3, 2]);
+        // Row 0 the same, row 1 scaled (cosine 1), row 2 orthogonal (cosine 0).
+        let b = Tensor::from_slice(&[1f32, 0., 0., 5., -4., 3.]).view([3, 2]);
+        let (min, mean) = row_cosines(&a, &b)?;
+        assert!(min.abs() < 1e-12, "{min}");
+        assert!((mean - 2.0 / 3.0).abs() < 1e-12, "{mean}");
+        assert!(row_cosines(&a, &b.narrow(0, 0, 2)).is_err());
+        Ok(())
     }
 }
