@@ -6,8 +6,7 @@ mod common;
 
 use common::{cloze, ok, prepare, pretrain};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 /// `(step, loss)` of every train line of a run's metrics, in file order.
 fn losses(run: &Path) -> Vec<(u64, f64)> {
@@ -50,23 +49,7 @@ fn a_bf16_run_killed_and_resumed_matches_the_uninterrupted_one() {
         .spawn()
         .expect("spawn");
     let ckpts = run.join("checkpoints");
-    let t0 = Instant::now();
-    while std::fs::read_dir(&ckpts)
-        .map(|d| d.count() < 3)
-        .unwrap_or(true)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no checkpoints appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let kill = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let status = child.wait().expect("wait");
+    let status = common::kill_9_once_checkpoints_exist(&mut child, &ckpts, 3);
     assert!(
         !status.success(),
         "the run finished before it was killed; the test proves nothing"

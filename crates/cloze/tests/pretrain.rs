@@ -197,23 +197,7 @@ fn kill_9_during_checkpointing_leaves_a_resumable_run() {
         .spawn()
         .expect("spawn");
     let ckpts = run.join("checkpoints");
-    let t0 = Instant::now();
-    while std::fs::read_dir(&ckpts)
-        .map(|d| d.count() < 3)
-        .unwrap_or(true)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no checkpoints appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let kill = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let _ = child.wait();
+    let _ = common::kill_9_once_checkpoints_exist(&mut child, &ckpts, 3);
     let out = ok(
         cloze()
             .args(["pretrain", "--resume"])

@@ -214,3 +214,29 @@ pub fn model_dir() -> tempfile::TempDir {
     std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).expect("tokenizer");
     dir
 }
+
+/// Waits (up to two minutes) until `ckpts` holds at least `n` entries, then
+/// kills `child` with SIGKILL and returns its exit status.
+pub fn kill_9_once_checkpoints_exist(
+    child: &mut std::process::Child,
+    ckpts: &Path,
+    n: usize,
+) -> std::process::ExitStatus {
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(ckpts)
+        .map(|d| d.count() < n)
+        .unwrap_or(true)
+    {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "no checkpoints appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    child.wait().expect("wait")
+}
