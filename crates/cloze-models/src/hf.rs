@@ -672,7 +672,19 @@ fn architecture(names: &BTreeSet<&str>) -> Option<&'static str> {
 pub fn save_pretrained(vs: &VarStore, config: &BertConfig, dir: &Path) -> Result<()> {
     let _span = tracing::info_span!("save_pretrained", dir = %dir.display()).entered();
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    // Checkpoints are fp32 whatever precision the weights were cast to for
+    // inference (`Precision::cast_weights`).
+    let tensors: BTreeMap<String, Tensor> = vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| {
+            if t.is_floating_point() && t.kind() != Kind::Float {
+                t.f_to_kind(Kind::Float).map(|f| (name, f))
+            } else {
+                Ok((name, t))
+            }
+        })
+        .collect::<std::result::Result<_, _>>()?;
     let names: BTreeSet<&str> = tensors.keys().map(String::as_str).collect();
     let mut config = config.clone();
     if let Some(arch) = architecture(&names) {

@@ -59,11 +59,24 @@ impl Precision {
     }
 
     /// Casts every floating-point variable of `vs` to this precision's type,
-    /// once, for inference (fp32 leaves the store as it is).
-    pub fn cast_weights(self, vs: &mut tch::nn::VarStore) {
-        if self == Precision::Bf16 {
-            vs.bfloat16();
+    /// once, for inference (fp32 leaves the store as it is). The variables keep
+    /// their identity (`set_data`), so a model holding them, and the tied MLM
+    /// decoder, see the cast weights. A libtorch failure (out of memory on a
+    /// GPU) is an error.
+    pub fn cast_weights(self, vs: &mut tch::nn::VarStore) -> Result<()> {
+        if self == Precision::Fp32 {
+            return Ok(());
         }
+        let kind = self.kind();
+        tch::no_grad(|| -> Result<()> {
+            for (_, mut v) in vs.variables() {
+                if v.is_floating_point() && v.kind() != kind {
+                    let cast = v.f_to_kind(kind)?;
+                    v.f_set_data(&cast)?;
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -192,6 +205,52 @@ mod tests {
         let sum = residual_add(block, &residual)?;
         assert_eq!(sum.kind(), Kind::Float);
         assert_eq!(sum.f_sum(Kind::Float)?.f_double_value(&[])?, 12.0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::*;
+    use crate::{BertConfig, BertModel, MlmInput};
+
+    /// A query row that may see nothing (a 3-D mask with an empty row) must stay
+    /// finite in bf16 too: the bias is bf16's lowest finite value, not -inf.
+    #[test]
+    fn a_fully_masked_row_stays_finite_in_bf16() -> Result<()> {
+        let _rng = crate::rng_lock();
+        tch::manual_seed(5);
+        let config = BertConfig {
+            vocab_size: 50,
+            hidden_size: 16,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 32,
+            max_position_embeddings: 16,
+            ..BertConfig::default()
+        };
+        let mut vs = VarStore::new(Device::Cpu);
+        let model = BertModel::new(&vs.root(), &config)?;
+        let ids = Tensor::from_slice(&[2i64, 7, 9, 11, 3, 0]).view([1, 6]);
+        let visible = Tensor::f_ones([1, 6, 6], (Kind::Int64, Device::Cpu))?;
+        let _ = visible.f_get(0)?.f_get(5)?.f_zero_()?;
+        let input = MlmInput::new(ids).with_attention_3d(visible);
+        let finite =
+            |t: &Tensor| -> Result<bool> { Ok(t.f_isfinite()?.f_all()?.f_int64_value(&[])? == 1) };
+        // Training under autocast (the unfused path with attention dropout) and
+        // evaluation (the fused kernel).
+        for train in [true, false] {
+            let out = autocast(Precision::Bf16, || model.forward_t(&input, train))?;
+            assert!(finite(&out.last_hidden_state)?, "autocast, train={train}");
+        }
+        // Weights cast once, no scope.
+        Precision::Bf16.cast_weights(&mut vs)?;
+        let out = tch::no_grad(|| model.forward_t(&input, false))?;
+        assert_eq!(out.last_hidden_state.kind(), Kind::BFloat16);
+        assert!(finite(&out.last_hidden_state)?, "bf16 weights");
         Ok(())
     }
 }

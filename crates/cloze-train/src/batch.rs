@@ -167,6 +167,12 @@ pub trait PretrainModel {
     fn save(&self, dir: &std::path::Path) -> Result<()>;
     /// Copies weights saved by [`Self::save`] into the existing variables, in place.
     fn load_weights(&self, dir: &std::path::Path) -> Result<()>;
+    /// The precision [`Self::forward`] computes in; the trainer refuses a
+    /// model whose precision is not the run's `run.precision`. A model that
+    /// only computes in fp32 keeps this default.
+    fn precision(&self) -> cloze_models::Precision {
+        cloze_models::Precision::Fp32
+    }
 }
 
 impl TensorBatch {

@@ -139,6 +139,10 @@ impl PretrainModel for BertPretrainer {
         Ok(())
     }
 
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
     fn load_weights(&self, dir: &Path) -> Result<()> {
         let report = cloze_models::hf::load_weights(&self.vs, dir)?;
         if !report.missing.is_empty() || !report.unexpected.is_empty() {

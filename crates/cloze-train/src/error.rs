@@ -5,6 +5,17 @@ use std::path::PathBuf;
 /// Everything that can stop a training run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The model computes in another precision than the run's `run.precision`.
+    #[error(
+        "the run's precision is {config} but the model computes in {model}: set the model's \
+         precision from run.precision before starting or resuming the run"
+    )]
+    PrecisionMismatch {
+        /// `run.precision`.
+        config: cloze_models::Precision,
+        /// The model's [`crate::batch::PretrainModel::precision`].
+        model: cloze_models::Precision,
+    },
     /// A libtorch operation failed.
     #[error("libtorch")]
     Torch(#[from] tch::TchError),

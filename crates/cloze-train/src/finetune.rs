@@ -478,6 +478,10 @@ impl Classifier {
 }
 
 impl PretrainModel for Classifier {
+    fn precision(&self) -> cloze_models::Precision {
+        self.precision
+    }
+
     fn forward(&self, batch: &TensorBatch, train: bool) -> Result<ModelOutput> {
         let logits = self.logits(batch, train)?;
         let mut out = ModelOutput::without_mlm(logits.device())?;

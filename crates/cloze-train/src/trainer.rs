@@ -97,6 +97,17 @@ pub fn evaluate(
     )?)
 }
 
+/// The run records `run.precision`: the model must compute in it, or the
+/// record (and an exact resume) would be wrong.
+fn check_precision(cfg: &LoopConfig, model: &dyn PretrainModel) -> Result<()> {
+    let (config, model) = (cfg.run.precision, model.precision());
+    if config == model {
+        Ok(())
+    } else {
+        Err(Error::PrecisionMismatch { config, model })
+    }
+}
+
 /// Callbacks from the loop to whoever drives it (progress bars, Ctrl-C).
 pub trait Observer {
     /// After every optimiser step.
@@ -233,6 +244,7 @@ impl<'m> Trainer<'m> {
         vs: &tch::nn::VarStore,
         run_dir: &Path,
     ) -> Result<Self> {
+        check_precision(&cfg, model)?;
         std::fs::create_dir_all(run_dir).map_err(io_err("creating", run_dir))?;
         cfg.saved.write(run_dir)?;
         let opt = AdamW::new(vs, &cfg.optimizer)?;
@@ -371,6 +383,7 @@ impl<'m> Trainer<'m> {
         metrics: MetricsLog,
         last_checkpoint: Option<PathBuf>,
     ) -> Result<Self> {
+        check_precision(&cfg, model)?;
         let schedule = LrSchedule::new(cfg.optimizer.lr, cfg.run.max_steps, &cfg.schedule);
         let objective = objective::from_config(&cfg.objective)?;
         Ok(Self {

@@ -93,18 +93,32 @@ fn a_bf16_step_is_within_bf16_rounding_of_fp32_and_everything_stays_fp32() -> an
     let loss =
         cloze_train::trainer::train_step(&m, &Mlm { weight: 1.0 }, &mut opt, &batch, 1e-3, 1.0)?;
     assert!(loss.is_finite());
-    let mut moved = 0;
+    // The update follows the bf16 gradient, not only weight decay: its
+    // direction agrees with the fp32 gradient's descent direction.
+    let mut update = Vec::new();
     for (v, b) in m.vs.trainable_variables().iter().zip(&before) {
         assert_eq!(v.kind(), Kind::Float);
-        if !v.f_equal(b)? {
-            moved += 1;
-        }
+        update.push(v.f_sub(b)?.f_reshape([-1])?);
     }
-    assert_eq!(
-        moved,
-        before.len(),
-        "every weight should move after a bf16 step"
+    let update = Tensor::f_cat(&update, 0)?;
+    let descent = update.f_dot(&g32)?.f_double_value(&[])?;
+    assert!(
+        descent < 0.0,
+        "the bf16 step did not move against the gradient ({descent})"
     );
+
+    // A model whose precision differs from the run's is refused before any
+    // file is written.
+    let dir = tempfile::tempdir()?;
+    let run = dir.path().join("run");
+    let bf16 = cfg.with_overrides(&["run.precision=bf16".into()])?;
+    let fp32_model = model(&cfg, false);
+    let err = Trainer::new(bf16, &fp32_model, &fp32_model.vs, &run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("bf16") && err.contains("fp32"), "{err}");
+    assert!(!run.exists(), "the refused run wrote {}", run.display());
     Ok(())
 }
 

@@ -150,6 +150,9 @@ impl MlmInput {
     pub(crate) fn attention_bias(&self, kind: Kind) -> Result<Option<Tensor>> {
         let low = match kind {
             Kind::Half => -65504.0,
+            // bf16's lowest finite value, (2 - 2^-7) * 2^127; f32::MIN would
+            // round to -inf in bf16.
+            Kind::BFloat16 => -3.389_531_389_251_535_5e38,
             Kind::Double => f64::MIN,
             _ => f64::from(f32::MIN),
         };

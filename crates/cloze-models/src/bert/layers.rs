@@ -303,7 +303,11 @@ impl BertAttention {
             };
             // The softmax statistics in fp32 whatever the product type (as
             // autocast does); the dropped probabilities go back to v's type.
-            let probs = scores.f_softmax(-1, tch::Kind::Float)?;
+            let stats = match scores.kind() {
+                tch::Kind::BFloat16 | tch::Kind::Half => tch::Kind::Float,
+                other => other,
+            };
+            let probs = scores.f_softmax(-1, stats)?;
             let probs = dropout(&probs, p, true)?;
             let probs = if probs.kind() == v.kind() {
                 probs

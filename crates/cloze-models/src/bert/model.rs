@@ -90,7 +90,10 @@ impl BertModel {
 
     pub(crate) fn forward_validated(&self, input: &MlmInput, train: bool) -> Result<BertOutput> {
         let mut hidden = self.embeddings.forward_t(input, train)?;
-        let bias = input.attention_bias(hidden.kind())?;
+        // The bias in the type of the attention products (bf16 under a bf16
+        // autocast), built once for all layers.
+        let bias = input
+            .attention_bias(crate::precision::product_kind().unwrap_or_else(|| hidden.kind()))?;
         for layer in &self.layers {
             hidden = layer.forward_t(&hidden, bias.as_ref(), train)?;
         }

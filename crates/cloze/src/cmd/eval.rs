@@ -228,7 +228,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         .with_context(|| format!("loading the model in {}", a.model.display()))?;
     // Cast once for inference; `model.precision` (the training autocast) stays
     // fp32, and the blocks follow the weights' type.
-    super::fill_mask::cast_for_inference(&mut model.vs, a.precision, tch::Device::Cpu);
+    super::fill_mask::cast_for_inference(&mut model.vs, a.precision, tch::Device::Cpu)?;
     if model.config.vocab_size != i64::from(data.specials.vocab_size) {
         anyhow::bail!(
             "the model has {} vocabulary rows but {} was prepared with a {}-token vocabulary",

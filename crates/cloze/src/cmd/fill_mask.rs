@@ -174,7 +174,7 @@ pub(crate) fn load_mlm(
         .into());
     }
     tracing::info!(report = %p.report, "model loaded");
-    cast_for_inference(&mut p.vs, precision, device);
+    cast_for_inference(&mut p.vs, precision, device)?;
     Ok(p)
 }
 
@@ -183,7 +183,11 @@ pub(crate) fn load_mlm(
 /// weights' type, so a bf16 model runs its whole forward pass in bf16; its heads
 /// return fp32 logits, and `cloze_eval` casts hidden states to fp32 before pooling,
 /// so every number printed or written is computed from fp32 tensors.
-pub(crate) fn cast_for_inference(vs: &mut tch::nn::VarStore, precision: Precision, device: Device) {
+pub(crate) fn cast_for_inference(
+    vs: &mut tch::nn::VarStore,
+    precision: Precision,
+    device: Device,
+) -> Result<()> {
     if precision == Precision::Bf16
         && device == Device::Cpu
         && !cloze_models::precision::cpu_has_bf16_gemm()
@@ -193,8 +197,9 @@ pub(crate) fn cast_for_inference(vs: &mut tch::nn::VarStore, precision: Precisio
              products, which is slower than fp32 here"
         );
     }
-    precision.cast_weights(vs);
+    precision.cast_weights(vs)?;
     tracing::info!(%precision, "weights ready");
+    Ok(())
 }
 
 /// A non-empty input line: its number in the file (from 1) and its trimmed text.

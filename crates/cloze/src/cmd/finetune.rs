@@ -359,6 +359,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         tch::Device::Cpu,
     )?;
     model.precision = cfg.run.precision;
+    super::pretrain::warn_if_bf16_is_emulated(cfg.run.precision);
 
     // 3. The run directory: locked, cleared of an earlier run (--force), marked.
     if let Some(guard) = &out_guard {

@@ -111,7 +111,7 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Shorthand for `--set run.precision=P`: `fp32`, or `bf16` (matrix products
-    /// in bfloat16 over fp32 weights; about 2-2.7x faster on a CPU with avx512_bf16).
+    /// in bfloat16 over fp32 weights; about 1.8-2.5x faster per step on a CPU with avx512_bf16).
     #[arg(long)]
     pub precision: Option<cloze_models::Precision>,
     /// Start over in an existing run directory: removes what the earlier run
@@ -326,6 +326,17 @@ fn explain_resume_error(e: cloze_train::Error, a: &PretrainArgs, run: &Path) -> 
     }
 }
 
+/// Warns when a run trains in bf16 on a CPU that has no bf16 GEMM instructions
+/// (shared by `pretrain` and `finetune`).
+pub(crate) fn warn_if_bf16_is_emulated(precision: cloze_models::Precision) {
+    if precision == cloze_models::Precision::Bf16 && !cloze_models::precision::cpu_has_bf16_gemm() {
+        tracing::warn!(
+            "run.precision = \"bf16\" on a CPU without avx512_bf16: libtorch emulates bf16 \
+             products, which is slower than fp32 here"
+        );
+    }
+}
+
 /// Runs `cloze pretrain`.
 pub fn run(a: PretrainArgs) -> Result<()> {
     let resuming = a.resume.is_some();
@@ -370,14 +381,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         BertPretrainer::new_masked_lm(bert_cfg, cfg.run.seed, &cfg.init, tch::Device::Cpu)?
     };
     model.precision = cfg.run.precision;
-    if cfg.run.precision == cloze_models::Precision::Bf16
-        && !cloze_models::precision::cpu_has_bf16_gemm()
-    {
-        tracing::warn!(
-            "run.precision = \"bf16\" on a CPU without avx512_bf16: libtorch emulates bf16 \
-             products, which is slower than fp32 here"
-        );
-    }
+    warn_if_bf16_is_emulated(cfg.run.precision);
     tracing::info!(
         train_examples = source.len(),
         eval_batches = eval.as_ref().map_or(0, |e| e.batches.len()),

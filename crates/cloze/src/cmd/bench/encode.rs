@@ -240,7 +240,7 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
         Precision::Fp32 => None,
         other => {
             let mut q = load_encoder(&model_dir, a.device)?;
-            other.cast_weights(&mut q.vs);
+            other.cast_weights(&mut q.vs)?;
             Some(q)
         }
     };
