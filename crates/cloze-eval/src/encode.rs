@@ -372,7 +372,9 @@ mod tests {
         };
         let fp32 = cloze_models::load_encoder(&fixture(), Device::Cpu).unwrap();
         let mut bf16 = cloze_models::load_encoder(&fixture(), Device::Cpu).unwrap();
-        cloze_models::Precision::Bf16.cast_weights(&mut bf16.vs).unwrap();
+        cloze_models::Precision::Bf16
+            .cast_weights(&mut bf16.vs)
+            .unwrap();
         // The cast reached the model: its raw output is bf16.
         let raw = tch::no_grad(|| {
             bf16.model.forward_t(

@@ -120,7 +120,9 @@ mod tests {
     fn a_bf16_model_returns_fp32_log_probs_near_fp32() {
         let fp32 = load_pretrained(&fixture(), Device::Cpu).unwrap();
         let mut bf16 = load_pretrained(&fixture(), Device::Cpu).unwrap();
-        cloze_models::Precision::Bf16.cast_weights(&mut bf16.vs).unwrap();
+        cloze_models::Precision::Bf16
+            .cast_weights(&mut bf16.vs)
+            .unwrap();
         let input = MlmInput::new(ids(&[&[2, 17, 33, 4, 90, 51, 3], &[2, 5, 6, 7, 8, 4, 3]]));
         let positions = Tensor::from_slice(&[3i64, 12, 8]);
         let want = fp32.model.log_probs_at(&input, &positions).unwrap();

@@ -153,6 +153,34 @@ fn sequence_classification_beats_the_majority_class_and_predicts() {
     let total = p["neg"].as_f64().expect("p") + p["pos"].as_f64().expect("p");
     assert!((total - 1.0).abs() < 1e-4);
 
+    // In bf16 the probabilities stay within bf16 rounding of fp32's, and the
+    // label is the same wherever fp32 was not near a tie.
+    let out = ok(
+        cloze()
+            .args(["predict", "--precision", "bf16", "--model"])
+            .arg(run.join("model"))
+            .arg("--input")
+            .arg(d.join("test.jsonl"))
+            .output()
+            .expect("spawn"),
+        "predict --precision bf16",
+    );
+    let bf16 = jsonl(&out.stdout);
+    assert_eq!(bf16.len(), 60);
+    let mut differs = false;
+    for (a, b) in preds.iter().zip(&bf16) {
+        let (pa, pb) = (
+            a["probabilities"]["pos"].as_f64().expect("p"),
+            b["probabilities"]["pos"].as_f64().expect("p"),
+        );
+        assert!((pa - pb).abs() < 0.02, "fp32 {pa} vs bf16 {pb}");
+        differs |= pa != pb;
+        if (pa - 0.5).abs() > 0.02 {
+            assert_eq!(a["label"], b["label"], "fp32 {pa} vs bf16 {pb}");
+        }
+    }
+    assert!(differs, "bf16 probabilities equal fp32's to the last bit");
+
     // The dev curves (loss, accuracy, macro-F1) plot like a pretraining run's.
     ok(
         cloze().arg("plot").arg(&run).output().expect("spawn"),
