@@ -193,6 +193,19 @@ pub fn load_with<M>(
     let _span = tracing::info_span!("load_checkpoint", dir = %dir.display()).entered();
     let config = read_config(dir)?;
     let tensors = read_weights(dir)?;
+    load_tensors_with(config, tensors, device, build)
+}
+
+/// [`load_with`] for a checkpoint already in memory: `tensors` as read by
+/// [`read_weights`] (possibly changed, e.g. by [`grow_vocabulary`]) and the
+/// `config` they fit. The same checks apply: every encoder weight present,
+/// nothing the config does not describe, every tensor finite.
+pub fn load_tensors_with<M>(
+    config: BertConfig,
+    tensors: BTreeMap<String, Tensor>,
+    device: Device,
+    build: impl FnOnce(&tch::nn::Path, &BertConfig) -> Result<M>,
+) -> Result<Pretrained<M>> {
     let vs = VarStore::new(device);
     let model = build(&vs.root(), &config)?;
     let report = assign(&vs, tensors, Finite::Check)?;
@@ -513,8 +526,72 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(out)
 }
 
+/// Grows a checkpoint's vocabulary in memory: one new row per entry of
+/// `new_rows`, appended after `config.vocab_size`, in the word-embedding
+/// table and in the MLM decoder bias (when the checkpoint has one). Row `k`
+/// is the mean of the existing rows listed in `new_rows[k]`: the ids the
+/// checkpoint's own tokenizer splits the new token into, a common recipe
+/// that starts a domain word near the meaning of its pieces. Updates
+/// `config.vocab_size`. An empty id list or an id outside the old vocabulary
+/// is an error ([`Error::InvalidConfig`]).
+pub fn grow_vocabulary(
+    tensors: &mut BTreeMap<String, Tensor>,
+    config: &mut BertConfig,
+    new_rows: &[Vec<i64>],
+) -> Result<()> {
+    if new_rows.is_empty() {
+        return Ok(());
+    }
+    let old = config.vocab_size;
+    if let Some(bad) = new_rows
+        .iter()
+        .find(|ids| ids.is_empty() || ids.iter().any(|&i| i < 0 || i >= old))
+    {
+        return Err(Error::InvalidConfig {
+            field: "vocab_size",
+            reason: format!(
+                "a new token's row must average existing rows (ids below {old}), got {bad:?}"
+            ),
+        });
+    }
+    let grow = |t: &Tensor| -> Result<Tensor> {
+        let mut rows = Vec::with_capacity(new_rows.len());
+        for ids in new_rows {
+            let index = Tensor::from_slice(ids).to_device(t.device());
+            rows.push(t.f_index_select(0, &index)?.f_mean_dim(
+                Some([0i64].as_slice()),
+                true,
+                t.kind(),
+            )?);
+        }
+        let mut parts = vec![t.shallow_clone()];
+        parts.extend(rows);
+        Ok(Tensor::f_cat(&parts, 0)?)
+    };
+    let mut grown = 0;
+    for (key, t) in tensors.iter_mut() {
+        let b = bare(key);
+        let is_rows = b == "embeddings.word_embeddings.weight"
+            || b == "cls.predictions.bias"
+            || b == "cls.predictions.decoder.bias"
+            || b == "cls.predictions.decoder.weight";
+        if is_rows && t.size().first() == Some(&old) {
+            *t = grow(t)?;
+            grown += 1;
+        }
+    }
+    if grown == 0 {
+        return Err(Error::CheckpointMismatch {
+            missing: vec!["embeddings.word_embeddings.weight".into()],
+            unexpected: Vec::new(),
+        });
+    }
+    config.vocab_size = old + new_rows.len() as i64;
+    Ok(())
+}
+
 /// Reads `model.safetensors`, or the shards listed in `model.safetensors.index.json`.
-fn read_weights(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
+pub fn read_weights(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
     let single = dir.join("model.safetensors");
     if single.is_file() {
         return read_safetensors(&single);

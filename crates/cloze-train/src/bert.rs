@@ -24,6 +24,65 @@ pub struct BertPretrainer {
     pub precision: Precision,
 }
 
+/// What [`BertPretrainer::from_checkpoint`] did.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// Tensor by tensor and head by head: what came from the checkpoint.
+    pub load: cloze_models::LoadReport,
+    /// The checkpoint's vocabulary size.
+    pub vocab_before: i64,
+    /// The model's vocabulary size (larger when tokens were added).
+    pub vocab_after: i64,
+}
+
+impl InitReport {
+    /// Human-readable lines for the run's log: the heads created rather than
+    /// loaded, checkpoint tensors the model does not take, vocabulary growth.
+    pub fn notices(&self) -> Vec<String> {
+        use cloze_models::HeadStatus;
+        let mut out = vec![format!("{} tensors loaded", self.load.loaded)];
+        for h in &self.load.heads {
+            match (h.prefix, h.status) {
+                ("cls.predictions", HeadStatus::Absent) => out.push(
+                    "the checkpoint has no MLM head (cls.predictions): created with HF's \
+                     initialisation, its decoder tied to the word embeddings"
+                        .into(),
+                ),
+                (p, HeadStatus::Absent) => out.push(format!(
+                    "the checkpoint has no {p} head: created with HF's initialisation"
+                )),
+                (p, HeadStatus::Partial) => out.push(format!(
+                    "the checkpoint holds part of the {p} head: the rest starts from HF's initialisation"
+                )),
+                _ => {}
+            }
+        }
+        let pooler_missing: Vec<&String> = self
+            .load
+            .missing
+            .iter()
+            .filter(|k| k.contains("pooler."))
+            .collect();
+        if !pooler_missing.is_empty() {
+            out.push("the checkpoint has no pooler: created with HF's initialisation".into());
+        }
+        if !self.load.unexpected.is_empty() {
+            out.push(format!(
+                "checkpoint tensors this model does not use (left out): {}",
+                self.load.unexpected.join(", ")
+            ));
+        }
+        if self.vocab_after > self.vocab_before {
+            out.push(format!(
+                "vocabulary grown from {} to {} ids: each new row is the mean of the rows of \
+                 the pieces the checkpoint's tokenizer splits the token into",
+                self.vocab_before, self.vocab_after
+            ));
+        }
+        out
+    }
+}
+
 /// HF configuration for a `[model]` section and a tokenizer's vocabulary.
 pub fn bert_config(m: &ModelConfig, vocab_size: u32, pad_id: u32) -> BertConfig {
     BertConfig {
@@ -41,6 +100,81 @@ pub fn bert_config(m: &ModelConfig, vocab_size: u32, pad_id: u32) -> BertConfig 
         pad_token_id: Some(i64::from(pad_id)),
         ..BertConfig::default()
     }
+}
+
+/// The `[model]` section that describes a checkpoint's `config.json`: what a
+/// run started from that checkpoint records as its model shape.
+pub fn model_section(c: &BertConfig) -> ModelConfig {
+    ModelConfig {
+        hidden_size: c.hidden_size,
+        num_hidden_layers: c.num_hidden_layers,
+        num_attention_heads: c.num_attention_heads,
+        intermediate_size: c.intermediate_size,
+        max_position_embeddings: c.max_position_embeddings,
+        type_vocab_size: c.type_vocab_size,
+        hidden_dropout_prob: c.hidden_dropout_prob,
+        attention_probs_dropout_prob: c.attention_probs_dropout_prob,
+        initializer_range: c.initializer_range,
+        layer_norm_eps: c.layer_norm_eps,
+    }
+}
+
+/// The fields of two `[model]` sections that differ, as `(field, a's value,
+/// b's value)` in field order.
+pub fn model_differences(a: &ModelConfig, b: &ModelConfig) -> Vec<(&'static str, String, String)> {
+    let fields: [(&'static str, String, String); 10] = [
+        (
+            "hidden_size",
+            a.hidden_size.to_string(),
+            b.hidden_size.to_string(),
+        ),
+        (
+            "num_hidden_layers",
+            a.num_hidden_layers.to_string(),
+            b.num_hidden_layers.to_string(),
+        ),
+        (
+            "num_attention_heads",
+            a.num_attention_heads.to_string(),
+            b.num_attention_heads.to_string(),
+        ),
+        (
+            "intermediate_size",
+            a.intermediate_size.to_string(),
+            b.intermediate_size.to_string(),
+        ),
+        (
+            "max_position_embeddings",
+            a.max_position_embeddings.to_string(),
+            b.max_position_embeddings.to_string(),
+        ),
+        (
+            "type_vocab_size",
+            a.type_vocab_size.to_string(),
+            b.type_vocab_size.to_string(),
+        ),
+        (
+            "hidden_dropout_prob",
+            a.hidden_dropout_prob.to_string(),
+            b.hidden_dropout_prob.to_string(),
+        ),
+        (
+            "attention_probs_dropout_prob",
+            a.attention_probs_dropout_prob.to_string(),
+            b.attention_probs_dropout_prob.to_string(),
+        ),
+        (
+            "initializer_range",
+            a.initializer_range.to_string(),
+            b.initializer_range.to_string(),
+        ),
+        (
+            "layer_norm_eps",
+            a.layer_norm_eps.to_string(),
+            b.layer_norm_eps.to_string(),
+        ),
+    ];
+    fields.into_iter().filter(|(_, x, y)| x != y).collect()
 }
 
 impl BertPretrainer {
@@ -91,6 +225,70 @@ impl BertPretrainer {
             config,
             precision: Precision::Fp32,
         })
+    }
+
+    /// Continued pretraining: the model starts from the HuggingFace checkpoint
+    /// in `dir` (its `config.json` decides the architecture) instead of a fresh
+    /// initialisation. `pair_head` selects HF's `BertForPreTraining` layout
+    /// (with the pooler and the NSP/SOP head) over `BertForMaskedLM`'s.
+    ///
+    /// Every encoder weight must be in the checkpoint. Heads it lacks (the MLM
+    /// head of an encoder-only checkpoint such as all-MiniLM-L6-v2, a pooler,
+    /// the pair head) keep HF's initialisation, seeded by `seed`; the MLM
+    /// decoder is always tied to the word embeddings. `new_rows` grows the
+    /// vocabulary first (see [`cloze_models::hf::grow_vocabulary`]): one list of
+    /// existing ids per token appended after the checkpoint's vocabulary.
+    /// The returned report says what was loaded and what was created.
+    pub fn from_checkpoint(
+        dir: &Path,
+        pair_head: bool,
+        seed: u64,
+        new_rows: &[Vec<i64>],
+        device: Device,
+    ) -> Result<(Self, InitReport)> {
+        let mut config = cloze_models::hf::read_config(dir)?;
+        let mut tensors = cloze_models::hf::read_weights(dir)?;
+        let vocab_before = config.vocab_size;
+        cloze_models::hf::grow_vocabulary(&mut tensors, &mut config, new_rows)?;
+        // Heads the checkpoint lacks are initialised here, reproducibly.
+        tch::manual_seed(cloze_core::rng::torch_seed(
+            seed,
+            cloze_core::rng::Stream::ModelInit,
+            0,
+        ));
+        let layout = if pair_head {
+            BertForPreTraining::new
+        } else {
+            BertForPreTraining::new_masked_lm
+        };
+        let p = cloze_models::hf::load_tensors_with(config, tensors, device, layout)?;
+        let report = InitReport {
+            load: p.report,
+            vocab_before,
+            vocab_after: p.config.vocab_size,
+        };
+        Ok((
+            Self {
+                vs: p.vs,
+                model: p.model,
+                config: p.config,
+                precision: Precision::Fp32,
+            },
+            report,
+        ))
+    }
+
+    /// A model with the configuration `config` (HF's `BertForPreTraining` layout
+    /// when `pair_head`, else `BertForMaskedLM`'s) whose weights are about to be
+    /// replaced by a checkpoint's: how a resumed run that started from a
+    /// checkpoint rebuilds its model.
+    pub fn with_config(config: BertConfig, pair_head: bool, device: Device) -> Result<Self> {
+        let layout = if pair_head {
+            BertForPreTraining::new
+        } else {
+            BertForPreTraining::new_masked_lm
+        };
+        Self::build(config, 0, &InitConfig::default(), device, layout)
     }
 
     /// Loads a saved model (HF format) from `dir`.

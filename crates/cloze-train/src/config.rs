@@ -141,6 +141,13 @@ pub struct InitConfig {
     /// `offset_heads`: scale of the heads' query-key product on positions.
     #[serde(default = "one")]
     pub strength: f64,
+    /// Continued pretraining: a HuggingFace BERT checkpoint directory
+    /// (`config.json` + `model.safetensors`) whose weights the run starts from
+    /// instead of a fresh initialisation (`cloze pretrain --init-from DIR`).
+    /// The model's shape then comes from the checkpoint's `config.json`; heads
+    /// the checkpoint lacks start from HF's initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
 }
 
 /// The initialisation schemes of `[init]`.
@@ -164,6 +171,7 @@ impl Default for InitConfig {
             offsets: heads.offsets,
             position_amplitude: heads.position_amplitude,
             strength: heads.strength,
+            from: None,
         }
     }
 }
@@ -489,6 +497,13 @@ impl TrainConfig {
             if !(0.0..1.0).contains(&p) {
                 return Err(bad(field, format!("must be in [0, 1), got {p}")));
             }
+        }
+        if self.init.from.is_some() && self.init.scheme == InitScheme::OffsetHeads {
+            return Err(bad(
+                "init.scheme",
+                "\"offset_heads\" initialises a fresh model; it cannot be combined with init.from \
+                 (a run that starts from a checkpoint keeps the checkpoint's weights)",
+            ));
         }
         if let Some(init) = self.init.offset_heads() {
             init.validate(m.hidden_size, m.num_attention_heads, m.num_hidden_layers)

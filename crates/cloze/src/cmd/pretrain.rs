@@ -114,6 +114,13 @@ pub struct PretrainArgs {
     /// in bfloat16 over fp32 weights; about 1.8-2.5x faster per step on a CPU with avx512_bf16).
     #[arg(long)]
     pub precision: Option<cloze_models::Precision>,
+    /// Continued pretraining: start from this HuggingFace BERT checkpoint
+    /// directory (config.json + model.safetensors; sets `init.from`). Its
+    /// config.json decides the architecture; the preset's training settings
+    /// apply. Prepare the data with the checkpoint's tokenizer
+    /// (`cloze data prepare --tokenizer DIR`).
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
     /// Start over in an existing run directory: removes what the earlier run
     /// wrote (config, metrics, checkpoints, model, plots) and nothing else.
     #[arg(long, conflicts_with = "resume")]
@@ -152,6 +159,162 @@ fn effective_config(a: &PretrainArgs, base: TrainConfig) -> Result<TrainConfig> 
     cfg.data.dir = std::fs::canonicalize(&cfg.data.dir)
         .with_context(|| format!("data directory {}", cfg.data.dir.display()))?;
     Ok(cfg)
+}
+
+/// Continued pretraining (`--init-from DIR` or `init.from`): the model's shape
+/// becomes the checkpoint's. `[model]` values of the preset that differ are
+/// replaced, with one notice listing them; a `--set model.*` that contradicts
+/// the checkpoint is an error naming both values. The checkpoint path is made
+/// absolute so that the saved run config stays valid from any directory.
+fn adopt_checkpoint_shape(a: &PretrainArgs, mut cfg: TrainConfig) -> Result<TrainConfig> {
+    if let Some(dir) = &a.init_from {
+        cfg.init.from = Some(dir.clone());
+    }
+    let Some(dir) = cfg.init.from.clone() else {
+        return Ok(cfg);
+    };
+    let dir = std::fs::canonicalize(&dir)
+        .with_context(|| format!("the checkpoint to start from, {}", dir.display()))?;
+    let ckpt = cloze_models::hf::read_config(&dir).with_context(|| {
+        format!(
+            "{} is not a HuggingFace BERT checkpoint directory (config.json + model.safetensors)",
+            dir.display()
+        )
+    })?;
+    let want = cloze_train::bert::model_section(&ckpt);
+    let diffs = cloze_train::bert::model_differences(&cfg.model, &want);
+    let user_set: Vec<(String, String)> = a
+        .overrides
+        .iter()
+        .filter_map(|o| o.split_once('='))
+        .filter_map(|(k, v)| {
+            k.trim()
+                .strip_prefix("model.")
+                .map(|f| (f.to_owned(), v.trim().to_owned()))
+        })
+        .collect();
+    for (field, ours, theirs) in &diffs {
+        if let Some((_, value)) = user_set.iter().rev().find(|(f, _)| f == field) {
+            bail!(
+                "--set model.{field}={value} contradicts the checkpoint {dir}: its config.json has \
+                 {field} = {theirs} (a run started from a checkpoint takes its architecture from it; \
+                 drop the --set, or train from scratch without --init-from)",
+                dir = dir.display()
+            );
+        }
+        let _ = ours;
+    }
+    if !diffs.is_empty() {
+        let list: Vec<String> = diffs
+            .iter()
+            .map(|(f, ours, theirs)| format!("{f} {ours} -> {theirs}"))
+            .collect();
+        tracing::info!(
+            "starting from {}: its config.json decides the architecture; the preset's [model] \
+                 values that differ are ignored: {}",
+            dir.display(),
+            list.join(", ")
+        );
+    }
+    if cfg.init.scheme == cloze_train::config::InitScheme::OffsetHeads {
+        let set_by_user = a
+            .overrides
+            .iter()
+            .any(|o| o.trim_start().starts_with("init.scheme"));
+        if !set_by_user {
+            // The preset's fresh-model initialisation does not apply to loaded weights.
+            cfg.init.scheme = cloze_train::config::InitScheme::Hf;
+        }
+    }
+    cfg.model = want;
+    cfg.init.from = Some(dir);
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// One row per token the data's tokenizer has beyond the checkpoint's
+/// vocabulary (tokens added with `cloze data prepare --add-tokens`): the ids
+/// the checkpoint's own tokenizer splits that token into, whose embedding
+/// rows the new row averages. Also checks that the data was tokenized with
+/// the checkpoint's vocabulary: every id both know must be the same token.
+fn added_token_rows(dir: &Path, ckpt_vocab: i64, data: &PreparedData) -> Result<Vec<Vec<i64>>> {
+    use cloze_text::tokenizer::{TextTokenizer, WordBoundaries};
+    let data_tok = TextTokenizer::from_json_file(&data.tokenizer_path)?;
+    let data_vocab = i64::from(data.specials.vocab_size);
+    let has_tokenizer = dir.join("tokenizer.json").is_file() || dir.join("vocab.txt").is_file();
+    if !has_tokenizer {
+        if data_vocab > ckpt_vocab {
+            bail!(
+                "the data's tokenizer has {data_vocab} ids but the checkpoint {} has {ckpt_vocab} \
+                 rows and no tokenizer (tokenizer.json or vocab.txt) to split the extra tokens with",
+                dir.display()
+            );
+        }
+        tracing::warn!(
+            "{} has no tokenizer.json or vocab.txt: cannot check that the data was tokenized \
+                 with the checkpoint's vocabulary",
+            dir.display()
+        );
+        return Ok(Vec::new());
+    }
+    let ckpt_tok = TextTokenizer::from_path(dir)?;
+    let shared = ckpt_tok.vocab_size().min(data.specials.vocab_size);
+    if let Some(id) = (0..shared).find(|&i| ckpt_tok.id_to_token(i) != data_tok.id_to_token(i)) {
+        bail!(
+            "the data in {} was not tokenized with the checkpoint's vocabulary: id {id} is {:?} in \
+                 the data's tokenizer but {:?} in {}'s. Prepare the data with \
+                 `cloze data prepare --tokenizer {}` (optionally with --add-tokens FILE)",
+            data.dir.display(),
+            data_tok.id_to_token(id).unwrap_or_default(),
+            ckpt_tok.id_to_token(id).unwrap_or_default(),
+            dir.display(),
+            shell_word(dir)
+        );
+    }
+    let mut rows = Vec::new();
+    for id in ckpt_vocab..data_vocab {
+        let id32 = u32::try_from(id)?;
+        let token = data_tok
+            .id_to_token(id32)
+            .ok_or_else(|| anyhow!("the data's tokenizer has no token for id {id}"))?;
+        let text = token.strip_prefix("##").unwrap_or(&token);
+        let pieces = ckpt_tok.encode(text, WordBoundaries::Tokenizer)?;
+        let mut ids: Vec<i64> = pieces
+            .ids
+            .iter()
+            .map(|&i| i64::from(i))
+            .filter(|&i| i < ckpt_vocab)
+            .collect();
+        if ids.is_empty() {
+            ids.push(i64::from(ckpt_tok.special_tokens().unk));
+        }
+        rows.push(ids);
+    }
+    Ok(rows)
+}
+
+/// The model architecture of a resumed run that started from a checkpoint:
+/// the `config.json` saved with the checkpoint it resumes from (the newest
+/// one whose config reads, or `--from-checkpoint`'s), so that resuming does
+/// not need the original checkpoint directory any more.
+fn resumed_model_config(a: &PretrainArgs, run: &Path) -> Result<cloze_models::BertConfig> {
+    let candidates = match &a.from_checkpoint {
+        Some(spec) => vec![cloze_train::checkpoint::resolve(run, spec)?],
+        None => cloze_train::checkpoint::list(run)?
+            .into_iter()
+            .rev()
+            .map(|(_, d)| d)
+            .collect(),
+    };
+    candidates
+        .iter()
+        .find_map(|d| cloze_models::hf::read_config(d).ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "no checkpoint of {} has a readable config.json to rebuild the model from",
+                run.display()
+            )
+        })
 }
 
 /// The one rule for libtorch's thread count in a run: an explicit global
@@ -227,6 +390,7 @@ fn resume_config(a: &PretrainArgs, run: &Path) -> Result<TrainConfig> {
 fn inputs_of(a: &PretrainArgs, cfg: &TrainConfig) -> Vec<PathBuf> {
     use cloze_mask::{CorruptConfig, SimilarSourceConfig};
     let mut inputs = vec![cfg.data.dir.clone()];
+    inputs.extend(cfg.init.from.iter().cloned());
     if let Some(spec) = &a.config {
         if Path::new(spec).exists() {
             inputs.push(PathBuf::from(spec));
@@ -348,7 +512,10 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         (resume_config(&a, &run_dir)?, None, Some(lock))
     } else {
         let spec = a.config.as_deref().unwrap_or(DEFAULT_PRESET);
-        let cfg = effective_config(&a, TrainConfig::load_or_preset(spec)?)?;
+        let cfg = adopt_checkpoint_shape(
+            &a,
+            effective_config(&a, TrainConfig::load_or_preset(spec)?)?,
+        )?;
         let guard = check_out(&a, &cfg)?;
         (cfg, Some(guard), None)
     };
@@ -375,11 +542,32 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         .is_some();
     let bert_cfg =
         cloze_train::bert::bert_config(&cfg.model, data.specials.vocab_size, data.specials.pad);
-    let mut model = if pair_head {
-        BertPretrainer::new(bert_cfg, cfg.run.seed, &cfg.init, tch::Device::Cpu)?
-    } else {
-        BertPretrainer::new_masked_lm(bert_cfg, cfg.run.seed, &cfg.init, tch::Device::Cpu)?
+    let device = tch::Device::Cpu;
+    let mut model = match (&cfg.init.from, resuming) {
+        (Some(dir), false) => {
+            let ckpt_vocab = cloze_models::hf::read_config(dir)?.vocab_size;
+            let rows = added_token_rows(dir, ckpt_vocab, &data)?;
+            let (model, report) =
+                BertPretrainer::from_checkpoint(dir, pair_head, cfg.run.seed, &rows, device)
+                    .with_context(|| format!("starting from {}", dir.display()))?;
+            for line in report.notices() {
+                tracing::info!("init from {}: {line}", dir.display());
+            }
+            model
+        }
+        (Some(_), true) => {
+            BertPretrainer::with_config(resumed_model_config(&a, &run_dir)?, pair_head, device)?
+        }
+        (None, _) if pair_head => BertPretrainer::new(bert_cfg, cfg.run.seed, &cfg.init, device)?,
+        (None, _) => BertPretrainer::new_masked_lm(bert_cfg, cfg.run.seed, &cfg.init, device)?,
     };
+    if model.config.vocab_size < i64::from(data.specials.vocab_size) {
+        bail!(
+            "the model has {} word embeddings but the data's tokenizer has {} ids",
+            model.config.vocab_size,
+            data.specials.vocab_size
+        );
+    }
     model.precision = cfg.run.precision;
     warn_if_bf16_is_emulated(cfg.run.precision);
     tracing::info!(
