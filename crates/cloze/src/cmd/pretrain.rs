@@ -115,7 +115,8 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub precision: Option<cloze_models::Precision>,
     /// Continued pretraining: start from this HuggingFace BERT checkpoint
-    /// directory (config.json + model.safetensors; sets `init.from`). Its
+    /// directory (config.json + model.safetensors; sets `init.from`), or a
+    /// cached one by name (`minilm`, after `cloze data fetch minilm`). Its
     /// config.json decides the architecture; the preset's training settings
     /// apply. Prepare the data with the checkpoint's tokenizer
     /// (`cloze data prepare --tokenizer DIR`).
@@ -172,6 +173,11 @@ fn adopt_checkpoint_shape(a: &PretrainArgs, mut cfg: TrainConfig) -> Result<Trai
     }
     let Some(dir) = cfg.init.from.clone() else {
         return Ok(cfg);
+    };
+    // A cached checkpoint may be named like a dataset: `--init-from minilm`.
+    let dir = match dir.to_str() {
+        Some(name) if !dir.exists() => crate::cmd::data::resolve(name, "checkpoint")?,
+        _ => dir,
     };
     let dir = std::fs::canonicalize(&dir)
         .with_context(|| format!("the checkpoint to start from, {}", dir.display()))?;

@@ -28,7 +28,7 @@ use cloze_train::config::TrainConfig;
 use serde_json::{json, Value};
 
 use super::report::{self, markdown_table, Panel, Summary};
-use super::{os_args, read_json, write_json, Steps};
+use super::{capture_once, has_checkpoint, os_args, read_json, save, step_once, write_json, Steps};
 use crate::cmd::run_dir;
 
 /// Arguments of `cloze experiment macbert-ablation`.
@@ -445,64 +445,6 @@ pub fn run(a: AblationArgs, threads: Option<usize>) -> Result<()> {
     println!("{md}");
     eprintln!("report: {} and {}", report_path.display(), png.display());
     Ok(())
-}
-
-/// Runs a data step unless `product` exists; records its wall time.
-fn step_once(
-    steps: &mut Steps,
-    results: &Path,
-    name: &str,
-    product: &Path,
-    args: impl FnOnce() -> Vec<std::ffi::OsString>,
-) -> Result<()> {
-    if product.exists() {
-        steps.skip(name);
-        return Ok(());
-    }
-    let (_, seconds) = steps.run(name, &args(), false)?;
-    save(
-        &results.join("data").join(format!("{name}.json")),
-        &json!({"seconds": seconds}),
-    )
-}
-
-/// Runs a step whose standard output is a JSON object unless `result`
-/// exists; stores that object with the step's wall time in `result`.
-fn capture_once(
-    steps: &mut Steps,
-    name: &str,
-    result: &Path,
-    args: impl FnOnce() -> Vec<std::ffi::OsString>,
-) -> Result<()> {
-    if result.exists() {
-        steps.skip(name);
-        return Ok(());
-    }
-    let (stdout, seconds) = steps.run(name, &args(), true)?;
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("step {name} printed no JSON object"))?;
-    let value: Value =
-        serde_json::from_str(line).with_context(|| format!("parsing the output of step {name}"))?;
-    save(result, &json!({"seconds": seconds, "output": value}))
-}
-
-/// Writes a result file, creating its directory.
-fn save(path: &Path, value: &Value) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    write_json(path, value)
-}
-
-/// Whether a run directory holds at least one checkpoint to resume from.
-fn has_checkpoint(run: &Path) -> bool {
-    std::fs::read_dir(run.join("checkpoints"))
-        .map(|mut d| d.any(|e| e.is_ok()))
-        .unwrap_or(false)
 }
 
 fn pretrain(
