@@ -178,4 +178,5 @@ fn data_tokenized_with_another_vocabulary_is_refused() {
     let out = pretrain_from(ckpt.path(), &data, &run, 1).output().unwrap();
     fails_with(&out, "was not tokenized with the checkpoint's vocabulary");
     fails_with(&out, "cloze data prepare --tokenizer");
+    assert!(!run.exists(), "refused before the run directory is made");
 }

@@ -535,6 +535,15 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         data::check_model_matches(&run_dir, &data)?;
     }
     let source = data.train_source(&cfg)?;
+    // Continued pretraining: the data must use the checkpoint's vocabulary
+    // (plus any added tokens), checked before the run directory is touched.
+    let init_rows = match (&cfg.init.from, resuming) {
+        (Some(dir), false) => {
+            let ckpt_vocab = cloze_models::hf::read_config(dir)?.vocab_size;
+            Some(added_token_rows(dir, ckpt_vocab, &data)?)
+        }
+        _ => None,
+    };
     let eval = data.eval_set(&cfg)?;
 
     // 3. A fresh run's directory: locked, cleared of an earlier run (--force), marked.
@@ -551,8 +560,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     let device = tch::Device::Cpu;
     let mut model = match (&cfg.init.from, resuming) {
         (Some(dir), false) => {
-            let ckpt_vocab = cloze_models::hf::read_config(dir)?.vocab_size;
-            let rows = added_token_rows(dir, ckpt_vocab, &data)?;
+            let rows = init_rows.unwrap_or_default();
             let (model, report) =
                 BertPretrainer::from_checkpoint(dir, pair_head, cfg.run.seed, &rows, device)
                     .with_context(|| format!("starting from {}", dir.display()))?;
