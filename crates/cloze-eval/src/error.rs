@@ -20,6 +20,10 @@ pub enum Error {
         #[source]
         source: tokenizers::Error,
     },
+    /// A checkpoint's tokenizer could not be found or built (no
+    /// `tokenizer.json` or `vocab.txt`, a bad `tokenizer_config.json`).
+    #[error(transparent)]
+    Text(#[from] cloze_text::Error),
     /// The tokenizer lacks a token this task needs (e.g. `[MASK]` for fill-mask).
     #[error("tokenizer {path} has no {token} token")]
     MissingToken {

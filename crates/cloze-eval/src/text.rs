@@ -13,7 +13,8 @@ use tokenizers::{EncodeInput, Encoding, PostProcessor, Tokenizer, TruncationDire
 
 use crate::{Error, Result};
 
-/// A checkpoint's `tokenizer.json` with padding off and truncation to a chosen length.
+/// A checkpoint's tokenizer (`tokenizer.json` or `vocab.txt`) with padding off and
+/// truncation to a chosen length.
 #[derive(Debug, Clone)]
 pub struct ModelTokenizer {
     inner: Tokenizer,
@@ -74,22 +75,24 @@ impl Tokenized {
 }
 
 impl ModelTokenizer {
-    /// Loads `dir/tokenizer.json` (or a tokenizer.json path). Padding and truncation
-    /// baked into the file (all-MiniLM-L6-v2 pads to 128) are turned off; sequences are
-    /// truncated here to `max_len` tokens, special tokens included, keeping the start
-    /// (as `tokenizers` would). `max_len` must leave room for at least one token
-    /// besides the special tokens.
+    /// Loads the tokenizer of a checkpoint directory: its `tokenizer.json`, or
+    /// when it has none its BERT `vocab.txt` with the casing of the
+    /// `tokenizer_config.json` (or `config.json`) beside it; `dir` may also be
+    /// one of those files. The rule is `cloze-text`'s
+    /// ([`cloze_text::tokenizer::tokenizer_file`] and
+    /// [`cloze_text::tokenizer::load_hf_tokenizer`]), so every command finds
+    /// the same tokenizer. Padding and truncation baked into the file
+    /// (all-MiniLM-L6-v2 pads to 128) are turned off; sequences are truncated
+    /// here to `max_len` tokens, special tokens included, keeping the start
+    /// (as `tokenizers` would). `max_len` must leave room for at least one
+    /// token besides the special tokens.
     pub fn from_dir(dir: &Path, max_len: usize) -> Result<Self> {
-        let path = if dir.is_dir() {
-            dir.join("tokenizer.json")
-        } else {
-            dir.to_path_buf()
-        };
+        let path = cloze_text::tokenizer::tokenizer_file(dir)?;
+        let mut inner = cloze_text::tokenizer::load_hf_tokenizer(&path)?;
         let tok_err = |source| Error::Tokenizer {
             path: path.clone(),
             source,
         };
-        let mut inner = Tokenizer::from_file(&path).map_err(tok_err)?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(tok_err)?;
         let added = inner
@@ -472,6 +475,35 @@ pub(crate) mod tests {
         assert_eq!(tok.kept_text("w5  w6   w7 w8 w9").unwrap(), "w5  w6   w7");
         assert_eq!(tok.kept_text("w5 w6 w7").unwrap(), "w5 w6 w7");
         assert_eq!(tok.kept_text("  w5 ").unwrap(), "  w5 ");
+    }
+
+    #[test]
+    fn a_vocab_txt_only_directory_loads_with_its_tokenizer_config_casing() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocab = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "The", "cat",
+        ];
+        std::fs::write(dir.path().join("vocab.txt"), vocab.join("\n")).unwrap();
+        // The vocabulary looks cased; the tokenizer config says it is not.
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            r#"{"do_lower_case": true}"#,
+        )
+        .unwrap();
+        let tok = ModelTokenizer::from_dir(dir.path(), 8).unwrap();
+        assert_eq!((tok.cls, tok.sep, tok.pad, tok.mask), (2, 3, 0, Some(4)));
+        assert_eq!(tok.special_tokens_added(), 2);
+        assert_eq!(
+            tok.encode_batch(&["The cat [MASK]"]).unwrap(),
+            vec![vec![2, 5, 7, 4, 3]]
+        );
+        std::fs::remove_file(dir.path().join("vocab.txt")).unwrap();
+        let err = ModelTokenizer::from_dir(dir.path(), 8).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("tokenizer.json") && msg.contains("vocab.txt"),
+            "{msg}"
+        );
     }
 
     #[test]

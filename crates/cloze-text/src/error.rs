@@ -66,6 +66,24 @@ pub enum Error {
         #[source]
         source: tokenizers::Error,
     },
+    /// A directory given as a tokenizer (or a model directory whose tokenizer
+    /// is needed) holds neither `tokenizer.json` nor `vocab.txt`.
+    #[error("{dir} has neither tokenizer.json nor vocab.txt: a tokenizer or model directory needs one of them")]
+    NoTokenizer {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A token given to [`crate::TextTokenizer::with_added_tokens`] cannot be
+    /// an added token.
+    #[error("added token {position} ({token:?}): {reason}")]
+    InvalidAddedToken {
+        /// Its 1-based position in the list given.
+        position: usize,
+        /// The token as given.
+        token: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// A tokenizer lacks a required special token.
     #[error("tokenizer {path} has no {token} token")]
     MissingSpecialToken {

@@ -2,12 +2,14 @@
 //! WordPiece): one pass over the characters, no intermediate alignment
 //! vectors or token strings. It gives the same ids and word ids as the
 //! `tokenizers` crate (tests compare them on real corpora) and is used
-//! whenever a tokenizer has exactly that shape and the text holds no added
-//! token; everything else goes through `tokenizers`.
+//! whenever a tokenizer has exactly that shape and the text holds none of its
+//! added tokens (raw or, for tokens matched on normalised text, after
+//! normalisation); everything else goes through `tokenizers`.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use aho_corasick::AhoCorasick;
 use tokenizers::models::ModelWrapper;
 use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -50,9 +52,13 @@ pub(crate) struct FastBert {
     handle_chinese_chars: bool,
     strip_accents: bool,
     lowercase: bool,
-    /// Added tokens' contents: a text containing one goes through `tokenizers`,
-    /// which extracts them whole.
+    /// Contents of the added tokens matched on the raw text (the special
+    /// tokens): a text containing one goes through `tokenizers`, which
+    /// extracts them whole.
     added: Vec<String>,
+    /// The added tokens matched on normalised text (vocabulary extension), as
+    /// [`Self::compact`] forms; `None` when there are none.
+    normalized_added: Option<AhoCorasick>,
 }
 
 impl std::fmt::Debug for Fnv {
@@ -106,13 +112,13 @@ impl FastBert {
         };
         let unk = wp.token_to_id(&wp.unk_token)?;
         let vocab: Vocab = wp.get_vocab().into_iter().collect();
-        let added = tok
+        let (normalized, raw): (Vec<_>, Vec<_>) = tok
             .get_added_tokens_decoder()
             .into_values()
-            .map(|t| t.content)
-            .filter(|c| !c.is_empty())
-            .collect();
-        Some(Self {
+            .filter(|t| !t.content.is_empty())
+            .partition(|t| t.normalized);
+        let added = raw.into_iter().map(|t| t.content).collect();
+        let mut fast = Self {
             vocab,
             unk,
             prefix: wp.continuing_subword_prefix.clone(),
@@ -122,12 +128,77 @@ impl FastBert {
             strip_accents: n.strip_accents.unwrap_or(n.lowercase),
             lowercase: n.lowercase,
             added,
-        })
+            normalized_added: None,
+        };
+        if !normalized.is_empty() {
+            let keys: Vec<String> = normalized
+                .iter()
+                .map(|t| fast.compact(&t.content))
+                .collect();
+            // A token that normalises to nothing would match everywhere.
+            if keys.iter().any(String::is_empty) {
+                return None;
+            }
+            fast.normalized_added = Some(AhoCorasick::new(&keys).ok()?);
+        }
+        Some(fast)
     }
 
-    /// Whether the fast path reproduces `tokenizers` on this text.
+    /// Whether the fast path reproduces `tokenizers` on this text: it holds no
+    /// added token. `tokenizers` finds a normalised added token in the
+    /// normalised text, where a text such as `COVID19` holds the token
+    /// `covid19`. The test here is on [`Self::compact`] forms, which drop the
+    /// whitespace the normaliser keeps or adds (around CJK characters):
+    /// deleting every space from two strings keeps one a substring of the
+    /// other, so any text `tokenizers` finds a token in is caught, and the
+    /// rare extra catch (`covid 19`) only costs the slower path.
     pub(crate) fn applies(&self, text: &str) -> bool {
-        !self.added.iter().any(|a| text.contains(a.as_str()))
+        if self.added.iter().any(|a| text.contains(a.as_str())) {
+            return false;
+        }
+        match &self.normalized_added {
+            None => true,
+            Some(tokens) => !tokens.is_match(&self.compact(text)),
+        }
+    }
+
+    /// `text` normalised as this pipeline does (control characters removed,
+    /// accents stripped, lower-cased, as configured) with all whitespace
+    /// removed.
+    fn compact(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            if c.is_whitespace()
+                || (self.clean_text && (c == '\0' || c == '\u{fffd}' || is_control(c)))
+            {
+                continue;
+            }
+            if c.is_ascii() {
+                out.push(if self.lowercase {
+                    c.to_ascii_lowercase()
+                } else {
+                    c
+                });
+                continue;
+            }
+            let mut push = |d: char| {
+                if self.lowercase {
+                    out.extend(d.to_lowercase().filter(|l| !l.is_whitespace()));
+                } else if !d.is_whitespace() {
+                    out.push(d);
+                }
+            };
+            if self.strip_accents {
+                std::iter::once(c)
+                    .nfd()
+                    .map(|(d, _)| d)
+                    .filter(|d| !d.is_mark_nonspacing())
+                    .for_each(&mut push);
+            } else {
+                push(c);
+            }
+        }
+        out
     }
 
     /// Appends the text's token ids, word ids (dense from 0) and, when asked,

@@ -78,57 +78,32 @@ fn tok_err(path: &Path) -> impl FnOnce(tokenizers::Error) -> Error + '_ {
 
 impl TextTokenizer {
     /// Loads `tokenizer.json`, a BERT `vocab.txt`, or a directory holding one of
-    /// them (`tokenizer.json` preferred).
+    /// them (`tokenizer.json` preferred; see [`tokenizer_file`]). A `vocab.txt`
+    /// takes its casing from the files beside it ([`BertCasing::for_vocab`]).
     pub fn from_path(path: &Path) -> Result<Self> {
-        if path.is_dir() {
-            let json = path.join("tokenizer.json");
-            if json.is_file() {
-                return Self::from_json_file(&json);
-            }
-            let vocab = path.join("vocab.txt");
-            if vocab.is_file() {
-                return Self::from_vocab_file(&vocab);
-            }
-            return Err(Error::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "directory has neither tokenizer.json nor vocab.txt",
-                ),
-            });
-        }
-        if path.extension().is_some_and(|e| e == "txt") {
-            Self::from_vocab_file(path)
-        } else {
-            Self::from_json_file(path)
-        }
+        let file = tokenizer_file(path)?;
+        Self::from_tokenizer(load_hf_tokenizer(&file)?, &file)
     }
 
     /// Loads a HuggingFace `tokenizer.json`, turning off any padding and
     /// truncation baked into it (instances are built to length by this crate).
     pub fn from_json_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).at(path)?;
-        let inner = Tokenizer::from_bytes(&bytes).map_err(tok_err(path))?;
-        Self::from_tokenizer(inner, path)
+        Self::from_tokenizer(read_json_tokenizer(path)?, path)
     }
 
     /// Builds a BERT WordPiece tokenizer from a `vocab.txt` with BERT
-    /// normalisation. Lower-casing is on unless the vocabulary holds
-    /// upper-case word pieces (a cased vocabulary).
+    /// normalisation, its casing read by [`BertCasing::for_vocab`]: the
+    /// `tokenizer_config.json` beside it, else the `config.json` beside it,
+    /// else a guess from the vocabulary.
     pub fn from_vocab_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).at(path)?;
-        let cased = text
-            .lines()
-            .filter(|l| !(l.starts_with('[') && l.ends_with(']')))
-            .any(|l| l.chars().any(char::is_uppercase));
-        let vocab = WordPiece::read_file(&path.to_string_lossy()).map_err(tok_err(path))?;
-        let model = WordPiece::builder()
-            .vocab(vocab)
-            .unk_token(UNK.into())
-            .build()
-            .map_err(tok_err(path))?;
-        let inner = bert_pipeline(model, !cased, None, path)?;
-        Self::from_tokenizer(inner, path)
+        let casing = BertCasing::for_vocab(path)?;
+        Self::from_vocab_file_with(path, &casing)
+    }
+
+    /// Builds a BERT WordPiece tokenizer from a `vocab.txt` with the given
+    /// normalisation settings (no file beside it is read).
+    pub fn from_vocab_file_with(path: &Path, casing: &BertCasing) -> Result<Self> {
+        Self::from_tokenizer(vocab_tokenizer(path, casing)?, path)
     }
 
     /// Wraps an in-memory tokenizer; `source` names it in messages.
@@ -146,6 +121,64 @@ impl TextTokenizer {
             hash,
             source: source.to_path_buf(),
         })
+    }
+
+    /// This tokenizer with `tokens` appended as added tokens (vocabulary
+    /// extension), and how many were new.
+    ///
+    /// Each token becomes a non-special HuggingFace added token, matched on
+    /// normalised text as `tokenizer.add_tokens` does in transformers: on an
+    /// uncased BERT tokenizer `covid` also matches `COVID` in the input.
+    /// Matching is by substring of the normalised text (HF's default), so an
+    /// added token is cut out even inside a longer word. New ids follow the
+    /// current vocabulary in the order given; [`Self::vocab_size`],
+    /// [`Self::special_tokens`] and [`Self::hash`] include them. A token that
+    /// is already in the vocabulary (as written or as the normaliser turns
+    /// it, e.g. `The` on an uncased tokenizer that has `the`) is skipped, as
+    /// is a repeat of an earlier token; the first spelling is the one kept.
+    ///
+    /// An empty token, or one containing whitespace, is
+    /// [`Error::InvalidAddedToken`] naming its 1-based position in `tokens`;
+    /// nothing is added then.
+    ///
+    /// The BERT fast path stays on for texts that hold no added token (after
+    /// normalisation); a text that does goes through `tokenizers`.
+    pub fn with_added_tokens(&self, tokens: &[String]) -> Result<(Self, usize)> {
+        let mut inner = self.inner.clone();
+        // Earlier added tokens count as known by their normalised form too.
+        let mut seen = std::collections::HashSet::new();
+        for t in inner.get_added_tokens_decoder().values() {
+            if t.normalized {
+                seen.insert(normalized_key(&inner, &t.content).map_err(tok_err(&self.source))?);
+            }
+        }
+        let mut new = Vec::new();
+        for (i, token) in tokens.iter().enumerate() {
+            let invalid = |reason: &'static str| Error::InvalidAddedToken {
+                position: i + 1,
+                token: token.clone(),
+                reason,
+            };
+            if token.is_empty() {
+                return Err(invalid("it is empty"));
+            }
+            if token.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "it contains whitespace (an added token is one word)",
+                ));
+            }
+            let key = normalized_key(&inner, token).map_err(tok_err(&self.source))?;
+            if key.is_empty() {
+                return Err(invalid("the tokenizer's normaliser removes all of it"));
+            }
+            let known = inner.token_to_id(token).is_some() || inner.token_to_id(&key).is_some();
+            if known || !seen.insert(key) {
+                continue;
+            }
+            new.push(AddedToken::from(token.clone(), false));
+        }
+        let added = inner.add_tokens(&new);
+        Ok((Self::from_tokenizer(inner, &self.source)?, added))
     }
 
     /// The special token ids (and vocabulary size).
@@ -226,7 +259,9 @@ impl TextTokenizer {
         })
     }
 
-    /// True when this tokenizer has the BERT fast path.
+    /// True when this tokenizer has the BERT fast path (a plain BERT
+    /// WordPiece pipeline); texts holding an added token still go through
+    /// `tokenizers`.
     pub fn has_fast_path(&self) -> bool {
         self.fast.is_some()
     }
@@ -305,12 +340,226 @@ fn special_tokens_of(inner: &Tokenizer, source: &Path) -> Result<SpecialTokens> 
     })
 }
 
-fn bert_pipeline(
-    model: WordPiece,
-    lowercase: bool,
-    strip_accents: Option<bool>,
-    source: &Path,
-) -> Result<Tokenizer> {
+/// The tokenizer file `path` stands for: `path` itself when it is not a
+/// directory, else the directory's `tokenizer.json`, else its `vocab.txt`. A
+/// directory with neither is [`Error::NoTokenizer`]. This is the one rule for
+/// finding a tokenizer in a model directory; [`load_hf_tokenizer`] reads the
+/// file it returns.
+pub fn tokenizer_file(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    ["tokenizer.json", "vocab.txt"]
+        .iter()
+        .map(|name| path.join(name))
+        .find(|file| file.is_file())
+        .ok_or_else(|| Error::NoTokenizer {
+            dir: path.to_path_buf(),
+        })
+}
+
+/// Reads a tokenizer file as a HuggingFace [`Tokenizer`]: a `.txt` file is a
+/// BERT `vocab.txt` (WordPiece with BERT normalisation and the `[CLS] A
+/// [SEP]` template, casing from [`BertCasing::for_vocab`]), anything else a
+/// `tokenizer.json`. Padding and truncation stay as the file has them. Use
+/// [`tokenizer_file`] first to accept a directory.
+pub fn load_hf_tokenizer(file: &Path) -> Result<Tokenizer> {
+    if file.extension().is_some_and(|e| e == "txt") {
+        vocab_tokenizer(file, &BertCasing::for_vocab(file)?)
+    } else {
+        read_json_tokenizer(file)
+    }
+}
+
+fn read_json_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let bytes = std::fs::read(path).at(path)?;
+    Tokenizer::from_bytes(&bytes).map_err(tok_err(path))
+}
+
+fn vocab_tokenizer(path: &Path, casing: &BertCasing) -> Result<Tokenizer> {
+    let vocab = WordPiece::read_file(&path.to_string_lossy()).map_err(tok_err(path))?;
+    let model = WordPiece::builder()
+        .vocab(vocab)
+        .unk_token(UNK.into())
+        .build()
+        .map_err(tok_err(path))?;
+    bert_pipeline(model, casing, path)
+}
+
+/// Where [`BertCasing::lowercase`] was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasingSource {
+    /// `do_lower_case` of the `tokenizer_config.json` beside the vocabulary.
+    TokenizerConfig,
+    /// `do_lower_case` of the `config.json` beside the vocabulary.
+    ModelConfig,
+    /// Neither file says: lower-casing is on unless the vocabulary holds
+    /// pieces that lower-casing would change (a cased vocabulary).
+    VocabGuess,
+}
+
+/// The BERT normalisation of a `vocab.txt` tokenizer: the settings HF's
+/// `BertTokenizer` takes from `tokenizer_config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BertCasing {
+    /// Lower-case the text (`do_lower_case`).
+    pub lowercase: bool,
+    /// Strip accents (`strip_accents`); `None` follows `lowercase`, as in BERT.
+    pub strip_accents: Option<bool>,
+    /// Put spaces around CJK characters, so each is a word of its own
+    /// (`tokenize_chinese_chars`).
+    pub tokenize_chinese_chars: bool,
+    /// Where `lowercase` came from.
+    pub lowercase_from: CasingSource,
+}
+
+impl BertCasing {
+    /// The settings for the `vocab.txt` at `vocab`, from the files in the
+    /// same directory, in this order:
+    ///
+    /// 1. `tokenizer_config.json`: `do_lower_case`, `strip_accents` and
+    ///    `tokenize_chinese_chars`, as HF's `BertTokenizer` reads them
+    ///    (`strip_accents` null or absent follows `do_lower_case`;
+    ///    `tokenize_chinese_chars` null or absent is on);
+    /// 2. `config.json`'s `do_lower_case` (older checkpoints keep it there),
+    ///    when the tokenizer config has none;
+    /// 3. only when neither file says, a guess from the vocabulary:
+    ///    lower-casing unless it holds pieces that lower-casing would change
+    ///    (`The`; not `ℝ`, which has no lower-case form).
+    ///
+    /// A `do_lower_case` of null counts as not said. A file that is not JSON,
+    /// or a setting that is neither true, false nor null, is an error naming
+    /// the file.
+    pub fn for_vocab(vocab: &Path) -> Result<Self> {
+        let dir = vocab.parent().unwrap_or_else(|| Path::new(""));
+        let tok_path = dir.join("tokenizer_config.json");
+        let tok_config = read_json_object(&tok_path)?;
+        let flag = |key: &str| json_flag(tok_config.as_ref(), key, &tok_path);
+        let strip_accents = flag("strip_accents")?;
+        let tokenize_chinese_chars = flag("tokenize_chinese_chars")?.unwrap_or(true);
+        let (lowercase, lowercase_from) = match flag("do_lower_case")? {
+            Some(lower) => (lower, CasingSource::TokenizerConfig),
+            None => {
+                let model_path = dir.join("config.json");
+                let model_config = read_json_object(&model_path)?;
+                match json_flag(model_config.as_ref(), "do_lower_case", &model_path)? {
+                    Some(lower) => (lower, CasingSource::ModelConfig),
+                    None => {
+                        let text = std::fs::read_to_string(vocab).at(vocab)?;
+                        (!vocab_is_cased(&text), CasingSource::VocabGuess)
+                    }
+                }
+            }
+        };
+        Ok(Self {
+            lowercase,
+            strip_accents,
+            tokenize_chinese_chars,
+            lowercase_from,
+        })
+    }
+}
+
+/// Whether a vocabulary holds word pieces that lower-casing would change
+/// (bracketed special tokens such as `[CLS]` aside): pieces an uncased
+/// tokenizer could never produce, the sign of a cased model. Upper-case
+/// letters without a lower-case form do not count: the uncased BERT and
+/// MiniLM vocabularies hold `ℝ`.
+fn vocab_is_cased(vocab: &str) -> bool {
+    vocab
+        .lines()
+        .filter(|l| !(l.starts_with('[') && l.ends_with(']')))
+        .any(|l| {
+            l.chars()
+                .any(|c| c.is_uppercase() && !c.to_lowercase().eq([c]))
+        })
+}
+
+/// The JSON object in `path`, or `None` when there is no such file.
+fn read_json_object(path: &Path) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    match serde_json::from_str(&text) {
+        Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
+        Ok(_) => Err(Error::Format {
+            path: path.to_path_buf(),
+            line: 0,
+            reason: "not a JSON object".into(),
+        }),
+        Err(source) => Err(Error::Json {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// A true/false setting of a JSON object; null and absent are `None`.
+fn json_flag(
+    object: Option<&serde_json::Map<String, serde_json::Value>>,
+    key: &str,
+    path: &Path,
+) -> Result<Option<bool>> {
+    match object.and_then(|o| o.get(key)) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(Error::Format {
+            path: path.to_path_buf(),
+            line: 0,
+            reason: format!("{key} must be true, false or null, not {other}"),
+        }),
+    }
+}
+
+/// `token` as the tokenizer's normaliser turns it, without the whitespace
+/// the normaliser may put in (BERT pads CJK characters with spaces): the form
+/// two added tokens are compared by.
+fn normalized_key(tok: &Tokenizer, token: &str) -> tokenizers::Result<String> {
+    let mut normalized = NormalizedString::from(token);
+    if let Some(n) = tok.get_normalizer() {
+        n.normalize(&mut normalized)?;
+    }
+    Ok(normalized
+        .get()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect())
+}
+
+/// Reads a list of tokens to add ([`TextTokenizer::with_added_tokens`]): one
+/// token per line, surrounding whitespace trimmed; blank lines and lines
+/// starting with `#` are skipped. A line holding whitespace inside the token
+/// is [`Error::Format`] naming the file and line.
+pub fn read_token_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let token = line.trim();
+        if token.is_empty() || token.starts_with('#') {
+            continue;
+        }
+        if token.chars().any(char::is_whitespace) {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                line: i as u64 + 1,
+                reason: format!(
+                    "{token:?} contains whitespace: write one token per line (a line starting with # is a comment)"
+                ),
+            });
+        }
+        tokens.push(token.to_string());
+    }
+    Ok(tokens)
+}
+
+fn bert_pipeline(model: WordPiece, casing: &BertCasing, source: &Path) -> Result<Tokenizer> {
     let cls = model
         .token_to_id(CLS)
         .ok_or_else(|| Error::MissingSpecialToken {
@@ -326,9 +575,9 @@ fn bert_pipeline(
     let mut tok = Tokenizer::new(model);
     tok.with_normalizer(Some(BertNormalizer::new(
         true,
-        true,
-        strip_accents,
-        lowercase,
+        casing.tokenize_chinese_chars,
+        casing.strip_accents,
+        casing.lowercase,
     )));
     tok.with_pre_tokenizer(Some(BertPreTokenizer));
     tok.with_post_processor(Some(BertProcessing::new(
@@ -734,6 +983,353 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A cased-looking vocabulary (it has `The` beside `the`) in `dir`, with
+    /// optional `tokenizer_config.json` and `config.json` contents.
+    fn casing_dir(dir: &Path, tokenizer_config: Option<&str>, config: Option<&str>) -> PathBuf {
+        let words = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "The", "cat", "caf", "cafe",
+            "##é", "中", "国", "中国", "##s",
+        ];
+        std::fs::write(dir.join("vocab.txt"), words.join("\n")).unwrap();
+        for (name, text) in [
+            ("tokenizer_config.json", tokenizer_config),
+            ("config.json", config),
+        ] {
+            match text {
+                Some(text) => std::fs::write(dir.join(name), text).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(dir.join(name));
+                }
+            }
+        }
+        dir.join("vocab.txt")
+    }
+
+    fn pieces(tok: &TextTokenizer, text: &str) -> Vec<String> {
+        let e = tok.encode(text, WordBoundaries::Tokenizer).unwrap();
+        e.ids.iter().map(|&i| tok.id_to_token(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn vocab_casing_comes_from_tokenizer_config_then_config_json_then_the_vocabulary() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // (tokenizer_config.json, config.json) -> (lower-cased, where from)
+        let cases = [
+            (None, None, false, CasingSource::VocabGuess),
+            (
+                None,
+                Some(r#"{"do_lower_case": true}"#),
+                true,
+                CasingSource::ModelConfig,
+            ),
+            (
+                Some(r#"{"do_lower_case": false}"#),
+                Some(r#"{"do_lower_case": true}"#),
+                false,
+                CasingSource::TokenizerConfig,
+            ),
+            (
+                Some(r#"{"do_lower_case": true}"#),
+                Some(r#"{"do_lower_case": false}"#),
+                true,
+                CasingSource::TokenizerConfig,
+            ),
+            // A tokenizer config that does not say (or says null) defers to config.json.
+            (
+                Some(r#"{"model_max_length": 512, "do_lower_case": null}"#),
+                Some(r#"{"do_lower_case": true, "hidden_size": 8}"#),
+                true,
+                CasingSource::ModelConfig,
+            ),
+            (
+                Some(r#"{"model_max_length": 512}"#),
+                Some(r#"{"hidden_size": 8}"#),
+                false,
+                CasingSource::VocabGuess,
+            ),
+        ];
+        for (tok_config, config, lower, from) in cases {
+            let vocab = casing_dir(d, tok_config, config);
+            let casing = BertCasing::for_vocab(&vocab).unwrap();
+            assert_eq!(
+                (casing.lowercase, casing.lowercase_from),
+                (lower, from),
+                "{tok_config:?} {config:?}"
+            );
+            let want = if lower { "the" } else { "The" };
+            // The directory and the vocab.txt path itself read the same files.
+            for path in [d, vocab.as_path()] {
+                let tok = TextTokenizer::from_path(path).unwrap();
+                assert_eq!(
+                    pieces(&tok, "The cat"),
+                    [want, "cat"],
+                    "{tok_config:?} {config:?}"
+                );
+            }
+        }
+        // With no configuration, a vocabulary without pieces that lower-casing
+        // changes is uncased (`ℝ` has no lower-case form).
+        std::fs::write(
+            d.join("vocab.txt"),
+            "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\nℝ\n##ℝ\n",
+        )
+        .unwrap();
+        let casing = BertCasing::for_vocab(&d.join("vocab.txt")).unwrap();
+        assert!(casing.lowercase);
+        assert_eq!(casing.lowercase_from, CasingSource::VocabGuess);
+    }
+
+    #[test]
+    fn strip_accents_and_chinese_chars_follow_the_tokenizer_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        casing_dir(d, Some(r#"{"do_lower_case": false}"#), None);
+        let tok = TextTokenizer::from_path(d).unwrap();
+        // strip_accents absent follows do_lower_case (false): the accent stays.
+        assert_eq!(pieces(&tok, "café"), ["caf", "##é"]);
+        assert_eq!(pieces(&tok, "中国"), ["中", "国"]);
+        casing_dir(
+            d,
+            Some(
+                r#"{"do_lower_case": false, "strip_accents": true, "tokenize_chinese_chars": false}"#,
+            ),
+            None,
+        );
+        let tok = TextTokenizer::from_path(d).unwrap();
+        assert_eq!(pieces(&tok, "café"), ["cafe"]);
+        assert_eq!(pieces(&tok, "The 中国"), ["The", "中国"]);
+        // Lower-casing strips accents unless told not to.
+        casing_dir(d, Some(r#"{"do_lower_case": true}"#), None);
+        assert_eq!(
+            pieces(&TextTokenizer::from_path(d).unwrap(), "CAFÉ"),
+            ["cafe"]
+        );
+        casing_dir(
+            d,
+            Some(r#"{"do_lower_case": true, "strip_accents": false}"#),
+            None,
+        );
+        assert_eq!(
+            pieces(&TextTokenizer::from_path(d).unwrap(), "CAFÉ"),
+            ["caf", "##é"]
+        );
+    }
+
+    #[test]
+    fn a_bad_casing_setting_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocab = casing_dir(dir.path(), Some(r#"{"do_lower_case": "yes"}"#), None);
+        let err = TextTokenizer::from_path(&vocab).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("tokenizer_config.json") && msg.contains("do_lower_case"),
+            "{msg}"
+        );
+        casing_dir(dir.path(), None, Some("{not json"));
+        let err = TextTokenizer::from_path(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, Error::Json { ref path, .. } if path.ends_with("config.json")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_without_a_tokenizer_names_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let err = TextTokenizer::from_path(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::NoTokenizer { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("tokenizer.json") && msg.contains("vocab.txt"),
+            "{msg}"
+        );
+        assert_eq!(
+            tokenizer_file(dir.path()).unwrap_err().to_string(),
+            msg,
+            "one rule for every loader"
+        );
+        // tokenizer.json is preferred over vocab.txt.
+        casing_dir(dir.path(), None, None);
+        assert_eq!(
+            tokenizer_file(dir.path()).unwrap(),
+            dir.path().join("vocab.txt")
+        );
+        std::fs::write(dir.path().join("tokenizer.json"), "{}").unwrap();
+        assert_eq!(
+            tokenizer_file(dir.path()).unwrap(),
+            dir.path().join("tokenizer.json")
+        );
+    }
+
+    #[test]
+    fn added_tokens_get_new_ids_and_match_normalised_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocab = casing_dir(dir.path(), Some(r#"{"do_lower_case": true}"#), None);
+        let tok = TextTokenizer::from_path(&vocab).unwrap();
+        assert!(tok.has_fast_path());
+        let before = tok.vocab_size();
+        let asked: Vec<String> = ["covid19", "The", "covid19", "mRNA", "cat", "MRNA"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (grown, added) = tok.with_added_tokens(&asked).unwrap();
+        // `The` is `the` once lower-cased, `cat` is in the vocabulary, and the
+        // repeats (exact or by normalised form) are dropped.
+        assert_eq!(added, 2);
+        assert_eq!(grown.vocab_size(), before + 2);
+        assert_eq!(grown.special_tokens().vocab_size, before + 2);
+        assert_eq!(
+            grown.special_tokens().all_special,
+            tok.special_tokens().all_special
+        );
+        assert_eq!(grown.id_to_token(before).as_deref(), Some("covid19"));
+        assert_eq!(grown.id_to_token(before + 1).as_deref(), Some("mRNA"));
+        assert_ne!(grown.hash(), tok.hash());
+        assert!(grown.has_fast_path());
+        let text = "The COVID19 cats need MRNA, covid19.";
+        let e = grown.encode(text, WordBoundaries::Tokenizer).unwrap();
+        assert_eq!(
+            e,
+            grown
+                .encode_reference(text, WordBoundaries::Tokenizer)
+                .unwrap()
+        );
+        let unk = grown.special_tokens().unk;
+        assert_eq!(
+            e.ids,
+            [5, before, 7, 14, unk, before + 1, unk, before, unk],
+            "{:?}",
+            e.ids
+                .iter()
+                .map(|&i| grown.id_to_token(i))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            e.offsets[1],
+            (4, 11),
+            "the added token covers the original text"
+        );
+        assert_eq!(
+            e.word_ids,
+            [0, 1, 2, 2, 3, 4, 5, 6, 7],
+            "an added token is a word"
+        );
+        // Without the added tokens the same text has none of the new ids.
+        let plain = tok.encode(text, WordBoundaries::Tokenizer).unwrap();
+        assert!(plain.ids.iter().all(|&i| i < before));
+        // Saved and loaded, the tokenizer is the same (the shard check relies on the hash).
+        let json = dir.path().join("grown.json");
+        grown.save_json(&json).unwrap();
+        let again = TextTokenizer::from_json_file(&json).unwrap();
+        assert_eq!(again.hash(), grown.hash());
+        assert_eq!(again.encode(text, WordBoundaries::Tokenizer).unwrap(), e);
+        // Adding again in another spelling adds nothing.
+        let (same, n) = again.with_added_tokens(&["COVID19".to_string()]).unwrap();
+        assert_eq!((n, same.vocab_size()), (0, before + 2));
+    }
+
+    #[test]
+    fn the_fast_path_matches_tokenizers_with_added_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let domain: Vec<String> = ["covid19", "Résumé", "新冠", "e-mail", "catnip"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let probes = [
+            "The cat sat on the mat.",
+            "COVID19 and Covid19 and covid19, cov\u{7}id19 and covid 19",
+            "her résumé, RESUME and resume",
+            "新冠病毒 中国 新 冠",
+            "E-MAIL me, e-mailing, email",
+            "the catnips, CATNIP; cat nip",
+            "no added token here at all",
+            "[MASK] covid19 [SEP]",
+            "",
+        ];
+        for tokenizer_config in [
+            r#"{"do_lower_case": true}"#,
+            r#"{"do_lower_case": false}"#,
+            r#"{"do_lower_case": true, "strip_accents": false}"#,
+            r#"{"do_lower_case": false, "strip_accents": true, "tokenize_chinese_chars": false}"#,
+        ] {
+            let vocab = casing_dir(dir.path(), Some(tokenizer_config), None);
+            let (tok, added) = TextTokenizer::from_path(&vocab)
+                .unwrap()
+                .with_added_tokens(&domain)
+                .unwrap();
+            assert!(added >= 4, "{tokenizer_config}: {added}");
+            let fast = tok.fast.as_deref().unwrap();
+            assert!(
+                fast.applies("The cat sat on the mat."),
+                "{tokenizer_config}"
+            );
+            assert!(!fast.applies("covid19"), "{tokenizer_config}");
+            let (mut hits, mut guarded) = (0, 0);
+            for text in probes {
+                for words in [WordBoundaries::Tokenizer, WordBoundaries::Jieba] {
+                    let reference = tok.encode_reference(text, words).unwrap();
+                    assert_eq!(
+                        tok.encode(text, words).unwrap(),
+                        reference,
+                        "{tokenizer_config} {text:?}"
+                    );
+                    hits += reference.ids.iter().filter(|&&i| i >= 15).count();
+                }
+                // The fast path itself, forced, is wrong exactly where it is not used.
+                let mut forced = (Vec::new(), Vec::new());
+                fast.encode(text, &mut forced.0, &mut forced.1, None);
+                let reference = tok
+                    .encode_reference(text, WordBoundaries::Tokenizer)
+                    .unwrap();
+                if forced.0 != reference.ids {
+                    assert!(!fast.applies(text), "{tokenizer_config} {text:?}");
+                    guarded += 1;
+                }
+            }
+            assert!(
+                hits > 10,
+                "{tokenizer_config}: the probes hold added tokens"
+            );
+            assert!(
+                guarded >= 4,
+                "{tokenizer_config}: {guarded} texts needed the guard"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_added_tokens_are_refused_by_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok = TextTokenizer::from_path(&casing_dir(dir.path(), None, None)).unwrap();
+        for (tokens, position) in [(vec!["ok", "two words"], 2), (vec!["", "ok"], 1)] {
+            let tokens: Vec<String> = tokens.iter().map(|s| s.to_string()).collect();
+            let err = tok.with_added_tokens(&tokens).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidAddedToken { position: p, .. } if p == position),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&format!("added token {position}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_lists_skip_comments_and_blank_lines_and_name_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.txt");
+        std::fs::write(&path, "# domain words\ncovid19\n\n  mRNA  \n#skip\n").unwrap();
+        assert_eq!(read_token_list(&path).unwrap(), ["covid19", "mRNA"]);
+        std::fs::write(&path, "covid19\n\nspike protein\n").unwrap();
+        let err = read_token_list(&path).unwrap_err();
+        assert!(matches!(err, Error::Format { line: 3, .. }), "{err}");
+        assert!(err.to_string().contains("tokens.txt:3"), "{err}");
     }
 
     #[test]

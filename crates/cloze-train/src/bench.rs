@@ -90,6 +90,8 @@ impl StepBench {
             beta2: 0.999,
             eps: 1e-6,
             max_grad_norm: 1.0,
+            freeze: Vec::new(),
+            layer_lr_decay: 1.0,
         };
         let opt = AdamW::new(&model.vs, &hp)?;
         let batch = TensorBatch::synthetic(shape.batch, shape.seq, shape.vocab, 0.15, 0)?;

@@ -262,6 +262,34 @@ pub struct OptimizerConfig {
     /// Clip the global gradient norm to this value; 0 disables clipping.
     #[serde(default = "one")]
     pub max_grad_norm: f64,
+    /// Parameters that do not train, selected by HuggingFace name
+    /// (`["embeddings", "encoder.layer.0-5"]`; empty by default).
+    ///
+    /// Each entry is a dotted prefix matched by whole components, a leading
+    /// `bert.` ignored: `embeddings` selects
+    /// `bert.embeddings.word_embeddings.weight`, `encoder.layer.1` selects
+    /// layer 1 but not layer 10, `cls.predictions` the MLM head, `bert` the
+    /// whole encoder; a component `a-b` matches the integers a to b
+    /// inclusive (`encoder.layer.0-5`). See [`crate::optim::ParamPattern`].
+    /// Frozen parameters stop requiring gradients, are left out of the
+    /// optimiser's buffers and keep their values bit for bit. The MLM
+    /// decoder's weight *is* the word-embedding matrix, so freezing
+    /// `embeddings` freezes the decoder too (while `cls.predictions` leaves
+    /// it training). A pattern that matches nothing is an error listing the
+    /// prefixes there are, and so is freezing every parameter.
+    #[serde(default)]
+    pub freeze: Vec<String>,
+    /// Layer-wise learning-rate decay, in (0, 1]; 1 (the default) turns it off.
+    ///
+    /// By HuggingFace name, `embeddings.*` has depth 0, `encoder.layer.i.*`
+    /// depth i + 1 and everything else (pooler, heads) depth L + 1, L being
+    /// the number of encoder layers. A parameter's learning rate, for the
+    /// update and the decoupled weight decay alike, is the scheduled rate
+    /// times `layer_lr_decay^(L + 1 - depth)`: the heads train at the full
+    /// rate, the top layer at `layer_lr_decay` times it, the embeddings (and
+    /// the MLM decoder tied to them) at `layer_lr_decay^(L + 1)` times it.
+    #[serde(default = "one")]
+    pub layer_lr_decay: f64,
 }
 
 fn default_beta1() -> f64 {
@@ -535,6 +563,9 @@ impl TrainConfig {
         if o.max_grad_norm.is_nan() || o.max_grad_norm < 0.0 {
             return Err(bad("optimizer.max_grad_norm", "must be >= 0"));
         }
+        // `layer_lr_decay` in (0, 1] and the syntax of the `freeze` patterns;
+        // whether each pattern matches a parameter is known once the model is built.
+        crate::optim::layer_settings(o)?;
         if self.run.max_steps == 0 {
             return Err(bad("run.max_steps", "must be at least 1"));
         }

@@ -184,6 +184,8 @@ impl FinetuneConfig {
                 beta2: 0.999,
                 eps: 1e-8,
                 max_grad_norm: 1.0,
+                freeze: Vec::new(),
+                layer_lr_decay: 1.0,
             },
             schedule: ScheduleConfig {
                 warmup_steps: 0,

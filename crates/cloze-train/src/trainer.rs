@@ -108,6 +108,20 @@ fn check_precision(cfg: &LoopConfig, model: &dyn PretrainModel) -> Result<()> {
     }
 }
 
+/// One line saying what trains: [`AdamW::new`] has applied `[optimizer] freeze`
+/// (the same way for a fresh and a resumed run, so both lay out the same
+/// buffers).
+fn log_optimizer_layout(opt: &AdamW) {
+    let f = opt.freeze_summary();
+    tracing::info!(
+        trainable_tensors = f.trainable_tensors,
+        trainable_params = f.trainable_params,
+        frozen_tensors = f.frozen_tensors,
+        frozen_params = f.frozen_params,
+        "optimiser: trainable and frozen parameters"
+    );
+}
+
 /// Callbacks from the loop to whoever drives it (progress bars, Ctrl-C).
 pub trait Observer {
     /// After every optimiser step.
@@ -248,6 +262,7 @@ impl<'m> Trainer<'m> {
         std::fs::create_dir_all(run_dir).map_err(io_err("creating", run_dir))?;
         cfg.saved.write(run_dir)?;
         let opt = AdamW::new(vs, &cfg.optimizer)?;
+        log_optimizer_layout(&opt);
         let metrics = MetricsLog::open(run_dir, None)?;
         let state = TrainState::fresh(cfg.run.seed, cfg.run.threads);
         Self::assemble(cfg, model, opt, run_dir, vs.device(), state, metrics, None)
@@ -342,6 +357,7 @@ impl<'m> Trainer<'m> {
             )));
         }
         let mut opt = AdamW::new(vs, &cfg.optimizer)?;
+        log_optimizer_layout(&opt);
         checkpoint::load_verified(&dir, &meta, model, &mut opt)?;
         let mut state = meta.state;
         if chosen.is_some() {

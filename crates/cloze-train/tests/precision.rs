@@ -88,6 +88,8 @@ fn a_bf16_step_is_within_bf16_rounding_of_fp32_and_everything_stays_fp32() -> an
         beta2: 0.999,
         eps: 1e-6,
         max_grad_norm: 1.0,
+        freeze: Vec::new(),
+        layer_lr_decay: 1.0,
     };
     let mut opt = AdamW::new(&m.vs, &hp)?;
     let loss =

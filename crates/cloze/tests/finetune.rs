@@ -300,3 +300,63 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         "is not a BertForSequenceClassification or BertForTokenClassification model",
     );
 }
+
+#[test]
+fn a_vocab_txt_only_base_model_is_fine_tuned_and_keeps_its_casing() {
+    // The fixture with its tokens as a BERT vocab.txt, and its casing only
+    // in config.json (as older checkpoints keep it), where transformers does
+    // not look for it: the fine-tuned model gets a tokenizer_config.json.
+    let model = model_dir();
+    let base = model.path();
+    std::fs::remove_file(base.join("tokenizer.json")).expect("rm");
+    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    vocab.extend((5..96).map(|i| format!("w{i}")));
+    std::fs::write(base.join("vocab.txt"), vocab.join("\n") + "\n").expect("vocab");
+    let mut config = read_json(&base.join("config.json"));
+    // Cased, although the vocabulary has no upper-case piece to show it.
+    config["do_lower_case"] = json!(false);
+    std::fs::write(base.join("config.json"), config.to_string()).expect("config");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    write_sequence(&d.join("train.jsonl"), 40, 0);
+    write_sequence(&d.join("dev.jsonl"), 10, 1000);
+    write_sequence(&d.join("test.jsonl"), 10, 2000);
+    let run = d.join("run");
+    ok(
+        finetune(base, "sequence", d, &run).output().expect("spawn"),
+        "finetune",
+    );
+    let model_out = run.join("model");
+    assert!(model_out.join("vocab.txt").is_file());
+    assert!(!model_out.join("tokenizer.json").exists());
+    let written = read_json(&model_out.join("tokenizer_config.json"));
+    assert_eq!(written["do_lower_case"], json!(false), "{written}");
+    assert_eq!(written["tokenizer_class"], json!("BertTokenizer"));
+
+    // `cloze predict` reads the fine-tuned vocab.txt-only directory, cased as
+    // the base was: `W10` is not `w10` but an unknown word.
+    let input = d.join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"w10 w50 w11\"}\n{\"text\": \"W10 W50 W11\"}\n",
+    )
+    .expect("write");
+    let out = ok(
+        cloze()
+            .args(["predict", "--model"])
+            .arg(&model_out)
+            .arg("--input")
+            .arg(&input)
+            .output()
+            .expect("spawn"),
+        "predict",
+    );
+    let preds = jsonl(&out.stdout);
+    assert_eq!(preds.len(), 2);
+    assert!(preds[0]["probabilities"]["pos"].is_f64(), "{}", preds[0]);
+    assert_ne!(preds[0]["probabilities"], preds[1]["probabilities"]);
+}

@@ -1,5 +1,6 @@
 //! `cloze fill-mask`, `cloze score` and `cloze encode` end to end on the tiny HF
-//! fixture, with a word-level tokenizer.json written here for its 96-token vocabulary.
+//! fixture, with a word-level tokenizer.json written here for its 96-token
+//! vocabulary, and with a BERT vocab.txt of the same tokens instead.
 
 #![allow(clippy::unwrap_used)]
 
@@ -204,4 +205,74 @@ fn encode_to_a_bare_file_name_writes_in_the_current_directory() {
     );
     let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
+}
+
+/// The fixture with the same 96 tokens as a BERT `vocab.txt` and no tokenizer.json.
+fn vocab_only_model_dir() -> tempfile::TempDir {
+    let dir = model_dir();
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    vocab.extend((5..96).map(|i| format!("w{i}")));
+    std::fs::write(dir.path().join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        r#"{"do_lower_case": true}"#,
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_vocab_txt_only_checkpoint_serves_fill_mask_score_and_encode() {
+    let json = model_dir();
+    let vocab = vocab_only_model_dir();
+    let run = |dir: &Path, args: &[&str]| {
+        let mut all = vec![args[0], "--model", path(dir), "--device", "cpu"];
+        all.extend(&args[1..]);
+        let out = cloze(&all);
+        assert!(
+            out.status.success(),
+            "{args:?} on {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Upper case reads as lower case, as tokenizer_config.json says.
+    let fill = ["fill-mask", "--json", "w5 [MASK] w7", "W10 [MASK] w11"];
+    let from_vocab = run(vocab.path(), &fill);
+    let from_json = run(
+        json.path(),
+        &["fill-mask", "--json", "w5 [MASK] w7", "w10 [MASK] w11"],
+    );
+    let masks = |out: &str| -> Vec<serde_json::Value> {
+        out.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["masks"].clone())
+            .collect()
+    };
+    assert_eq!(masks(&from_vocab).len(), 2);
+    assert_eq!(masks(&from_vocab), masks(&from_json));
+    let input = vocab.path().join("in.txt");
+    std::fs::write(&input, "w5 w6 w7 w8\nw9 w10\n").unwrap();
+    let score = ["score", "--input", path(&input)];
+    let scored = run(vocab.path(), &score);
+    assert_eq!(scored.lines().count(), 3, "two sentences and a summary");
+    assert_eq!(scored, run(json.path(), &score));
+    let jl = vocab.path().join("out.jsonl");
+    run(
+        vocab.path(),
+        &["encode", "--input", path(&input), "--output", path(&jl)],
+    );
+    let rows = std::fs::read_to_string(&jl).unwrap();
+    assert!(rows.contains(r#"["[CLS]","w9","w10","[SEP]"]"#), "{rows}");
+
+    // Without either file the checkpoint is refused, naming both.
+    std::fs::remove_file(vocab.path().join("vocab.txt")).unwrap();
+    let out = cloze(&["fill-mask", "--model", path(vocab.path()), "w5 [MASK]"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no tokenizer.json or vocab.txt"), "{err}");
 }

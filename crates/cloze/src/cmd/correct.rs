@@ -32,7 +32,7 @@ const SIGHAN15_CONFUSION: &str = "same_pinyin.txt";
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("sentences").required(true).args(["input", "eval", "text"])))]
 pub struct CorrectArgs {
-    /// Checkpoint directory with an MLM head and tokenizer.json.
+    /// Checkpoint directory with an MLM head and tokenizer.json (or a BERT vocab.txt).
     #[arg(long)]
     pub model: PathBuf,
     /// Text file, one sentence per line.

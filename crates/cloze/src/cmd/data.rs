@@ -64,8 +64,16 @@ struct PrepareArgs {
     #[arg(long)]
     corpus: String,
     /// Tokenizer directory or file (tokenizer.json or vocab.txt), or a cached dataset name (`minilm`).
+    /// A directory with only a BERT vocab.txt takes its casing from the
+    /// tokenizer_config.json (else config.json) beside it.
     #[arg(long)]
     tokenizer: String,
+    /// Add the domain tokens of FILE (one per line; blank lines and lines
+    /// starting with # skipped) to the tokenizer as new whole tokens, with ids
+    /// after its vocabulary; the prepared data's tokenizer.json holds them.
+    /// Tokens the vocabulary already has (after its lower-casing) are skipped.
+    #[arg(long, value_name = "FILE")]
+    add_tokens: Option<PathBuf>,
     /// Output directory: created, or replaced when it is empty or (with
     /// --force) an earlier `cloze data prepare` output; anything else is refused.
     #[arg(long)]
@@ -233,12 +241,21 @@ fn prepare(args: PrepareArgs) -> Result<()> {
     use cloze_text::corpus::{CorpusFormat, CorpusOptions};
     use cloze_text::prepare::{output_kind, prepare_into, PrepareConfig};
     use cloze_text::pretrain::InstanceConfig;
+    use cloze_text::tokenizer::read_token_list;
     use cloze_text::{TextTokenizer, WordBoundaries};
 
     // Everything that can be refused is refused before any work: the inputs
     // exist, the settings are valid, and the output may be written.
     let corpus = resolve(&args.corpus, "corpus")?;
     let tok_path = resolve(&args.tokenizer, "tokenizer")?;
+    let added_tokens = match &args.add_tokens {
+        Some(file) => Some((
+            file,
+            read_token_list(file)
+                .with_context(|| format!("reading --add-tokens {}", file.display()))?,
+        )),
+        None => None,
+    };
     let config = PrepareConfig {
         instances: InstanceConfig {
             mode: args.mode.parse().map_err(anyhow::Error::msg)?,
@@ -266,14 +283,28 @@ fn prepare(args: PrepareArgs) -> Result<()> {
     // Installed before the output is locked, so from the moment the lock (and
     // then the staging directory) exists, Ctrl-C cleans up instead of killing.
     let stop = interrupt::install("stopping after the current chunk; nothing will be published")?;
-    let guard = OutputDir::check(
-        &args.out,
-        &output_kind(),
-        &[corpus.as_path(), tok_path.as_path()],
-        args.force,
-    )?;
-    let tokenizer = TextTokenizer::from_path(&tok_path)
+    let mut inputs = vec![corpus.as_path(), tok_path.as_path()];
+    inputs.extend(args.add_tokens.as_deref());
+    let guard = OutputDir::check(&args.out, &output_kind(), &inputs, args.force)?;
+    let mut tokenizer = TextTokenizer::from_path(&tok_path)
         .with_context(|| format!("loading tokenizer {}", tok_path.display()))?;
+    let growth = match &added_tokens {
+        Some((file, tokens)) => {
+            let before = tokenizer.vocab_size();
+            let (grown, added) = tokenizer
+                .with_added_tokens(tokens)
+                .with_context(|| format!("adding the tokens of {}", file.display()))?;
+            tokenizer = grown;
+            Some(TokenGrowth {
+                file,
+                listed: tokens.len(),
+                added,
+                before,
+                after: tokenizer.vocab_size(),
+            })
+        }
+        None => None,
+    };
     let progress = BarProgress::with_stop(stop.clone());
     let staging = guard.staging()?;
     let result = prepare_into(&corpus, &tokenizer, staging.path(), &config, &progress);
@@ -307,6 +338,9 @@ fn prepare(args: PrepareArgs) -> Result<()> {
         report.eval.instances,
         report.eval.tokens
     );
+    if let Some(g) = &growth {
+        println!("  {g}");
+    }
     println!(
         "  throughput: {:.0} text tokens/s ({} tokens in {:.2} s, tokenize + instances + write, {} threads)",
         report.tokens_per_second,
@@ -323,6 +357,34 @@ fn prepare(args: PrepareArgs) -> Result<()> {
         println!("  peak RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64);
     }
     Ok(())
+}
+
+/// What `--add-tokens` did to the tokenizer, for the report.
+struct TokenGrowth<'a> {
+    file: &'a Path,
+    listed: usize,
+    added: usize,
+    before: u32,
+    after: u32,
+}
+
+impl std::fmt::Display for TokenGrowth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "tokenizer: added {} tokens from {}",
+            self.added,
+            self.file.display()
+        )?;
+        let skipped = self.listed - self.added;
+        if skipped > 0 {
+            write!(
+                f,
+                " ({skipped} skipped: already in the vocabulary or listed twice)"
+            )?;
+        }
+        write!(f, "; vocabulary size {} -> {}", self.before, self.after)
+    }
 }
 
 /// `cloze data tasks`: the splits of `cloze_fetch::tasks` from the cached

@@ -139,9 +139,8 @@ fn examples(
     let Some(eval) = &data.eval else {
         return Ok(());
     };
-    let tok_path = model_dir.join("tokenizer.json");
-    let tok = cloze_text::tokenizer::TextTokenizer::from_path(&tok_path)
-        .with_context(|| format!("loading {}", tok_path.display()))?;
+    let tok = cloze_text::tokenizer::TextTokenizer::from_path(model_dir)
+        .with_context(|| format!("loading the tokenizer of {}", model_dir.display()))?;
     let masker = data.masker(cfg)?;
     let n = n.min(eval.len());
     let inst = (0..n).map(|i| eval.get(i)).collect::<Result<Vec<_>, _>>()?;

@@ -21,7 +21,8 @@ use tch::Device;
 /// Arguments of `cloze fill-mask`.
 #[derive(Debug, Args)]
 pub struct FillMaskArgs {
-    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    /// Checkpoint directory (config.json, model.safetensors, and tokenizer.json or
+    /// a BERT vocab.txt).
     #[arg(long)]
     pub model: PathBuf,
     /// Candidates per mask.
@@ -59,7 +60,8 @@ pub(crate) fn check_model_dir(dir: &Path, need_tokenizer: bool) -> Result<()> {
     if !dir.is_dir() {
         bail!(
             "--model {shown} is not a directory; it takes a checkpoint directory \
-             (config.json, model.safetensors, tokenizer.json) such as RUN/model of `cloze pretrain`"
+             (config.json, model.safetensors, and tokenizer.json or vocab.txt) such as RUN/model \
+             of `cloze pretrain`"
         );
     }
     let weights = dir.join("model.safetensors").is_file()
@@ -71,8 +73,9 @@ pub(crate) fn check_model_dir(dir: &Path, need_tokenizer: bool) -> Result<()> {
     if !weights {
         missing.push("model.safetensors");
     }
-    if need_tokenizer && !dir.join("tokenizer.json").is_file() {
-        missing.push("tokenizer.json");
+    // The same files `ModelTokenizer::from_dir` looks for.
+    if need_tokenizer && cloze_text::tokenizer::tokenizer_file(dir).is_err() {
+        missing.push("tokenizer.json or vocab.txt");
     }
     if missing.is_empty() {
         return Ok(());
@@ -90,7 +93,7 @@ pub(crate) fn check_model_dir(dir: &Path, need_tokenizer: bool) -> Result<()> {
          model.safetensors{} as in RUN/model written by `cloze pretrain`{hint}",
         missing.join(", no "),
         if need_tokenizer {
-            " and tokenizer.json,"
+            " and tokenizer.json (or a BERT vocab.txt),"
         } else {
             ","
         }

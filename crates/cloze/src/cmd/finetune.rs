@@ -1,5 +1,5 @@
 //! `cloze finetune`: sequence or token classification on top of a pretrained
-//! BERT (ours or any HF checkpoint with a `tokenizer.json`), trained by the
+//! BERT (ours or any HF checkpoint with a `tokenizer.json` or BERT `vocab.txt`), trained by the
 //! same loop as `cloze pretrain`, with the same guarantees: the run directory
 //! is checked before any work and holds one writer, Ctrl-C writes a
 //! checkpoint and exits 130, `--resume RUN` continues exactly, and `--force`
@@ -73,7 +73,8 @@ impl From<TaskArg> for TaskKind {
 /// Arguments of `cloze finetune`.
 #[derive(Debug, Args)]
 pub struct FinetuneArgs {
-    /// The pretrained model directory (HF format with tokenizer.json), e.g. a
+    /// The pretrained model directory (HF format with tokenizer.json or a BERT
+    /// vocab.txt), e.g. a
     /// `cloze pretrain` run's RUN/model or a `cloze data fetch` checkpoint.
     #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
     pub model: Option<PathBuf>,
@@ -245,6 +246,13 @@ fn labelled(
 }
 
 /// Copies the tokenizer files the base model has into `dir`.
+///
+/// A base with a `vocab.txt` but neither `tokenizer.json` nor
+/// `tokenizer_config.json` has its casing from its `config.json` or from a
+/// guess ([`cloze_text::tokenizer::BertCasing::for_vocab`]); transformers
+/// reads neither and lower-cases by default. The casing the base was read
+/// with is written as `tokenizer_config.json`, so the fine-tuned model
+/// tokenizes alike here and in transformers.
 fn copy_tokenizer(base: &Path, dir: &Path) -> Result<()> {
     for name in TOKENIZER_FILES {
         let from = base.join(name);
@@ -253,6 +261,22 @@ fn copy_tokenizer(base: &Path, dir: &Path) -> Result<()> {
             std::fs::copy(&from, &to)
                 .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
         }
+    }
+    let vocab = base.join("vocab.txt");
+    let described = ["tokenizer.json", "tokenizer_config.json"]
+        .iter()
+        .any(|name| base.join(name).is_file());
+    if vocab.is_file() && !described {
+        let casing = cloze_text::tokenizer::BertCasing::for_vocab(&vocab)?;
+        let config = serde_json::json!({
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": casing.lowercase,
+            "strip_accents": casing.strip_accents,
+            "tokenize_chinese_chars": casing.tokenize_chinese_chars,
+        });
+        let to = dir.join("tokenizer_config.json");
+        std::fs::write(&to, serde_json::to_string_pretty(&config)? + "\n")
+            .with_context(|| format!("writing {}", to.display()))?;
     }
     Ok(())
 }

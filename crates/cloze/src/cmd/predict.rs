@@ -1,7 +1,8 @@
 //! `cloze predict`: the labels a fine-tuned classifier gives new inputs, as
 //! JSON lines. The model directory is a `cloze finetune` RUN/model (or any
 //! HF `BertForSequenceClassification`/`BertForTokenClassification` with a
-//! `tokenizer.json`); its kind and label names come from its `config.json`.
+//! `tokenizer.json` or BERT `vocab.txt`); its kind and label names come from
+//! its `config.json`.
 //! Inputs are the formats `cloze finetune` reads, labels optional.
 
 use std::io::Write;

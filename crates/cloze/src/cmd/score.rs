@@ -16,7 +16,7 @@ use super::fill_mask::{load_mlm, open_for_inference, InputLines, Opened};
 /// Arguments of `cloze score`.
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// Checkpoint directory with an MLM head and tokenizer.json.
+    /// Checkpoint directory with an MLM head and tokenizer.json (or a BERT vocab.txt).
     #[arg(long)]
     pub model: PathBuf,
     /// Text file, one sentence per line.
