@@ -180,3 +180,44 @@ fn data_tokenized_with_another_vocabulary_is_refused() {
     fails_with(&out, "cloze data prepare --tokenizer");
     assert!(!run.exists(), "refused before the run directory is made");
 }
+
+#[test]
+fn data_with_added_tokens_grows_the_checkpoint_vocabulary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = model_dir();
+    // `w7` is in the fixture's vocabulary (skipped); the other two are new.
+    let tokens = tmp.path().join("tokens.txt");
+    std::fs::write(&tokens, "# domain words\nquokka\nw7\nnumbat\n").unwrap();
+    let data = prepare_with(
+        tmp.path(),
+        ckpt.path(),
+        &["--add-tokens", tokens.to_str().unwrap()],
+    );
+    let grown = read_json(&data.join("tokenizer.json"));
+    let added: Vec<&str> = grown["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["content"].as_str().unwrap())
+        .collect();
+    assert!(
+        added.contains(&"quokka") && added.contains(&"numbat"),
+        "{added:?}"
+    );
+    let run = tmp.path().join("run");
+    let out = ok(
+        pretrain_from(ckpt.path(), &data, &run, 2).output().unwrap(),
+        "pretrain --init-from with added tokens",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("vocabulary grown from 96 to 98 ids"),
+        "{stderr}"
+    );
+    let model = read_json(&run.join("model/config.json"));
+    assert_eq!(model["vocab_size"], 98);
+    // The saved tokenizer keeps the new tokens, so the model and its
+    // tokenizer agree on every id.
+    let saved = read_json(&run.join("model/tokenizer.json"));
+    assert_eq!(saved["added_tokens"], grown["added_tokens"]);
+}
