@@ -36,6 +36,9 @@ pub struct MlmOutput {
     pub mlm_logits: Tensor,
     /// `[B, 2]` sentence-pair logits, when the model has a pair head.
     pub pair_logits: Option<Tensor>,
+    /// `[N_p, V]` vocabulary logits at the batch's pseudo-token targets
+    /// (UniLM-v2's `[P]`), in order, when the batch has them.
+    pub pseudo_logits: Option<Tensor>,
 }
 
 /// A model that predicts the masked-LM targets of a collated batch: what
@@ -72,6 +75,15 @@ impl<'a> Task for MlmTask<'a> {
         acc.add_mlm(&out.mlm_logits, &targets)?;
         if let (Some(l), Some(y)) = (&out.pair_logits, &b.targets.pair) {
             acc.add_pair(l, &Tensor::f_from_slice(y)?.f_to_device(device)?)?;
+        }
+        if let Some(l) = &out.pseudo_logits {
+            let ids: Vec<i64> = b
+                .targets
+                .pseudo
+                .iter()
+                .map(|m| i64::from(m.target))
+                .collect();
+            acc.add_pseudo(l, &Tensor::f_from_slice(&ids)?.f_to_device(device)?)?;
         }
         let masked = &b.targets.masked_lm;
         let at_mask: Vec<bool> = masked
@@ -190,6 +202,16 @@ pub struct MlmEvalMetrics {
     /// data at the same `[MASK]` positions: what a context-free model scores.
     #[serde(default)]
     pub mask_token_baseline_loss: Option<f64>,
+    /// Mean cross-entropy (nats) at the pseudo-token (`[P]`) targets of
+    /// UniLM-v2's partially autoregressive objective, when the batches have them.
+    #[serde(default)]
+    pub par_loss: Option<f64>,
+    /// Accuracy at the pseudo-token targets.
+    #[serde(default)]
+    pub par_accuracy: Option<f64>,
+    /// Number of pseudo-token targets scored.
+    #[serde(default)]
+    pub par_tokens: u64,
 }
 
 impl MlmEvalMetrics {
@@ -218,8 +240,13 @@ impl MlmEvalMetrics {
             self.mask_token_baseline_accuracy,
         );
         put(&mut r.accuracies, pair_name, self.pair_accuracy);
+        put(&mut r.losses, "par", self.par_loss);
+        put(&mut r.accuracies, "par", self.par_accuracy);
         if self.mask_tokens > 0 {
             r.counts.insert("mlm@mask".to_owned(), self.mask_tokens);
+        }
+        if self.par_tokens > 0 {
+            r.counts.insert("par".to_owned(), self.par_tokens);
         }
         r
     }
@@ -241,6 +268,9 @@ pub struct MlmEvalAccumulator {
     at_mask_nll_sum: f64,
     at_mask_baseline_nll_sum: f64,
     at_mask_baseline_scored: u64,
+    par_nll_sum: f64,
+    par_correct: u64,
+    par_count: u64,
 }
 
 impl MlmEvalAccumulator {
@@ -266,6 +296,23 @@ impl MlmEvalAccumulator {
             .f_int64_value(&[])?;
         self.correct += correct.max(0) as u64;
         self.count += n.max(0) as u64;
+        Ok(())
+    }
+
+    /// Adds `[N_p, V]` logits of pseudo-token (`[P]`) positions and their
+    /// `[N_p]` targets.
+    pub fn add_pseudo(&mut self, logits: &Tensor, targets: &Tensor) -> Result<(), tch::TchError> {
+        let n = targets.size().first().copied().unwrap_or(0);
+        if n == 0 {
+            return Ok(());
+        }
+        let logits = logits.f_to_kind(Kind::Float)?;
+        let nll =
+            logits.f_cross_entropy_loss::<Tensor>(targets, None, Reduction::Sum, -100, 0.0)?;
+        self.par_nll_sum += nll.f_to_kind(Kind::Double)?.f_double_value(&[])?;
+        let hits = logits.f_argmax(-1, false)?.f_eq_tensor(targets)?;
+        self.par_correct += hits.f_sum(Kind::Int64)?.f_int64_value(&[])?.max(0) as u64;
+        self.par_count += n.max(0) as u64;
         Ok(())
     }
 
@@ -352,6 +399,10 @@ impl MlmEvalAccumulator {
                 .then(|| self.at_mask_nll_sum / self.at_mask_count as f64),
             mask_token_baseline_loss: (self.at_mask_baseline_scored > 0)
                 .then(|| self.at_mask_baseline_nll_sum / self.at_mask_baseline_scored as f64),
+            par_loss: (self.par_count > 0).then(|| self.par_nll_sum / self.par_count as f64),
+            par_accuracy: (self.par_count > 0)
+                .then(|| self.par_correct as f64 / self.par_count as f64),
+            par_tokens: self.par_count,
         }
     }
 }

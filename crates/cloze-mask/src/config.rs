@@ -74,6 +74,62 @@ pub enum SelectConfig {
         #[serde(default)]
         max_predictions: Option<u32>,
     },
+    /// UniLM-v2's blockwise masking (Algorithm 1 of Bao et al. 2020): blocks
+    /// at uniform starts, of `min_block..=max_block` units with probability
+    /// `block_probability` and of one unit otherwise, overlapping draws
+    /// skipped, until at least `rate` of the maskable tokens are covered.
+    /// Spans come out in draw order: the factorization order of the
+    /// pseudo-masked layout ([`Layout::PseudoMasked`]).
+    Blockwise {
+        /// Fraction of maskable tokens to cover at least (0.15, section 4.1).
+        #[serde(default = "rate15")]
+        rate: f64,
+        /// Probability that a draw is a block rather than one unit (0.4).
+        #[serde(default = "p40")]
+        block_probability: f64,
+        /// Shortest block (2).
+        #[serde(default = "two")]
+        min_block: u32,
+        /// Longest block (6).
+        #[serde(default = "six")]
+        max_block: u32,
+        /// Upper bound on selected tokens per sequence.
+        #[serde(default)]
+        max_predictions: Option<u32>,
+    },
+}
+
+impl SelectConfig {
+    /// The selection rate (`select.rate`), whatever the selector.
+    pub fn rate(&self) -> f64 {
+        match self {
+            SelectConfig::Budget { rate, .. }
+            | SelectConfig::Bernoulli { rate, .. }
+            | SelectConfig::Blockwise { rate, .. } => *rate,
+        }
+    }
+
+    /// Sets the selection rate (`select.rate`), whatever the selector.
+    pub fn set_rate(&mut self, value: f64) {
+        match self {
+            SelectConfig::Budget { rate, .. }
+            | SelectConfig::Bernoulli { rate, .. }
+            | SelectConfig::Blockwise { rate, .. } => *rate = value,
+        }
+    }
+}
+
+fn rate15() -> f64 {
+    0.15
+}
+fn p40() -> f64 {
+    0.4
+}
+fn two() -> u32 {
+    2
+}
+fn six() -> u32 {
+    6
 }
 
 fn default_min_predictions() -> u32 {
@@ -239,6 +295,23 @@ pub struct CollateConfig {
     /// Padded sequence length.
     #[serde(default)]
     pub pad_to: PadTo,
+    /// How a masked instance becomes a row.
+    #[serde(default)]
+    pub layout: Layout,
+}
+
+/// How a masked instance becomes a row of the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// The corrupted tokens in place, one row as long as the instance (BERT).
+    #[default]
+    InPlace,
+    /// UniLM-v2's pseudo-masked layout (`crate::pseudo`): the corrupted
+    /// context, then a `[P]` and a copy of the original for every selected
+    /// token, each sharing its token's position id, under the blockwise
+    /// attention rule of section 3.2. Needs a `[PSEUDO_MASK]` token.
+    PseudoMasked,
 }
 
 /// How long the rows of a batch are.
@@ -383,6 +456,36 @@ impl MaskingConfig {
                     });
                 }
             }
+            SelectConfig::Blockwise {
+                rate,
+                block_probability,
+                min_block,
+                max_block,
+                max_predictions,
+            } => {
+                check_rate("select.rate", *rate)?;
+                if *rate == 0.0 {
+                    return Err(Error::SelectsNothing {
+                        field: "select.rate".to_owned(),
+                        value: *rate,
+                        why: "",
+                    });
+                }
+                check_rate("select.block_probability", *block_probability)?;
+                if *min_block == 0 {
+                    return Err(invalid("select.min_block", 0, "at least 1"));
+                }
+                if max_block < min_block {
+                    return Err(invalid(
+                        "select.max_block",
+                        max_block,
+                        "at least select.min_block",
+                    ));
+                }
+                if *max_predictions == Some(0) {
+                    return Err(invalid("select.max_predictions", 0, "at least 1"));
+                }
+            }
         }
         match &self.corrupt {
             CorruptConfig::Bert {
@@ -508,6 +611,29 @@ impl MaskingConfig {
         }
     }
 
+    /// UniLM-v2's pseudo-masked scheme (Bao et al. 2020): blockwise
+    /// selection of tokens (Algorithm 1; 15%, blocks of 2-6 with probability
+    /// 0.4), `[MASK]`/random/kept 80/10/10 in the context (section 4.1), the
+    /// pseudo-masked layout, rows padded to a multiple of 8.
+    pub fn unilmv2() -> Self {
+        Self {
+            name: Some("unilmv2".into()),
+            units: UnitsConfig::Tokens,
+            select: SelectConfig::Blockwise {
+                rate: 0.15,
+                block_probability: 0.4,
+                min_block: 2,
+                max_block: 6,
+                max_predictions: None,
+            },
+            collate: CollateConfig {
+                pad_to: PadTo::MultipleOf { multiple: 8 },
+                layout: Layout::PseudoMasked,
+            },
+            ..Self::bert(None)
+        }
+    }
+
     /// Whole-word masking: BERT's budget and corruption over whole words.
     pub fn whole_word(max_predictions: Option<u32>) -> Self {
         Self {
@@ -569,6 +695,7 @@ mod tests {
             MaskingConfig::whole_word(None),
             MaskingConfig::macbert(None),
             MaskingConfig::spanbert(),
+            MaskingConfig::unilmv2(),
         ] {
             c.validate().expect("preset is valid");
             let text = c.to_toml_string();

@@ -67,10 +67,12 @@
 //! ```
 
 pub mod batch;
+pub mod blockwise;
 pub mod config;
 pub mod corrupt;
 pub mod error;
 pub mod masker;
+pub mod pseudo;
 pub mod rng;
 pub mod select;
 pub mod similar;
@@ -83,13 +85,15 @@ pub mod vocab;
 pub use batch::{
     Batch, BatchBuilder, MaskedTarget, Span, Targets, Visibility, VisibleBlock, IGNORED_LABEL,
 };
+pub use blockwise::BlockwiseSelector;
 pub use config::{
-    CollateConfig, CorruptConfig, Granularity, LengthsConfig, MaskingConfig, PadTo, Schedule,
-    SelectConfig, SimilarSourceConfig, UnitsConfig,
+    CollateConfig, CorruptConfig, Granularity, Layout, LengthsConfig, MaskingConfig, PadTo,
+    Schedule, SelectConfig, SimilarSourceConfig, UnitsConfig,
 };
 pub use corrupt::{BertCorruptor, Corruption, CorruptionJob, Corruptor, SimilarWordCorruptor};
 pub use error::{Error, Result, Word2VecProblem};
 pub use masker::{MaskedInstance, MaskedPosition, MaskedSpan, Masker, MaskerBuilder};
+pub use pseudo::{PseudoRow, Step};
 pub use select::{
     BernoulliSelector, BudgetSelector, LengthSampler, SelectScratch, SelectedSpan, Selector,
 };

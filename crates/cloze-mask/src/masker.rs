@@ -7,7 +7,7 @@ use cloze_core::{Instance, PairLabel, SpecialTokens};
 use rayon::prelude::*;
 
 use crate::batch::{Batch, MaskedTarget, Targets};
-use crate::config::{CorruptConfig, MaskingConfig, PadTo, SimilarSourceConfig};
+use crate::config::{CorruptConfig, Layout, MaskingConfig, PadTo, SimilarSourceConfig};
 use crate::corrupt::{BertCorruptor, Corruption, CorruptionJob, Corruptor, SimilarWordCorruptor};
 use crate::error::{Error, Result};
 use crate::rng::example_rng;
@@ -136,6 +136,12 @@ impl MaskerBuilder {
         let _span = tracing::debug_span!("masker_build", scheme = ?self.config.name).entered();
         self.config.validate()?;
         let set = SpecialSet::new(&self.specials)?;
+        if self.config.collate.layout == Layout::PseudoMasked && self.specials.pseudo_mask.is_none()
+        {
+            return Err(Error::MissingSpecialToken {
+                token: "[PSEUDO_MASK]",
+            });
+        }
         let units = self.units.unwrap_or_else(|| build_units(self.config.units));
         let selector = self
             .selector
@@ -295,6 +301,13 @@ impl Masker {
         &self.specials
     }
 
+    /// The `[PSEUDO_MASK]` id the pseudo-masked layout needs.
+    fn pseudo_mask_id(&self) -> Result<u32> {
+        self.specials.pseudo_mask.ok_or(Error::MissingSpecialToken {
+            token: "[PSEUDO_MASK]",
+        })
+    }
+
     fn run(
         &self,
         instance: &Instance,
@@ -438,6 +451,18 @@ impl Masker {
         first_index: u64,
         with_stats: bool,
     ) -> Result<(Batch, MaskStats)> {
+        if let Layout::PseudoMasked = self.config.collate.layout {
+            let pseudo = self.pseudo_mask_id()?;
+            return crate::pseudo::collate(
+                self,
+                pseudo,
+                instances,
+                seed,
+                epoch,
+                first_index,
+                with_stats,
+            );
+        }
         let _span = tracing::trace_span!("mask_batch", n = instances.len()).entered();
         let max_len = instances.iter().map(Instance::len).max().unwrap_or(0);
         let seq_len = self.config.collate.pad_to.seq_len(max_len);

@@ -339,6 +339,19 @@ pub fn build_selector(config: &SelectConfig) -> Box<dyn Selector> {
             rate,
             max_predictions,
         } => Box::new(BernoulliSelector::new(*rate, *max_predictions)),
+        SelectConfig::Blockwise {
+            rate,
+            block_probability,
+            min_block,
+            max_block,
+            max_predictions,
+        } => Box::new(crate::blockwise::BlockwiseSelector::new(
+            *rate,
+            *block_probability,
+            *min_block,
+            *max_block,
+            *max_predictions,
+        )),
     }
 }
 

@@ -58,6 +58,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A key/value cache of incremental decoding does not fit the model, the input
+    /// or the step output it is used with (another batch size, another model's
+    /// layers or heads).
+    #[error("key/value cache: {what} is {found:?}, expected {expected:?} (-1: any)")]
+    CacheMismatch {
+        /// What disagrees.
+        what: &'static str,
+        /// What the model, the input or the cache requires.
+        expected: Vec<i64>,
+        /// What was found.
+        found: Vec<i64>,
+    },
     /// A checkpoint tensor does not have the shape the config implies.
     #[error("checkpoint tensor `{key}` has shape {found:?}, the config implies {expected:?}")]
     CheckpointShape {

@@ -223,11 +223,14 @@ fn bare(key: &str) -> &str {
     key.strip_prefix("bert.").unwrap_or(key)
 }
 
-/// Embedding and layer weights: what must agree between config and checkpoint. The
-/// pooler and the heads may be absent (they keep their initialisation).
+/// Embedding and layer weights, and UniLM-v2's relative position bias (s2s-ft's
+/// `bert.rel_pos_bias.weight`): what must agree between config and checkpoint, so
+/// that a checkpoint trained with the bias does not silently load into a model
+/// without it (or the reverse). The pooler and the heads may be absent (they keep
+/// their initialisation).
 fn is_encoder_key(key: &str) -> bool {
     let b = bare(key);
-    b.starts_with("embeddings.") || b.starts_with("encoder.")
+    b.starts_with("embeddings.") || b.starts_with("encoder.") || b.starts_with("rel_pos_bias.")
 }
 
 fn check_encoder_complete(report: &LoadReport) -> Result<()> {

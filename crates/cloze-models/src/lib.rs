@@ -76,6 +76,12 @@
 //!   `gamma`/`beta`, sharded index) and return a [`LoadReport`]; a tensor they take
 //!   that holds NaN or infinity is [`Error::NonFiniteWeights`] ([`hf::check_finite`]);
 //!   [`hf::save_pretrained`] writes the same format atomically.
+//! - UniLM-v2 (opt-in): `rel_pos_bins`/`max_rel_pos` in `config.json` (s2s-ft's
+//!   names) add the T5-style relative position bias, one weight
+//!   `bert.rel_pos_bias.weight` `[heads, bins]` shared by all layers and loaded as
+//!   an encoder key (a checkpoint and config that disagree about it do not load);
+//!   [`BertModel::forward_incremental`] with a [`KvCache`] decodes step by step and
+//!   [`BertForPreTraining::mlm_logits`] scores the new tokens.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -88,8 +94,9 @@ pub mod precision;
 mod runtime;
 
 pub use bert::{
-    dropout, Activation, BertConfig, BertEmbeddings, BertForPreTraining, BertModel, BertOutput,
-    LayerNorm, Linear, MlmInput, OffsetHeads, Pooler, PreTrainingOutput,
+    dropout, relative_position_bucket, Activation, BertConfig, BertEmbeddings, BertForPreTraining,
+    BertModel, BertOutput, IncrementalOutput, KvCache, LayerNorm, Linear, MlmInput, OffsetHeads,
+    Pooler, PreTrainingOutput, RelativePositionBias,
 };
 pub use device::parse_device;
 pub use error::{Error, Result};

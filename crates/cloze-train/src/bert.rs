@@ -4,7 +4,7 @@ use std::path::Path;
 
 use cloze_models::{BertConfig, BertForPreTraining, MlmInput, Precision};
 use tch::nn::VarStore;
-use tch::Device;
+use tch::{Device, Tensor};
 
 use crate::batch::{ModelOutput, PretrainModel, TensorBatch};
 use crate::config::{InitConfig, ModelConfig};
@@ -98,6 +98,8 @@ pub fn bert_config(m: &ModelConfig, vocab_size: u32, pad_id: u32) -> BertConfig 
         initializer_range: m.initializer_range,
         layer_norm_eps: m.layer_norm_eps,
         pad_token_id: Some(i64::from(pad_id)),
+        rel_pos_bins: m.rel_pos_bins.filter(|&b| b > 0),
+        max_rel_pos: m.rel_pos_bins.filter(|&b| b > 0).and(m.max_rel_pos),
         ..BertConfig::default()
     }
 }
@@ -116,13 +118,16 @@ pub fn model_section(c: &BertConfig) -> ModelConfig {
         attention_probs_dropout_prob: c.attention_probs_dropout_prob,
         initializer_range: c.initializer_range,
         layer_norm_eps: c.layer_norm_eps,
+        rel_pos_bins: c.relative_position().map(|(bins, _)| bins),
+        max_rel_pos: c.relative_position().map(|(_, max)| max),
     }
 }
 
 /// The fields of two `[model]` sections that differ, as `(field, a's value,
 /// b's value)` in field order.
 pub fn model_differences(a: &ModelConfig, b: &ModelConfig) -> Vec<(&'static str, String, String)> {
-    let fields: [(&'static str, String, String); 10] = [
+    let opt = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |x| x.to_string());
+    let fields: [(&'static str, String, String); 12] = [
         (
             "hidden_size",
             a.hidden_size.to_string(),
@@ -173,6 +178,8 @@ pub fn model_differences(a: &ModelConfig, b: &ModelConfig) -> Vec<(&'static str,
             a.layer_norm_eps.to_string(),
             b.layer_norm_eps.to_string(),
         ),
+        ("rel_pos_bins", opt(a.rel_pos_bins), opt(b.rel_pos_bins)),
+        ("max_rel_pos", opt(a.max_rel_pos), opt(b.max_rel_pos)),
     ];
     fields.into_iter().filter(|(_, x, y)| x != y).collect()
 }
@@ -325,11 +332,27 @@ pub fn model_input(batch: &TensorBatch) -> MlmInput {
 impl PretrainModel for BertPretrainer {
     fn forward(&self, batch: &TensorBatch, train: bool) -> Result<ModelOutput> {
         let input = model_input(batch);
+        // UniLM-v2's [P] positions go through the same gathered vocabulary
+        // projection as the [M] positions: one product, split afterwards.
+        let (positions, pseudo_n) = match &batch.pseudo {
+            Some(p) => (
+                Tensor::f_cat(&[&batch.masked_positions, &p.positions], 0)?,
+                p.positions.size()[0],
+            ),
+            None => (batch.masked_positions.shallow_clone(), 0),
+        };
         let out = cloze_models::autocast(self.precision, || {
-            self.model
-                .forward_t(&input, Some(&batch.masked_positions), train)
+            self.model.forward_t(&input, Some(&positions), train)
         })?;
-        Ok(ModelOutput::new(out.mlm_logits).with_pair_logits(out.pair_logits))
+        if batch.pseudo.is_none() {
+            return Ok(ModelOutput::new(out.mlm_logits).with_pair_logits(out.pair_logits));
+        }
+        let n = batch.num_masked();
+        let mlm = out.mlm_logits.f_narrow(0, 0, n)?;
+        let pseudo = out.mlm_logits.f_narrow(0, n, pseudo_n)?;
+        let mut output = ModelOutput::new(mlm).with_pair_logits(out.pair_logits);
+        output.pseudo_logits = Some(pseudo);
+        Ok(output)
     }
 
     fn save(&self, dir: &Path) -> Result<()> {

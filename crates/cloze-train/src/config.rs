@@ -107,6 +107,14 @@ pub struct ModelConfig {
     /// LayerNorm epsilon.
     #[serde(default = "default_ln_eps")]
     pub layer_norm_eps: f64,
+    /// Buckets of UniLM-v2's T5-style relative position bias (32 in the
+    /// paper's models, under s2s-ft's `config.json` name); absent or 0 is
+    /// plain BERT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rel_pos_bins: Option<i64>,
+    /// Distance from which relative positions share the last bucket (128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rel_pos: Option<i64>,
 }
 
 fn default_type_vocab() -> i64 {
@@ -222,6 +230,10 @@ pub struct ObjectiveConfig {
     /// Weight of the NSP/SOP loss (ignored for `mlm`).
     #[serde(default = "one")]
     pub pair_weight: f64,
+    /// Weight of UniLM-v2's partially autoregressive loss `l_PAR` (`pmlm`
+    /// only; equation 7 of the paper uses 1, with `mlm_weight` as `l_AE`).
+    #[serde(default = "one")]
+    pub par_weight: f64,
 }
 
 fn one() -> f64 {
@@ -238,6 +250,7 @@ impl Default for ObjectiveConfig {
             kind: default_objective(),
             mlm_weight: 1.0,
             pair_weight: 1.0,
+            par_weight: 1.0,
         }
     }
 }
@@ -417,6 +430,10 @@ pub const PRESETS: &[(&str, &str)] = &[
         "macbert-zh-tiny",
         include_str!("../../../configs/macbert-zh-tiny.toml"),
     ),
+    (
+        "unilmv2-tiny",
+        include_str!("../../../configs/unilmv2-tiny.toml"),
+    ),
 ];
 
 impl TrainConfig {
@@ -438,7 +455,7 @@ impl TrainConfig {
 
     /// A shipped preset by name (`bert-tiny`, `bert-mini`, `bert-small`,
     /// `bert-base`, and the Chinese ablation's `bert-zh-tiny`, `bert-zh-wwm`,
-    /// `bert-zh-wwm-ngram`, `macbert-zh-tiny`).
+    /// `bert-zh-wwm-ngram`, `macbert-zh-tiny`, and UniLM-v2's `unilmv2-tiny`).
     pub fn preset(name: &str) -> Option<Self> {
         PRESETS
             .iter()
@@ -457,7 +474,7 @@ impl TrainConfig {
         match PRESETS.iter().find(|(n, _)| *n == spec) {
             Some((n, text)) => Self::from_toml(text, Path::new(&format!("configs/{n}.toml"))),
             None => Err(Error::Io {
-                op: "reading config (not a file, nor a preset: bert-tiny, bert-mini, bert-small, bert-base, bert-zh-tiny, bert-zh-wwm, bert-zh-wwm-ngram, macbert-zh-tiny)",
+                op: "reading config (not a file, nor a preset: bert-tiny, bert-mini, bert-small, bert-base, bert-zh-tiny, bert-zh-wwm, bert-zh-wwm-ngram, macbert-zh-tiny, unilmv2-tiny)",
                 path: path.to_owned(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             }),
@@ -544,6 +561,34 @@ impl TrainConfig {
         }
         self.masking.validate().map_err(Error::InvalidMasking)?;
         crate::objective::entry(&self.objective.kind)?;
+        // UniLM-v2's objective and its layout go together: PMLM needs the [P]
+        // rows, and any other objective would ignore their targets (and
+        // pay for the appended tokens).
+        let pseudo_rows = self.masking.collate.layout == cloze_mask::Layout::PseudoMasked;
+        if (self.objective.kind == "pmlm") != pseudo_rows {
+            return Err(bad(
+                "objective.kind",
+                format!(
+                    "objective {:?} with masking.collate.layout {:?}: the pmlm objective and the \
+                     \"pseudo_masked\" layout go together (see configs/unilmv2-tiny.toml)",
+                    self.objective.kind,
+                    if pseudo_rows {
+                        "pseudo_masked"
+                    } else {
+                        "in_place"
+                    },
+                ),
+            ));
+        }
+        for (field, w) in [
+            ("objective.mlm_weight", self.objective.mlm_weight),
+            ("objective.pair_weight", self.objective.pair_weight),
+            ("objective.par_weight", self.objective.par_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(bad(field, format!("must be finite and >= 0, got {w}")));
+            }
+        }
         let o = &self.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {
             return Err(bad(
@@ -600,10 +645,7 @@ impl TrainConfig {
 
     /// The masking scheme's selection rate (`masking.select.rate`), for messages.
     pub fn masking_rate(&self) -> f64 {
-        match &self.masking.select {
-            cloze_mask::SelectConfig::Budget { rate, .. }
-            | cloze_mask::SelectConfig::Bernoulli { rate, .. } => *rate,
-        }
+        self.masking.select.rate()
     }
 
     /// Every setting whose value differs between `self` and `other`, by dotted

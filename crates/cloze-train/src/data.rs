@@ -136,10 +136,7 @@ pub fn build_eval_set(
             .iter()
             .all(|b: &Batch| b.targets.masked_lm.is_empty())
     {
-        let rate = match &masker.config().select {
-            cloze_mask::SelectConfig::Budget { rate, .. }
-            | cloze_mask::SelectConfig::Bernoulli { rate, .. } => *rate,
-        };
+        let rate = masker.config().select.rate();
         return Err(Error::NothingMasked {
             what: "the evaluation set".to_owned(),
             rate,

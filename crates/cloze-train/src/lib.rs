@@ -67,6 +67,7 @@ pub mod finetune;
 pub mod metrics;
 pub mod objective;
 pub mod optim;
+pub mod pmlm;
 pub mod schedule;
 pub mod trainer;
 

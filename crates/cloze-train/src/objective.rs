@@ -74,6 +74,13 @@ pub const OBJECTIVES: &[ObjectiveEntry] = &[
         build: |c| Box::new(MlmPair::new("sop", c)),
     },
     ObjectiveEntry {
+        name: "pmlm",
+        about:
+            "UniLM-v2 pseudo-masked LM: autoencoding at [M] plus partially autoregressive at [P]",
+        pair_task: None,
+        build: |c| Box::new(crate::pmlm::Pmlm::new(c)),
+    },
+    ObjectiveEntry {
         name: "sequence_classification",
         about: "fine-tuning: cross-entropy of one class per example",
         pair_task: None,
@@ -296,8 +303,7 @@ mod tests {
         let out = ModelOutput::new(Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)));
         let obj = from_config(&ObjectiveConfig {
             kind: "mlm_nsp".into(),
-            mlm_weight: 1.0,
-            pair_weight: 1.0,
+            ..ObjectiveConfig::default()
         });
         let Ok(obj) = obj else {
             panic!("mlm_nsp is registered")

@@ -72,6 +72,7 @@ impl MlmModel for EvalModel<'_> {
         Ok(MlmOutput {
             mlm_logits: out.mlm_logits,
             pair_logits: out.pair_logits,
+            pseudo_logits: out.pseudo_logits,
         })
     }
 }

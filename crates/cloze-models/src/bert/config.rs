@@ -94,6 +94,22 @@ pub struct BertConfig {
     pub model_type: String,
     /// The HF classes this checkpoint is meant for; `save_pretrained` fills it in.
     pub architectures: Option<Vec<String>>,
+    /// Buckets of the T5-style relative position bias of UniLM-v2 (Bao et al. 2020,
+    /// arXiv 2002.12804), under the name microsoft/unilm's s2s-ft gives it in
+    /// `config.json`; `None` or 0 leaves the bias out (plain BERT). s2s-ft's
+    /// UniLM-v2 checkpoints use 32 buckets with [`BertConfig::max_rel_pos`] 128.
+    /// When enabled the encoder gains one variable, `rel_pos_bias.weight`
+    /// `[num_attention_heads, rel_pos_bins]`, shared by every layer (see
+    /// [`crate::RelativePositionBias`]). Written back only when the file has it,
+    /// so a plain BERT `config.json` round-trips unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rel_pos_bins: Option<i64>,
+    /// The distance (in position ids) from which on every relative position
+    /// shares the last logarithmic bucket (T5's `max_distance`; s2s-ft's
+    /// `max_rel_pos`, 128 for UniLM-v2). Read only when
+    /// [`BertConfig::rel_pos_bins`] is positive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rel_pos: Option<i64>,
     /// Every other field of the file, written back unchanged.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -119,6 +135,8 @@ impl Default for BertConfig {
             position_embedding_type: "absolute".to_string(),
             model_type: "bert".to_string(),
             architectures: None,
+            rel_pos_bins: None,
+            max_rel_pos: None,
             extra: serde_json::Map::new(),
         }
     }
@@ -145,6 +163,17 @@ impl BertConfig {
             path: "config.json".into(),
             source,
         })
+    }
+
+    /// The relative position bias settings `(num_buckets, max_distance)` when
+    /// [`BertConfig::rel_pos_bins`] is positive, `None` for plain BERT (absent
+    /// or 0, as in s2s-ft). Call after [`BertConfig::validate`], which checks
+    /// that the pair makes sense.
+    pub fn relative_position(&self) -> Option<(i64, i64)> {
+        match self.rel_pos_bins {
+            Some(bins) if bins > 0 => Some((bins, self.max_rel_pos.unwrap_or(0))),
+            _ => None,
+        }
     }
 
     /// Per-head width, `hidden_size / num_attention_heads`.
@@ -304,12 +333,62 @@ impl BertConfig {
                 });
             }
         }
+        self.validate_relative_position()?;
         if self.position_embedding_type != "absolute" {
             return Err(Error::InvalidConfig {
                 field: "position_embedding_type",
                 reason: format!(
                     "{:?} is not supported (only \"absolute\")",
                     self.position_embedding_type
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl BertConfig {
+    /// The bucket function halves `rel_pos_bins` (one half per direction) and
+    /// halves it again (`max_exact`: exact buckets for distances below it, then
+    /// logarithmic ones up to `max_rel_pos`); it divides by `ln(max_rel_pos /
+    /// max_exact)`. So it needs `max_exact >= 1` (at least 4 buckets) and
+    /// `max_rel_pos > max_exact`, which s2s-ft never checks (it would compute
+    /// NaN buckets). An odd count is accepted as s2s-ft accepts it (its last
+    /// bucket is then never used).
+    fn validate_relative_position(&self) -> Result<()> {
+        let bins = self.rel_pos_bins.unwrap_or(0);
+        let max = self.max_rel_pos.unwrap_or(0);
+        if bins < 0 {
+            return Err(Error::InvalidConfig {
+                field: "rel_pos_bins",
+                reason: format!("{bins} must be 0 (off) or at least 4"),
+            });
+        }
+        if max < 0 {
+            return Err(Error::InvalidConfig {
+                field: "max_rel_pos",
+                reason: format!("{max} must not be negative"),
+            });
+        }
+        if bins == 0 {
+            return Ok(());
+        }
+        if bins < 4 {
+            return Err(Error::InvalidConfig {
+                field: "rel_pos_bins",
+                reason: format!(
+                    "{bins} buckets: the bucket function needs at least 4 (2 per direction, \
+                     of which half exact)"
+                ),
+            });
+        }
+        let max_exact = bins / 2 / 2;
+        if max <= max_exact {
+            return Err(Error::InvalidConfig {
+                field: "max_rel_pos",
+                reason: format!(
+                    "{max} must exceed the {max_exact} exact buckets per direction that \
+                     rel_pos_bins {bins} gives (s2s-ft uses 128 with 32 bins)"
                 ),
             });
         }
@@ -411,6 +490,59 @@ mod tests {
             })
         ));
         assert!(serde_json::from_str::<BertConfig>(r#"{"hidden_act": "bogus"}"#).is_err());
+    }
+
+    #[test]
+    fn relative_position_fields_round_trip_and_are_checked() {
+        // Absent: plain BERT, and nothing new is written back.
+        let plain: BertConfig = serde_json::from_str(r#"{"vocab_size": 96}"#).unwrap();
+        assert_eq!(plain.relative_position(), None);
+        let back: serde_json::Value =
+            serde_json::from_str(&plain.to_json_string().unwrap()).unwrap();
+        assert!(back.get("rel_pos_bins").is_none() && back.get("max_rel_pos").is_none());
+        // s2s-ft writes both, 0 when off; they survive a round trip either way.
+        let off: BertConfig =
+            serde_json::from_str(r#"{"rel_pos_bins": 0, "max_rel_pos": 0}"#).unwrap();
+        assert_eq!(off.relative_position(), None);
+        assert!(off.validate().is_ok());
+        let back: serde_json::Value = serde_json::from_str(&off.to_json_string().unwrap()).unwrap();
+        assert_eq!(
+            (back["rel_pos_bins"].clone(), back["max_rel_pos"].clone()),
+            (0.into(), 0.into())
+        );
+        let on: BertConfig =
+            serde_json::from_str(r#"{"rel_pos_bins": 32, "max_rel_pos": 128}"#).unwrap();
+        assert!(on.validate().is_ok());
+        assert_eq!(on.relative_position(), Some((32, 128)));
+        assert!(
+            on.extra.is_empty(),
+            "parsed into the fields, not kept as extra"
+        );
+        let again: BertConfig = serde_json::from_str(&on.to_json_string().unwrap()).unwrap();
+        assert_eq!(again, on);
+        for (bins, max, field) in [
+            (-1, 128, "rel_pos_bins"),
+            (2, 128, "rel_pos_bins"),
+            (32, 0, "max_rel_pos"),
+            (32, 8, "max_rel_pos"),
+            (0, -3, "max_rel_pos"),
+        ] {
+            let c = BertConfig {
+                rel_pos_bins: Some(bins),
+                max_rel_pos: Some(max),
+                ..Default::default()
+            };
+            match c.validate() {
+                Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field, "{bins} {max}"),
+                other => panic!("{bins} {max}: {other:?}"),
+            }
+        }
+        let smallest = BertConfig {
+            rel_pos_bins: Some(4),
+            max_rel_pos: Some(2),
+            ..Default::default()
+        };
+        assert!(smallest.validate().is_ok());
     }
 
     #[test]

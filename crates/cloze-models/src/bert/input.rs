@@ -17,7 +17,10 @@ pub struct MlmInput {
     pub input_ids: Tensor,
     /// Segment ids, `[B, L]`; all zeros when absent.
     pub token_type_ids: Option<Tensor>,
-    /// Position ids, `[B, L]` or `[L]`; `0..L` when absent.
+    /// Position ids, `[B, L]` or `[L]`; `0..L` when absent. They index the
+    /// position embeddings and, when the config enables it, give the distances
+    /// of the relative position bias (tokens sharing a position id, like
+    /// UniLM-v2's pseudo tokens and the tokens they stand for, are at distance 0).
     pub position_ids: Option<Tensor>,
     /// Padding mask, `[B, L]`, non-zero where the token is real.
     pub attention_mask: Option<Tensor>,
@@ -82,12 +85,6 @@ impl MlmInput {
     /// against `config`, so that nothing past this point can make libtorch abort.
     pub fn validate(&self, config: &BertConfig) -> Result<(i64, i64)> {
         let size = self.input_ids.size();
-        let is_int = |k: Kind| {
-            matches!(
-                k,
-                Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8
-            )
-        };
         if size.len() != 2 || size[0] == 0 || size[1] == 0 || !is_int(self.input_ids.kind()) {
             return Err(shape_err(
                 "input_ids",
@@ -148,14 +145,6 @@ impl MlmInput {
     /// -inf keeps a fully masked query row finite (uniform attention) instead of NaN,
     /// which is what HF computes too. `None` when nothing is masked.
     pub(crate) fn attention_bias(&self, kind: Kind) -> Result<Option<Tensor>> {
-        let low = match kind {
-            Kind::Half => -65504.0,
-            // bf16's lowest finite value, (2 - 2^-7) * 2^127; f32::MIN would
-            // round to -inf in bf16.
-            Kind::BFloat16 => -3.389_531_389_251_535_5e38,
-            Kind::Double => f64::MIN,
-            _ => f64::from(f32::MIN),
-        };
         let pad = match &self.attention_mask {
             Some(m) => Some(m.f_ne(0)?),
             None => None,
@@ -169,16 +158,52 @@ impl MlmInput {
                 .f_logical_and(&p.f_unsqueeze(1)?)?
                 .f_unsqueeze(1)?,
         };
-        // (not allowed) * low: 0 where allowed, `low` where not, in the model's float kind.
-        let bias = allowed
-            .f_logical_not()?
-            .f_to_kind(kind)?
-            .f_mul_scalar(low)?;
-        Ok(Some(bias))
+        Ok(Some(additive_bias(&allowed, kind)?))
     }
 }
 
-fn shape_err(what: &'static str, t: &Tensor, expected: &str) -> Error {
+/// `allowed` (bool, any shape) as an additive attention bias in `kind`: 0 where
+/// attention is allowed, the kind's lowest finite value where it is not (see
+/// [`MlmInput::attention_bias`] for why finite).
+pub(crate) fn additive_bias(allowed: &Tensor, kind: Kind) -> Result<Tensor> {
+    let low = match kind {
+        Kind::Half => -65504.0,
+        // bf16's lowest finite value, (2 - 2^-7) * 2^127; f32::MIN would
+        // round to -inf in bf16.
+        Kind::BFloat16 => -3.389_531_389_251_535_5e38,
+        Kind::Double => f64::MIN,
+        _ => f64::from(f32::MIN),
+    };
+    // (not allowed) * low: 0 where allowed, `low` where not, in the model's float kind.
+    Ok(allowed
+        .f_logical_not()?
+        .f_to_kind(kind)?
+        .f_mul_scalar(low)?)
+}
+
+/// The sum of an additive mask bias and a relative position bias, either of
+/// which may be absent. Adding a bias of a few units to the lowest finite
+/// value leaves it there (the sum rounds back to it rather than overflowing),
+/// so masked entries stay masked and finite.
+pub(crate) fn combine_biases(
+    mask: Option<Tensor>,
+    relative: Option<Tensor>,
+) -> Result<Option<Tensor>> {
+    Ok(match (mask, relative) {
+        (Some(m), Some(r)) => Some(r.f_add(&m)?),
+        (m, r) => m.or(r),
+    })
+}
+
+/// Integer element kinds accepted for ids, positions and indices.
+pub(crate) fn is_int(k: Kind) -> bool {
+    matches!(
+        k,
+        Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8
+    )
+}
+
+pub(crate) fn shape_err(what: &'static str, t: &Tensor, expected: &str) -> Error {
     Error::InputShape {
         what,
         found: t.size(),
@@ -188,7 +213,7 @@ fn shape_err(what: &'static str, t: &Tensor, expected: &str) -> Error {
 }
 
 /// Checks `0 <= t < limit`; one device synchronisation for both bounds.
-fn check_range(what: &'static str, t: &Tensor, limit: i64) -> Result<()> {
+pub(crate) fn check_range(what: &'static str, t: &Tensor, limit: i64) -> Result<()> {
     let (lo, hi) = t.f_aminmax(None::<i64>, false)?;
     let (min, max) = (lo.f_int64_value(&[])?, hi.f_int64_value(&[])?);
     if min < 0 || max >= limit {

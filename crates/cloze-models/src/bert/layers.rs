@@ -250,13 +250,9 @@ impl BertAttention {
         })
     }
 
-    pub(crate) fn forward_t(
-        &self,
-        xs: &Tensor,
-        mask: Option<&Tensor>,
-        train: bool,
-    ) -> Result<Tensor> {
-        let (b, l, h) = xs.size3()?;
+    /// Query, key and value of `xs` `[B, L, H]`, each `[B, heads, L, head_dim]`.
+    fn project(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, l, _) = xs.size3()?;
         // One GEMM for query, key and value: the three HF weight matrices stay
         // separate variables (checkpoint names unchanged), and are concatenated
         // per call (3 H^2 floats, negligible next to the [B L, H] activations),
@@ -275,11 +271,25 @@ impl BertAttention {
             .f_linear(&weight, Some(&bias))?
             .f_view([b, l, 3, self.heads, self.head_dim])?
             .f_permute([2, 0, 3, 1, 4])?;
-        let (q, k, v) = (
+        Ok((
             qkv.f_select(0, 0)?,
             qkv.f_select(0, 1)?,
             qkv.f_select(0, 2)?,
-        );
+        ))
+    }
+
+    /// `softmax(q k^T / sqrt(d) + mask) v`, `[B, heads, Lq, head_dim]`, for keys
+    /// and values `[B, heads, Lk, head_dim]` and an additive `mask` that
+    /// broadcasts to `[B, heads, Lq, Lk]` (padding, 3-D visibility and the
+    /// relative position bias, already summed).
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
         // An additive mask of another type than the products (fp32 under a bf16
         // autocast) is cast to theirs: the kernels take one type.
         let cast_mask;
@@ -291,7 +301,9 @@ impl BertAttention {
             other => other,
         };
         let p = if train { self.attn_dropout } else { 0.0 };
-        let ctx = if p > 0.0 && xs.device() == tch::Device::Cpu {
+        // Both paths differentiate the additive mask too, which is how the
+        // learned relative position bias gets its gradient.
+        Ok(if p > 0.0 && q.device() == tch::Device::Cpu {
             // Dropout on the probabilities: libtorch's CPU kernel would fall back to
             // this same unfused path anyway, but with its slow `bernoulli_` mask.
             let scores = q
@@ -314,16 +326,65 @@ impl BertAttention {
             } else {
                 probs.f_to_kind(v.kind())?
             };
-            probs.f_matmul(&v)?
+            probs.f_matmul(v)?
         } else {
             // libtorch's fused kernel computes softmax(QK^T / sqrt(d_k) + bias) V
             // without materialising the probabilities when it can.
-            Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask, p, false, None, false)?
-        };
+            Tensor::f_scaled_dot_product_attention(q, k, v, mask, p, false, None, false)?
+        })
+    }
+
+    /// Output projection, dropout and the residual LayerNorm of a context
+    /// `[B, heads, L, head_dim]` computed for the queries of `xs` `[B, L, H]`.
+    fn output(&self, ctx: &Tensor, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, l, h) = xs.size3()?;
         let ctx = ctx.f_transpose(1, 2)?.f_reshape([b, l, h])?;
         let out = self.output.forward(&ctx)?;
         let out = dropout(&out, self.hidden_dropout, train)?;
         self.layer_norm.forward(&residual_add(out, xs)?)
+    }
+
+    pub(crate) fn forward_t(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (q, k, v) = self.project(xs)?;
+        let ctx = self.attend(&q, &k, &v, mask, train)?;
+        self.output(&ctx, xs, train)
+    }
+
+    /// Eval-mode attention of the new tokens `xs` `[B, Ln, H]` over the cached
+    /// keys and values `past` (`[B, heads, Lc, head_dim]` each) followed by
+    /// their own; `mask` broadcasts to `[B, heads, Ln, Lc + Ln]`. Returns the
+    /// block output and the new tokens' keys and values, which the caller may
+    /// append to its cache.
+    pub(crate) fn forward_cached(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        past: Option<(&Tensor, &Tensor)>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (q, k, v) = self.project(xs)?;
+        let ctx = match past {
+            Some((pk, pv)) => {
+                // A cache built under another precision scope is brought to
+                // this step's product type: the kernels take one type.
+                let same = |t: &Tensor| -> Result<Tensor> {
+                    Ok(if t.kind() == k.kind() {
+                        t.shallow_clone()
+                    } else {
+                        t.f_to_kind(k.kind())?
+                    })
+                };
+                let keys = Tensor::f_cat(&[same(pk)?, k.shallow_clone()], 2)?;
+                let values = Tensor::f_cat(&[same(pv)?, v.shallow_clone()], 2)?;
+                self.attend(&q, &keys, &values, mask, false)?
+            }
+            None => self.attend(&q, &k, &v, mask, false)?,
+        };
+        Ok((self.output(&ctx, xs, false)?, k, v))
     }
 }
 
@@ -363,9 +424,26 @@ impl BertLayer {
         train: bool,
     ) -> Result<Tensor> {
         let a = self.attention.forward_t(xs, bias, train)?;
-        let i = self.act.apply(&self.intermediate.forward(&a)?)?;
+        self.feed_forward(&a, train)
+    }
+
+    /// The feed-forward block and its residual LayerNorm.
+    fn feed_forward(&self, a: &Tensor, train: bool) -> Result<Tensor> {
+        let i = self.act.apply(&self.intermediate.forward(a)?)?;
         let o = dropout(&self.output.forward(&i)?, self.dropout, train)?;
-        self.layer_norm.forward(&residual_add(o, &a)?)
+        self.layer_norm.forward(&residual_add(o, a)?)
+    }
+
+    /// The layer in eval mode for new tokens over cached keys and values (see
+    /// [`BertAttention::forward_cached`]): the output and the new keys and values.
+    pub(crate) fn forward_cached(
+        &self,
+        xs: &Tensor,
+        bias: Option<&Tensor>,
+        past: Option<(&Tensor, &Tensor)>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (a, k, v) = self.attention.forward_cached(xs, bias, past)?;
+        Ok((self.feed_forward(&a, false)?, k, v))
     }
 }
 

@@ -4,8 +4,9 @@
 use tch::nn::Path;
 use tch::{Kind, Tensor};
 
+use super::input::{combine_biases, shape_err};
 use super::layers::{BertEmbeddings, BertLayer, Pooler};
-use super::{BertConfig, MlmInput};
+use super::{BertConfig, MlmInput, RelativePositionBias};
 use crate::heads::{MlmHead, PairHead};
 use crate::{Error, Result};
 
@@ -18,16 +19,22 @@ pub struct BertOutput {
     pub pooler_output: Option<Tensor>,
 }
 
-/// The BERT encoder: embeddings, `num_hidden_layers` post-LN layers, optional pooler.
+/// The BERT encoder: embeddings, `num_hidden_layers` post-LN layers, optional pooler,
+/// and, when the config enables it, UniLM-v2's relative position bias.
 ///
 /// Variables live under the given path with HF's names (`embeddings.*`,
 /// `encoder.layer.{i}.*`, `pooler.dense.*`), so a `BertModel` built at the root of a
-/// `VarStore` has exactly the keys of HF's `BertModel`.
+/// `VarStore` has exactly the keys of HF's `BertModel`. With
+/// [`BertConfig::rel_pos_bins`] positive it also has s2s-ft's `rel_pos_bias.weight`
+/// (see [`RelativePositionBias`]), which stock transformers does not know.
+///
+/// [`BertModel::forward_incremental`] runs it as a decoder over a [`crate::KvCache`].
 #[derive(Debug)]
 pub struct BertModel {
     pub(super) embeddings: BertEmbeddings,
     pub(super) layers: Vec<BertLayer>,
     pooler: Option<Pooler>,
+    pub(super) rel_pos_bias: Option<RelativePositionBias>,
     pub(super) config: BertConfig,
 }
 
@@ -49,14 +56,20 @@ impl BertModel {
         let layers = (0..config.num_hidden_layers)
             .map(|i| BertLayer::new(&(&enc / i), config))
             .collect::<Result<Vec<_>>>()?;
+        let embeddings = BertEmbeddings::new(&(p / "embeddings"), config)?;
+        let pooler = if pooler {
+            Some(Pooler::new(&(p / "pooler"), config)?)
+        } else {
+            None
+        };
+        // Created last, and only when enabled, so that a plain BERT draws the
+        // same initial weights from a seed as before the option existed.
+        let rel_pos_bias = RelativePositionBias::new(&(p / "rel_pos_bias"), config)?;
         Ok(BertModel {
-            embeddings: BertEmbeddings::new(&(p / "embeddings"), config)?,
+            embeddings,
             layers,
-            pooler: if pooler {
-                Some(Pooler::new(&(p / "pooler"), config)?)
-            } else {
-                None
-            },
+            pooler,
+            rel_pos_bias,
             config: config.clone(),
         })
     }
@@ -69,6 +82,11 @@ impl BertModel {
     /// The pooler, `None` for an encoder built by [`BertModel::new_without_pooler`].
     pub fn pooler(&self) -> Option<&Pooler> {
         self.pooler.as_ref()
+    }
+
+    /// The relative position bias; `None` unless [`BertConfig::rel_pos_bins`] is positive.
+    pub fn rel_pos_bias(&self) -> Option<&RelativePositionBias> {
+        self.rel_pos_bias.as_ref()
     }
 
     /// The embedding block (its word-embedding matrix is the tied MLM decoder).
@@ -91,9 +109,17 @@ impl BertModel {
     pub(crate) fn forward_validated(&self, input: &MlmInput, train: bool) -> Result<BertOutput> {
         let mut hidden = self.embeddings.forward_t(input, train)?;
         // The bias in the type of the attention products (bf16 under a bf16
-        // autocast), built once for all layers.
-        let bias = input
-            .attention_bias(crate::precision::product_kind().unwrap_or_else(|| hidden.kind()))?;
+        // autocast), built once for all layers: the padding / 3-D mask plus,
+        // when enabled, the relative position bias every layer shares.
+        let kind = crate::precision::product_kind().unwrap_or_else(|| hidden.kind());
+        let relative = match &self.rel_pos_bias {
+            Some(rel) => {
+                let pos = positions_of(input)?;
+                Some(rel.forward(&pos, &pos, kind)?)
+            }
+            None => None,
+        };
+        let bias = combine_biases(input.attention_bias(kind)?, relative)?;
         for layer in &self.layers {
             hidden = layer.forward_t(&hidden, bias.as_ref(), train)?;
         }
@@ -106,6 +132,23 @@ impl BertModel {
             pooler_output,
         })
     }
+}
+
+/// The position ids of a validated input as `[B or 1, L]` int64: the given ones,
+/// else `0..L`, as the embeddings read them.
+fn positions_of(input: &MlmInput) -> Result<Tensor> {
+    let pos = match &input.position_ids {
+        Some(p) => p.f_to_kind(Kind::Int64)?,
+        None => {
+            let l = input.input_ids.size()[1];
+            Tensor::f_arange(l, (Kind::Int64, input.input_ids.device()))?
+        }
+    };
+    Ok(if pos.dim() == 1 {
+        pos.f_unsqueeze(0)?
+    } else {
+        pos
+    })
 }
 
 /// What [`BertForPreTraining::forward_t`] returns.
@@ -174,6 +217,22 @@ impl BertForPreTraining {
     /// The configuration.
     pub fn config(&self) -> &BertConfig {
         self.bert.config()
+    }
+
+    /// Vocabulary logits `[..., V]` (fp32) of hidden states `[..., H]` through
+    /// the MLM head: what a decoder calls on [`crate::IncrementalOutput::hidden`]
+    /// to score its pseudo tokens. A last dimension other than `hidden_size` is
+    /// [`Error::InputShape`].
+    pub fn mlm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let h = self.config().hidden_size;
+        if hidden.size().last() != Some(&h) || !hidden.is_floating_point() {
+            return Err(shape_err(
+                "hidden",
+                hidden,
+                &format!("[..., {h}] of floats"),
+            ));
+        }
+        self.mlm.forward(hidden)
     }
 
     /// Runs encoder and heads. With `masked_positions` (1-D int64 flat indices into

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use cloze_mask::{Corruption, Masker, MaskingConfig, SelectConfig, Thesaurus, Vocab, WordCodec};
+use cloze_mask::{Corruption, Masker, MaskingConfig, Thesaurus, Vocab, WordCodec};
 use cloze_text::{Instance, SpecialTokens, TextTokenizer, WordBoundaries, NO_WORD};
 
 /// The seed article's example sentence ("use a language model to predict the
@@ -284,20 +284,14 @@ fn render(
 /// `config` with its selection rate replaced by `rate`, when given.
 fn with_rate(mut config: MaskingConfig, rate: Option<f64>) -> MaskingConfig {
     if let Some(rate) = rate {
-        match &mut config.select {
-            SelectConfig::Budget { rate: r, .. } | SelectConfig::Bernoulli { rate: r, .. } => {
-                *r = rate
-            }
-        }
+        config.select.set_rate(rate);
     }
     config
 }
 
 /// The selection rate of a scheme, as a percentage for its label.
 fn rate_label(config: &MaskingConfig) -> String {
-    let rate = match &config.select {
-        SelectConfig::Budget { rate, .. } | SelectConfig::Bernoulli { rate, .. } => *rate,
-    };
+    let rate = config.select.rate();
     format!("{}%", (rate * 1000.0).round() / 10.0)
 }
 

@@ -1,7 +1,10 @@
 //! `cloze bench train`: tokens/s of a full BERT MLM training step (forward,
 //! backward, clipping, AdamW), compared in the same run with HuggingFace
 //! `BertForMaskedLM` and with plain PyTorch projecting only the masked positions
-//! (`hf_train_bench.py`), plus useful-FLOP utilisation and peak memory.
+//! (`hf_train_bench.py`), plus useful-FLOP utilisation and peak memory. With
+//! `--objective pmlm` it times UniLM-v2's pseudo-masked LM step and the MLM
+//! step of the same model in one run, and reports the cost per training
+//! (context) token of PMLM over MLM.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,7 +12,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use cloze_models::Precision;
-use cloze_train::bench::{StepBench, StepShape};
+use cloze_train::bench::{StepBench, StepObjective, StepShape};
 use serde_json::json;
 
 use super::peer_value;
@@ -56,6 +59,19 @@ pub struct TrainArgs {
     /// The peer script.
     #[arg(long, default_value = "../shared/peers/hf_train_bench.py")]
     pub peer_script: PathBuf,
+    /// What the step trains: `mlm`, or `pmlm` (UniLM-v2's pseudo-masked LM,
+    /// timed beside MLM on the same model in the same run).
+    #[arg(long, value_enum, default_value_t = BenchObjective::Mlm)]
+    pub objective: BenchObjective,
+}
+
+/// The objective `cloze bench train` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchObjective {
+    /// BERT's masked LM.
+    Mlm,
+    /// UniLM-v2's pseudo-masked LM (AE + PAR), beside MLM.
+    Pmlm,
 }
 
 /// Figures of one measurement of our step.
@@ -71,12 +87,24 @@ pub struct TrainBench {
     pub params: i64,
     /// Predicted positions per batch.
     pub masked: i64,
+    /// Padded row length (`seq`, or longer with PMLM's appended tokens).
+    pub row_len: usize,
 }
 
 /// Builds the model and times `steps` training steps in `precision`.
 pub fn measure(a: &TrainArgs, precision: Precision) -> Result<TrainBench> {
+    measure_objective(a, precision, StepObjective::Mlm)
+}
+
+/// [`measure`] for `objective`. Tokens/s counts the instances' tokens
+/// (`batch x seq`), not the appended ones: the cost per training token.
+pub fn measure_objective(
+    a: &TrainArgs,
+    precision: Precision,
+    objective: StepObjective,
+) -> Result<TrainBench> {
     let ffn = a.ffn.unwrap_or(4 * a.hidden);
-    let mut bench = StepBench::new(
+    let mut bench = StepBench::with_objective(
         &StepShape {
             hidden: a.hidden,
             layers: a.layers,
@@ -87,6 +115,7 @@ pub fn measure(a: &TrainArgs, precision: Precision) -> Result<TrainBench> {
             batch: a.batch,
         },
         precision,
+        objective,
     )?;
     for _ in 0..2 {
         bench.step()?;
@@ -96,10 +125,11 @@ pub fn measure(a: &TrainArgs, precision: Precision) -> Result<TrainBench> {
         bench.step()?;
     }
     let step_s = t.elapsed().as_secs_f64() / f64::from(a.steps.max(1));
+    let row_len = bench.row_len();
     let (h, l, s, v, b) = (
         a.hidden as f64,
         a.layers as f64,
-        a.seq as f64,
+        row_len as f64,
         a.vocab as f64,
         a.batch as f64,
     );
@@ -113,7 +143,8 @@ pub fn measure(a: &TrainArgs, precision: Precision) -> Result<TrainBench> {
     let per_masked = 6.0 * (h * h + h * v);
     let flops_per_step = per_token * b * s + per_masked * masked as f64;
     Ok(TrainBench {
-        tokens_per_s: b * s / step_s,
+        tokens_per_s: b * a.seq as f64 / step_s,
+        row_len,
         step_s,
         flops_per_step,
         params: bench.num_params(),
@@ -154,6 +185,9 @@ fn run_peer(a: &TrainArgs, python: &std::path::Path) -> Result<Vec<serde_json::V
 /// Runs `cloze bench train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     tch::set_num_threads(a.torch_threads);
+    if a.objective == BenchObjective::Pmlm {
+        return run_pmlm(&a);
+    }
     let gemm = super::gemm::measure_gflops(1024, 20, a.precision);
     println!(
         "{}",
@@ -238,5 +272,49 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     }
     eprintln!("{summary}");
+    Ok(())
+}
+
+/// `--objective pmlm`: the PMLM step and the MLM step of the same model,
+/// in alternating rounds so machine noise hits both alike, and their ratio.
+fn run_pmlm(a: &TrainArgs) -> Result<()> {
+    let faster = |x: TrainBench, y: TrainBench| {
+        if y.tokens_per_s > x.tokens_per_s {
+            y
+        } else {
+            x
+        }
+    };
+    let mut p = measure_objective(a, a.precision, StepObjective::Pmlm)?;
+    let mut m = measure_objective(a, a.precision, StepObjective::Mlm)?;
+    p = faster(p, measure_objective(a, a.precision, StepObjective::Pmlm)?);
+    m = faster(m, measure_objective(a, a.precision, StepObjective::Mlm)?);
+    for (name, r) in [("pmlm", &p), ("mlm", &m)] {
+        println!(
+            "{}",
+            json!({
+                "what": format!("cloze_bert_{name}_train_tokens_per_s"),
+                "precision": a.precision.name(),
+                "value": (r.tokens_per_s * 10.0).round() / 10.0,
+                "step_ms": (r.step_s * 1e4).round() / 10.0,
+                "row_len": r.row_len,
+                "predicted_per_batch": r.masked,
+                "config": {"hidden": a.hidden, "layers": a.layers, "heads": a.heads,
+                           "vocab": a.vocab, "seq": a.seq, "batch": a.batch,
+                           "threads": a.torch_threads, "steps": a.steps},
+            })
+        );
+    }
+    let cost = m.tokens_per_s / p.tokens_per_s;
+    println!(
+        "{}",
+        json!({"what": "pmlm_cost_per_token_vs_mlm", "value": (cost * 100.0).round() / 100.0})
+    );
+    eprintln!(
+        "PMLM ({}): {:.0} tokens/s (rows of {} for {}-token instances, {} predictions per batch); \
+         MLM: {:.0} tokens/s ({} predictions) -> PMLM costs {cost:.2}x per training token \
+         (same run, best of 2 alternating rounds)",
+        a.precision, p.tokens_per_s, p.row_len, a.seq, p.masked, m.tokens_per_s, m.masked
+    );
     Ok(())
 }
