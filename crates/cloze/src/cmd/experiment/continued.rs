@@ -18,13 +18,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cloze_fs::{OutputDir, OutputKind};
+use cloze_fs::OutputKind;
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 
 use super::report::{markdown_table, Summary};
-use super::{capture_once, has_checkpoint, os_args, read_json, save, step_once, write_json, Steps};
-use crate::cmd::run_dir;
+use super::{capture_once, has_checkpoint, os_args, read_json, save, step_once, Steps};
 
 /// Arguments of `cloze experiment continued-pretraining`.
 #[derive(Debug, Args)]
@@ -117,24 +116,7 @@ pub fn run(a: ContinuedArgs, threads: Option<usize>) -> Result<()> {
     let out = a.out.clone();
     let report_path = a.report.clone().unwrap_or_else(|| out.join("report.md"));
     let wanted = settings(&a);
-    let _lock = if kind().recognises(&out) && !a.force {
-        let lock = cloze_fs::DirLock::acquire(&out.join(run_dir::RUN_LOCK), &out)?;
-        let saved = read_json(&out.join("experiment.json"))?;
-        if saved != wanted {
-            bail!(
-                "{} holds this experiment with other settings ({saved}); use the same flags \
-                 to continue it, another --out, or --force to start over",
-                out.display()
-            );
-        }
-        tracing::info!("continuing the experiment in {}", out.display());
-        lock
-    } else {
-        let guard = OutputDir::check(&out, &kind(), &[], a.force)?;
-        let lock = run_dir::start(&guard, &out, &kind(), FILES)?;
-        write_json(&out.join("experiment.json"), &wanted)?;
-        lock
-    };
+    let _lock = super::claim_dir(&out, &kind(), FILES, &wanted, a.force)?;
     let seeds: Vec<u64> = (1..=a.seeds).collect();
     let runs = ARMS.len() * seeds.len();
     let total = 2 + runs * 2 + (1 + runs) * 3;

@@ -23,12 +23,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cloze_fs::{OutputDir, OutputKind};
+use cloze_fs::OutputKind;
 use cloze_train::config::TrainConfig;
 use serde_json::{json, Value};
 
 use super::report::{self, markdown_table, Panel, Summary};
-use super::{capture_once, has_checkpoint, os_args, read_json, save, step_once, write_json, Steps};
+use super::{capture_once, has_checkpoint, os_args, read_json, save, step_once, Steps};
 use crate::cmd::run_dir;
 
 /// Arguments of `cloze experiment macbert-ablation`.
@@ -231,15 +231,6 @@ fn settings(a: &AblationArgs) -> Value {
     })
 }
 
-/// Whether `saved` holds every setting of `wanted` with the same value (a
-/// setting added later counts as absent, `null`, in older directories).
-fn same_settings(saved: &Value, wanted: &Value) -> bool {
-    wanted.as_object().is_some_and(|w| {
-        w.iter()
-            .all(|(k, v)| saved.get(k).unwrap_or(&Value::Null) == v)
-    })
-}
-
 fn kind() -> OutputKind {
     OutputKind::new("experiment macbert-ablation", "--force")
 }
@@ -256,24 +247,7 @@ pub fn run(a: AblationArgs, threads: Option<usize>) -> Result<()> {
     // The experiment directory: continued when it is ours (same settings),
     // else checked like any output and started.
     let wanted = settings(&a);
-    let _lock = if kind().recognises(&out) && !a.force {
-        let lock = cloze_fs::DirLock::acquire(&out.join(run_dir::RUN_LOCK), &out)?;
-        let saved = read_json(&out.join("experiment.json"))?;
-        if !same_settings(&saved, &wanted) {
-            bail!(
-                "{} holds this experiment with other settings ({saved}); use the same flags \
-                 to continue it, another --out, or --force to start over",
-                out.display()
-            );
-        }
-        tracing::info!("continuing the experiment in {}", out.display());
-        lock
-    } else {
-        let guard = OutputDir::check(&out, &kind(), &[], a.force)?;
-        let lock = run_dir::start(&guard, &out, &kind(), FILES)?;
-        write_json(&out.join("experiment.json"), &wanted)?;
-        lock
-    };
+    let _lock = super::claim_dir(&out, &kind(), FILES, &wanted, a.force)?;
 
     let seeds: Vec<u64> = (1..=a.seeds).collect();
     let total = 5 + VARIANTS.len() * 4 + VARIANTS.len() * TASKS.len() * seeds.len();

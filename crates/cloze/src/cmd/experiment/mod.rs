@@ -196,6 +196,43 @@ pub fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// Claims the experiment directory `out` for the whole command. An
+/// experiment of this `kind` already there is continued when its
+/// `experiment.json` holds every setting of `wanted` unchanged (settings it
+/// holds beyond those, from older versions, do not matter) and refused
+/// otherwise, unless `force`; anything else is checked like any output
+/// (`OutputDir::check`), started with `run_dir::start` (which may remove only
+/// `files` of an earlier run of ours) and given `wanted` as its settings.
+pub fn claim_dir(
+    out: &Path,
+    kind: &cloze_fs::OutputKind,
+    files: &[&str],
+    wanted: &Value,
+    force: bool,
+) -> Result<cloze_fs::DirLock> {
+    if kind.recognises(out) && !force {
+        let lock = cloze_fs::DirLock::acquire(&out.join(super::run_dir::RUN_LOCK), out)?;
+        let saved = read_json(&out.join("experiment.json"))?;
+        let same = wanted.as_object().is_some_and(|w| {
+            w.iter()
+                .all(|(k, v)| saved.get(k).unwrap_or(&Value::Null) == v)
+        });
+        if !same {
+            bail!(
+                "{} holds this experiment with other settings ({saved}); use the same flags \
+                 to continue it, another --out, or --force to start over",
+                out.display()
+            );
+        }
+        tracing::info!("continuing the experiment in {}", out.display());
+        return Ok(lock);
+    }
+    let guard = cloze_fs::OutputDir::check(out, kind, &[], force)?;
+    let lock = super::run_dir::start(&guard, out, kind, files)?;
+    write_json(&out.join("experiment.json"), wanted)?;
+    Ok(lock)
+}
+
 /// Runs a data step unless `product` exists; records its wall time.
 pub fn step_once(
     steps: &mut Steps,
