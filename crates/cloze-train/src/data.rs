@@ -182,6 +182,9 @@ pub struct PreparedData {
     /// The longest instance the data may hold, special tokens included
     /// (the manifest's `max_seq_length`).
     pub max_seq_length: usize,
+    /// How the instances were built (`cloze data prepare --mode`): which
+    /// sentence-pair labels they carry.
+    pub mode: cloze_text::pretrain::Mode,
     /// The tokenizer as a word codec (token ids <-> surface forms), for
     /// schemes that replace whole words (MacBERT's similar words).
     pub codec: std::sync::Arc<dyn cloze_core::WordCodec>,
@@ -225,6 +228,7 @@ impl PreparedData {
             tokenizer_path: dir.join(TOKENIZER),
             tokenizer_sha256: manifest.tokenizer_hash.clone(),
             max_seq_length: manifest.instances.max_seq_length,
+            mode: manifest.instances.mode,
             train: Box::new(train),
             eval,
             codec,
@@ -246,8 +250,35 @@ impl PreparedData {
     /// `model.max_position_embeddings`. Otherwise the first forward pass would
     /// fail (or, for huge lengths, allocate without bound); the error names both
     /// numbers and what to change.
+    ///
+    /// It also checks that the instances carry the sentence-pair labels the
+    /// objective trains (`mlm_nsp` needs `--mode nsp` data, `mlm_sop` `--mode
+    /// sop`), so a mismatch stops before the first evaluation, not at the
+    /// first training batch.
     pub fn check_fits_model(&self, cfg: &TrainConfig) -> Result<()> {
         use cloze_mask::PadTo;
+        let pair_task = crate::objective::entry(&cfg.objective.kind)?.pair_task;
+        let needed = match pair_task {
+            Some("nsp") => Some((cloze_text::pretrain::Mode::Nsp, "nsp")),
+            Some("sop") => Some((cloze_text::pretrain::Mode::Sop, "sop")),
+            _ => None,
+        };
+        if let Some((mode, name)) = needed {
+            if self.mode != mode {
+                let had = match self.mode {
+                    cloze_text::pretrain::Mode::Nsp => "nsp",
+                    cloze_text::pretrain::Mode::Sop => "sop",
+                    cloze_text::pretrain::Mode::Packed => "packed",
+                };
+                return Err(Error::DataMismatch(format!(
+                    "objective {} trains {name} but {} was prepared with --mode {had}, whose \
+                     instances carry no {name} labels; prepare the data with `cloze data \
+                     prepare --mode {name}` or train `--set objective.kind=\"mlm\"`",
+                    cfg.objective.kind,
+                    self.dir.display()
+                )));
+            }
+        }
         let max_len = self.max_seq_length;
         let pad_to = cfg.masking.collate.pad_to;
         // A fixed length shorter than the data is the masker's error per batch;

@@ -360,6 +360,22 @@ fn data_longer_than_the_position_embeddings_is_refused_before_the_run_dir_exists
 }
 
 #[test]
+fn a_pair_objective_on_data_without_pair_labels_is_refused_before_the_run_dir_exists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = prepare(dir.path(), 200); // --mode packed: no pair labels
+    let run = dir.path().join("run");
+    let out = pretrain(&data, &run, 5)
+        .args(["--set", r#"objective.kind="mlm_sop""#])
+        .output()
+        .expect("spawn");
+    fails_with(&out, "--mode sop");
+    let err = stderr(&out);
+    assert!(err.contains("--mode packed"), "{err}");
+    assert!(!err.contains("step      0"), "no evaluation ran: {err}");
+    assert!(!run.exists(), "no run directory is left behind");
+}
+
+#[test]
 fn masking_that_selects_nothing_is_an_error_about_the_masking_rate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = prepare(dir.path(), 200);
