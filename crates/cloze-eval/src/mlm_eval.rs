@@ -281,38 +281,20 @@ impl MlmEvalAccumulator {
 
     /// Adds `[N, V]` logits of masked positions and their `[N]` target ids.
     pub fn add_mlm(&mut self, logits: &Tensor, targets: &Tensor) -> Result<(), tch::TchError> {
-        let n = targets.size().first().copied().unwrap_or(0);
-        if n == 0 {
-            return Ok(());
-        }
-        let logits = logits.f_to_kind(Kind::Float)?;
-        let nll =
-            logits.f_cross_entropy_loss::<Tensor>(targets, None, Reduction::Sum, -100, 0.0)?;
-        self.nll_sum += nll.f_to_kind(Kind::Double)?.f_double_value(&[])?;
-        let pred = logits.f_argmax(-1, false)?;
-        let correct = pred
-            .f_eq_tensor(targets)?
-            .f_sum(Kind::Int64)?
-            .f_int64_value(&[])?;
-        self.correct += correct.max(0) as u64;
-        self.count += n.max(0) as u64;
+        let (nll, hits, n) = summed_nll_and_hits(logits, targets)?;
+        self.nll_sum += nll;
+        self.correct += hits;
+        self.count += n;
         Ok(())
     }
 
     /// Adds `[N_p, V]` logits of pseudo-token (`[P]`) positions and their
     /// `[N_p]` targets.
     pub fn add_pseudo(&mut self, logits: &Tensor, targets: &Tensor) -> Result<(), tch::TchError> {
-        let n = targets.size().first().copied().unwrap_or(0);
-        if n == 0 {
-            return Ok(());
-        }
-        let logits = logits.f_to_kind(Kind::Float)?;
-        let nll =
-            logits.f_cross_entropy_loss::<Tensor>(targets, None, Reduction::Sum, -100, 0.0)?;
-        self.par_nll_sum += nll.f_to_kind(Kind::Double)?.f_double_value(&[])?;
-        let hits = logits.f_argmax(-1, false)?.f_eq_tensor(targets)?;
-        self.par_correct += hits.f_sum(Kind::Int64)?.f_int64_value(&[])?.max(0) as u64;
-        self.par_count += n.max(0) as u64;
+        let (nll, hits, n) = summed_nll_and_hits(logits, targets)?;
+        self.par_nll_sum += nll;
+        self.par_correct += hits;
+        self.par_count += n;
         Ok(())
     }
 
@@ -407,6 +389,30 @@ impl MlmEvalAccumulator {
     }
 }
 
+/// Summed cross-entropy, arg-max hits and count of `[N, V]` logits against
+/// `[N]` targets (zeros when `N` is 0).
+fn summed_nll_and_hits(
+    logits: &Tensor,
+    targets: &Tensor,
+) -> Result<(f64, u64, u64), tch::TchError> {
+    let n = targets.size().first().copied().unwrap_or(0);
+    if n == 0 {
+        return Ok((0.0, 0, 0));
+    }
+    let logits = logits.f_to_kind(Kind::Float)?;
+    let nll = logits.f_cross_entropy_loss::<Tensor>(targets, None, Reduction::Sum, -100, 0.0)?;
+    let hits = logits
+        .f_argmax(-1, false)?
+        .f_eq_tensor(targets)?
+        .f_sum(Kind::Int64)?
+        .f_int64_value(&[])?;
+    Ok((
+        nll.f_to_kind(Kind::Double)?.f_double_value(&[])?,
+        hits.max(0) as u64,
+        n.max(0) as u64,
+    ))
+}
+
 /// The unigram-frequency baseline: predict the training data's most frequent
 /// non-special token at every masked position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -490,6 +496,27 @@ mod tests {
         assert!((m.perplexity - m.mlm_loss.exp()).abs() < 1e-9);
         assert_eq!(m.pair_accuracy, None);
         assert_eq!(m.unigram_baseline_accuracy, None);
+        Ok(())
+    }
+
+    #[test]
+    fn pseudo_targets_are_scored_apart_and_reported_as_par() -> Result<(), tch::TchError> {
+        let mut acc = MlmEvalAccumulator::new();
+        let logits = Tensor::from_slice(&[0f32, 100., 0., 0., 0., 0.]).view([2, 3]);
+        acc.add_mlm(&logits, &Tensor::from_slice(&[1i64, 1]))?;
+        // Three [P] targets, two right with certainty, one uniform and wrong.
+        let pseudo = Tensor::from_slice(&[100f32, 0., 0., 0., 0., 100., 0., 0., 0.]).view([3, 3]);
+        acc.add_pseudo(&pseudo, &Tensor::from_slice(&[0i64, 2, 1]))?;
+        let m = acc.finish();
+        assert_eq!((m.masked_tokens, m.par_tokens), (2, 3));
+        assert!((m.par_accuracy.unwrap_or(0.0) - 2.0 / 3.0).abs() < 1e-12);
+        assert!((m.par_loss.unwrap_or(0.0) - 3f64.ln() / 3.0).abs() < 1e-5);
+        let r = m.report("pair");
+        assert_eq!(r.counts.get("par"), Some(&3));
+        assert!(r.losses.contains_key("par") && r.accuracies.contains_key("par"));
+        // Without pseudo targets nothing is reported under `par`.
+        let plain = MlmEvalAccumulator::new().finish().report("pair");
+        assert!(!plain.losses.contains_key("par"));
         Ok(())
     }
 
