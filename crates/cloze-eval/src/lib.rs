@@ -56,6 +56,7 @@ pub mod finetune_data;
 pub mod metrics;
 pub mod mlm_eval;
 pub mod pll;
+pub mod s2s_generate;
 pub mod scorer;
 pub mod task;
 pub mod text;

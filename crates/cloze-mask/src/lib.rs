@@ -74,6 +74,7 @@ pub mod error;
 pub mod masker;
 pub mod pseudo;
 pub mod rng;
+pub mod s2s;
 pub mod select;
 pub mod similar;
 pub mod special;
@@ -94,6 +95,7 @@ pub use corrupt::{BertCorruptor, Corruption, CorruptionJob, Corruptor, SimilarWo
 pub use error::{Error, Result, Word2VecProblem};
 pub use masker::{MaskedInstance, MaskedPosition, MaskedSpan, Masker, MaskerBuilder};
 pub use pseudo::{PseudoRow, Step};
+pub use s2s::{Seq2SeqBuilder, Seq2SeqConfig, Seq2SeqExample, Seq2SeqRow};
 pub use select::{
     BernoulliSelector, BudgetSelector, LengthSampler, SelectScratch, SelectedSpan, Selector,
 };

@@ -68,6 +68,7 @@ pub mod metrics;
 pub mod objective;
 pub mod optim;
 pub mod pmlm;
+pub mod s2s;
 pub mod schedule;
 pub mod trainer;
 

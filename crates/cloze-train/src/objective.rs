@@ -81,6 +81,12 @@ pub const OBJECTIVES: &[ObjectiveEntry] = &[
         build: |c| Box::new(crate::pmlm::Pmlm::new(c)),
     },
     ObjectiveEntry {
+        name: "seq2seq",
+        about: "UniLM-v2 sequence-to-sequence fine-tuning: the target tokens at their pseudo tokens, label smoothing 0.1",
+        pair_task: None,
+        build: |_| Box::new(crate::s2s::Seq2SeqLoss::default()),
+    },
+    ObjectiveEntry {
         name: "sequence_classification",
         about: "fine-tuning: cross-entropy of one class per example",
         pair_task: None,
