@@ -119,6 +119,17 @@ impl ModelTokenizer {
         })
     }
 
+    /// The id of `token` (a special token such as `[PSEUDO_MASK]`), or
+    /// [`Error::MissingToken`] naming the tokenizer file.
+    pub fn token_id(&self, token: &'static str) -> Result<u32> {
+        self.inner
+            .token_to_id(token)
+            .ok_or_else(|| Error::MissingToken {
+                path: self.path.clone(),
+                token,
+            })
+    }
+
     /// The `[MASK]` id, or [`Error::MissingToken`] naming the tokenizer file when
     /// the vocabulary has none (fill-mask and scoring cannot run without it).
     pub fn mask_id(&self) -> Result<u32> {

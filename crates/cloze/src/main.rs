@@ -58,6 +58,8 @@ enum Command {
     Finetune(cmd::finetune::FinetuneArgs),
     /// Labels of new inputs from a fine-tuned classifier, as JSON lines.
     Predict(cmd::predict::PredictArgs),
+    /// Sequence-to-sequence generation with a UniLM-v2 model fine-tuned for it (greedy, key/value cache).
+    Generate(cmd::generate::GenerateArgs),
     /// Reproduce a paper's claim end to end (data, pretraining, fine-tuning over seeds): a Markdown table and a PNG chart.
     Experiment(cmd::experiment::ExperimentArgs),
 }
@@ -131,6 +133,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Eval(a) => cmd::eval::run(a),
         Command::FillMask(a) => cmd::fill_mask::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
         Command::Encode(a) => cmd::encode::run(a),
         Command::Score(a) => cmd::score::run(a),
         Command::Correct(a) => cmd::correct::run(a),

@@ -144,3 +144,52 @@ fn pmlm_pretraining_logs_both_losses_resumes_exactly_and_fine_tunes() {
     .expect("json");
     assert_eq!(saved["rel_pos_bins"], 32, "the classifier keeps the bias");
 }
+
+#[test]
+fn generate_writes_one_prediction_per_source_the_same_with_and_without_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = prepare(dir.path(), 200);
+    let run = dir.path().join("run");
+    ok(
+        pretrain_u2(&data, &run, 3).output().expect("spawn"),
+        "pretrain",
+    );
+    let input = dir.path().join("sources.jsonl");
+    std::fs::write(
+        &input,
+        "{\"source\": \"the congress met\", \"target\": \"x\"}\nthe treaty of peace\n\n{\"source\": \"war\"}\n",
+    )
+    .expect("input");
+    let mut outputs = Vec::new();
+    for cache in [true, false] {
+        let out = dir.path().join(format!("out-{cache}.jsonl"));
+        let mut c = cloze();
+        c.args(["generate", "--model"])
+            .arg(run.join("model"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .args(["--max-len", "6"]);
+        if !cache {
+            c.arg("--no-cache");
+        }
+        let res = ok(c.output().expect("spawn"), "generate");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(err.contains("tokens/s"), "{err}");
+        let text = std::fs::read_to_string(&out).expect("output");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 3, "blank lines are skipped: {text}");
+        assert_eq!(lines[0]["source"], "the congress met");
+        assert_eq!(lines[1]["source"], "the treaty of peace");
+        assert!(lines.iter().all(|l| l["prediction"].is_string()));
+        outputs.push(text);
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "the cache changes nothing but speed"
+    );
+}
