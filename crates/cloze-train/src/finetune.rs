@@ -53,6 +53,10 @@ pub enum TaskKind {
     Sequence,
     /// One class per word or character (HF `BertForTokenClassification`).
     Token,
+    /// UniLM-v2 sequence-to-sequence generation (s2s-ft): the MLM head
+    /// predicts each target token at its pseudo token (`crate::s2s`); the
+    /// model stays an HF `BertForMaskedLM`.
+    Seq2seq,
 }
 
 impl TaskKind {
@@ -61,6 +65,7 @@ impl TaskKind {
         match self {
             TaskKind::Sequence => "BertForSequenceClassification",
             TaskKind::Token => "BertForTokenClassification",
+            TaskKind::Seq2seq => "BertForMaskedLM",
         }
     }
 
@@ -69,6 +74,7 @@ impl TaskKind {
         match self {
             TaskKind::Sequence => "sequence_classification",
             TaskKind::Token => "token_classification",
+            TaskKind::Seq2seq => "seq2seq",
         }
     }
 
@@ -77,6 +83,7 @@ impl TaskKind {
         match self {
             TaskKind::Sequence => "cls",
             TaskKind::Token => "tag",
+            TaskKind::Seq2seq => "s2s",
         }
     }
 }
@@ -396,9 +403,19 @@ impl Classifier {
             cloze_core::rng::Stream::ModelInit,
             1,
         ));
+        if kind == TaskKind::Seq2seq {
+            return Err(Error::InvalidConfig {
+                field: "task.kind",
+                problem:
+                    "seq2seq fine-tunes the masked-LM model itself (crate::s2s), not a classifier"
+                        .to_owned(),
+            });
+        }
         let cfg = config.clone();
         let loaded = cloze_models::hf::load_with(dir, device, move |p, _| match kind {
-            TaskKind::Sequence => BertForSequenceClassification::new(p, &cfg).map(Head::Sequence),
+            TaskKind::Sequence | TaskKind::Seq2seq => {
+                BertForSequenceClassification::new(p, &cfg).map(Head::Sequence)
+            }
             TaskKind::Token => BertForTokenClassification::new(p, &cfg).map(Head::Token),
         })?;
         config.architectures = Some(vec![kind.architecture().to_string()]);
@@ -682,7 +699,7 @@ impl LabelledEval {
             .collect::<cloze_eval::Result<Vec<_>>>()?;
         let scheme = match kind {
             TaskKind::Token => TagScheme::detect(&labels),
-            TaskKind::Sequence => None,
+            TaskKind::Sequence | TaskKind::Seq2seq => None,
         };
         Ok(Self {
             batches,
@@ -696,7 +713,7 @@ impl LabelledEval {
     pub fn score(&self, model: &dyn PretrainModel, device: Device) -> Result<ClassMetrics> {
         let _guard = tch::no_grad_guard();
         let objective = match self.kind {
-            TaskKind::Sequence => ClassLoss::Sequence,
+            TaskKind::Sequence | TaskKind::Seq2seq => ClassLoss::Sequence,
             TaskKind::Token => ClassLoss::Token,
         };
         let (mut loss_sum, mut gold, mut pred) = (0.0, Vec::new(), Vec::new());
@@ -832,7 +849,7 @@ pub fn predict(
         for (row, ex) in chunk.iter().enumerate() {
             let p = probs.f_get(row as i64)?;
             out.push(match model.kind() {
-                TaskKind::Sequence => p,
+                TaskKind::Sequence | TaskKind::Seq2seq => p,
                 TaskKind::Token => p.f_narrow(0, 0, ex.input_ids.len() as i64)?,
             });
         }

@@ -8,16 +8,20 @@
 //! - [`Seq2SeqSource`]: a [`DataSource`] of encoded pairs; example `i` of
 //!   epoch `e` is laid out from the stream `(seed, e, position in the
 //!   epoch)`, so a resumed run sees the same rows.
+//! - [`Seq2SeqEval`]: held-out pairs laid out once under a fixed seed; their
+//!   mean cross-entropy (no smoothing) and token accuracy at the pseudo
+//!   tokens, the loss choosing the best checkpoint.
 
 use cloze_core::Report;
 use cloze_mask::{Batch, Seq2SeqBuilder, Seq2SeqExample};
 use tch::{Reduction, Tensor};
 
+use crate::batch::PretrainModel;
 use crate::batch::{ModelOutput, TensorBatch};
 use crate::data::epoch_order;
 use crate::error::{Error, Result};
 use crate::objective::{accuracy, scalar, Losses, Objective};
-use crate::trainer::DataSource;
+use crate::trainer::{DataSource, HeldOut};
 
 /// s2s-ft's label smoothing.
 pub const LABEL_SMOOTHING: f64 = 0.1;
@@ -107,5 +111,62 @@ impl DataSource for Seq2SeqSource {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(self.builder.batch(&picked, self.seed, epoch, first_index))
+    }
+}
+
+/// Held-out pairs as fixed batches; see the module docs.
+#[derive(Debug)]
+pub struct Seq2SeqEval {
+    batches: Vec<Batch>,
+}
+
+impl Seq2SeqEval {
+    /// `examples` laid out by `builder` under `seed` (epoch 0), `batch_size` a batch.
+    pub fn new(
+        examples: &[Seq2SeqExample],
+        builder: &Seq2SeqBuilder,
+        seed: u64,
+        batch_size: usize,
+    ) -> Self {
+        let batches = examples
+            .chunks(batch_size.max(1))
+            .enumerate()
+            .map(|(k, c)| builder.batch(c, seed, 0, (k * batch_size.max(1)) as u64))
+            .collect();
+        Self { batches }
+    }
+}
+
+impl HeldOut for Seq2SeqEval {
+    fn evaluate(&self, model: &dyn PretrainModel, device: tch::Device) -> Result<Report> {
+        let _guard = tch::no_grad_guard();
+        let (mut nll, mut hits, mut n) = (0.0, 0.0, 0u64);
+        for b in &self.batches {
+            let tb = TensorBatch::from_batch(b, device)?;
+            let out = model.forward(&tb, false)?;
+            let (Some(logits), Some(pseudo)) = (&out.pseudo_logits, &tb.pseudo) else {
+                continue;
+            };
+            let count = pseudo.targets.size()[0].max(0) as u64;
+            let loss = logits.f_cross_entropy_loss::<Tensor>(
+                &pseudo.targets,
+                None,
+                Reduction::Sum,
+                -100,
+                0.0,
+            )?;
+            nll += scalar(&loss)?;
+            hits += accuracy(logits, &pseudo.targets)? * count as f64;
+            n += count;
+        }
+        let d = n.max(1) as f64;
+        Ok(Report::new()
+            .loss("s2s", nll / d)
+            .accuracy("s2s", hits / d)
+            .count("s2s", n))
+    }
+
+    fn primary_loss(&self) -> &str {
+        "s2s"
     }
 }

@@ -193,3 +193,90 @@ fn generate_writes_one_prediction_per_source_the_same_with_and_without_the_cache
         "the cache changes nothing but speed"
     );
 }
+
+#[test]
+fn finetune_seq2seq_trains_on_pairs_and_its_model_generates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = prepare(dir.path(), 200);
+    let base = dir.path().join("base");
+    ok(
+        pretrain_u2(&data, &base, 3).output().expect("spawn"),
+        "pretrain",
+    );
+    let words = ["congress", "war", "peace", "treaty", "nation", "people"];
+    let mut pairs = String::new();
+    for i in 0..40 {
+        let src = format!("{} {}", words[i % 6], words[(i / 6) % 6]);
+        let tgt = format!("{} {}", words[(i / 6) % 6], words[i % 6]);
+        pairs.push_str(&format!(
+            "{{\"source\": \"{src}\", \"target\": \"{tgt}\"}}\n"
+        ));
+    }
+    let train = dir.path().join("train.jsonl");
+    std::fs::write(&train, &pairs).expect("train");
+    let run = dir.path().join("s2s");
+    let out = ok(
+        cloze()
+            .args(["finetune", "--task", "seq2seq", "--model"])
+            .arg(base.join("model"))
+            .arg("--train")
+            .arg(&train)
+            .arg("--dev")
+            .arg(&train)
+            .arg("--out")
+            .arg(&run)
+            .args([
+                "--max-steps",
+                "6",
+                "--batch-size",
+                "8",
+                "--max-length",
+                "16",
+                "--set",
+                "run.threads=1",
+            ])
+            .output()
+            .expect("spawn"),
+        "finetune seq2seq",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("BertForMaskedLM"), "{stdout}");
+    let saved = std::fs::read_to_string(run.join("finetune.toml")).expect("finetune.toml");
+    assert!(saved.contains("seq2seq"), "{saved}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("\"eval\"") && l.contains("\"s2s\"")),
+        "no dev s2s loss:\n{metrics}"
+    );
+    let generated = dir.path().join("gen.jsonl");
+    ok(
+        cloze()
+            .args(["generate", "--model"])
+            .arg(run.join("model"))
+            .arg("--input")
+            .arg(&train)
+            .arg("--output")
+            .arg(&generated)
+            .args(["--max-len", "4"])
+            .output()
+            .expect("spawn"),
+        "generate",
+    );
+    let lines = std::fs::read_to_string(&generated).expect("generated");
+    assert_eq!(lines.lines().count(), 40);
+    // Classifier-only flags are refused for generation, naming the command to use.
+    let refused = cloze()
+        .args(["finetune", "--task", "seq2seq", "--model"])
+        .arg(base.join("model"))
+        .arg("--train")
+        .arg(&train)
+        .arg("--test")
+        .arg(&train)
+        .arg("--out")
+        .arg(dir.path().join("other"))
+        .output()
+        .expect("spawn");
+    common::fails_with(&refused, "cloze generate");
+}

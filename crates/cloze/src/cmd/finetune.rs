@@ -59,6 +59,9 @@ pub enum TaskArg {
     Sequence,
     /// One label per word (or character).
     Token,
+    /// UniLM-v2 sequence-to-sequence generation: JSON lines with `source`
+    /// and `target` (s2s-ft's fine-tuning; generate with `cloze generate`).
+    Seq2seq,
 }
 
 impl From<TaskArg> for TaskKind {
@@ -66,6 +69,7 @@ impl From<TaskArg> for TaskKind {
         match t {
             TaskArg::Sequence => TaskKind::Sequence,
             TaskArg::Token => TaskKind::Token,
+            TaskArg::Seq2seq => TaskKind::Seq2seq,
         }
     }
 }
@@ -147,7 +151,7 @@ pub struct FinetuneArgs {
 }
 
 /// The kind of output a fine-tuning run directory is, for `cloze-fs`.
-fn run_kind() -> OutputKind {
+pub(crate) fn run_kind() -> OutputKind {
     OutputKind::new("finetune", "--force")
 }
 
@@ -201,6 +205,7 @@ impl Examples {
                 Self::Sequence(finetune_data::read_seq_examples(path, require_labels)?)
             }
             TaskKind::Token => Self::Token(finetune_data::read_tag_examples(path, require_labels)?),
+            TaskKind::Seq2seq => bail!("seq2seq examples are read by finetune_s2s"),
         })
     }
 
@@ -253,7 +258,7 @@ fn labelled(
 /// reads neither and lower-cases by default. The casing the base was read
 /// with is written as `tokenizer_config.json`, so the fine-tuned model
 /// tokenizes alike here and in transformers.
-fn copy_tokenizer(base: &Path, dir: &Path) -> Result<()> {
+pub(crate) fn copy_tokenizer(base: &Path, dir: &Path) -> Result<()> {
     for name in TOKENIZER_FILES {
         let from = base.join(name);
         if from.is_file() {
@@ -322,6 +327,18 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         };
     let kind = cfg.task.kind;
     tch::set_num_threads(cfg.run.threads);
+    if kind == TaskKind::Seq2seq {
+        return super::finetune_s2s::run(
+            super::finetune_s2s::Started {
+                cfg,
+                out_guard,
+                lock,
+                run_dir,
+                resuming,
+            },
+            a.test.as_deref(),
+        );
+    }
 
     // 2. Data: read, labelled and encoded, and checked against the model,
     //    still before the run directory is touched.

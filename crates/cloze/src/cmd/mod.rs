@@ -8,6 +8,7 @@ pub mod eval;
 pub mod experiment;
 pub mod fill_mask;
 pub mod finetune;
+pub mod finetune_s2s;
 pub mod generate;
 pub mod info;
 pub mod interrupt;

@@ -52,6 +52,11 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let max_len = a.max_length.unwrap_or(model.max_positions().min(512));
     let tok = ModelTokenizer::from_dir(&a.model, max_len)?;
     let lines: Vec<Value> = match model.kind() {
+        // A classifier is never a seq2seq model (`Classifier` refuses that kind).
+        TaskKind::Seq2seq => anyhow::bail!(
+            "{} is a generation model: use `cloze generate`",
+            a.model.display()
+        ),
         TaskKind::Sequence => {
             let ex = finetune_data::read_seq_examples(&a.input, false)?;
             let enc = finetune_data::encode_seq(&tok, &ex, None, max_len)?;
