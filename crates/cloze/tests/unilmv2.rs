@@ -192,6 +192,26 @@ fn generate_writes_one_prediction_per_source_the_same_with_and_without_the_cache
         outputs[0], outputs[1],
         "the cache changes nothing but speed"
     );
+    // The bench times both decodings on the same inputs and checks they agree.
+    let bench = ok(
+        cloze()
+            .args(["bench", "generate", "--model"])
+            .arg(run.join("model"))
+            .arg("--input")
+            .arg(&input)
+            .args(["--max-len", "6", "--torch-threads", "1"])
+            .output()
+            .expect("spawn"),
+        "bench generate",
+    );
+    let stdout = String::from_utf8_lossy(&bench.stdout);
+    for what in [
+        "generate_cached_tokens_per_s",
+        "generate_no_cache_tokens_per_s",
+        "generate_cache_speedup",
+    ] {
+        assert!(stdout.contains(what), "{what} missing:\n{stdout}");
+    }
 }
 
 #[test]

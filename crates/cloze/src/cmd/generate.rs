@@ -66,40 +66,84 @@ pub fn join_cjk(text: &str) -> String {
     out
 }
 
+/// A generation model ready to decode: weights, tokenizer, special ids.
+pub struct Generator {
+    /// The model with its MLM head.
+    pub model: cloze_models::Pretrained<cloze_models::BertForPreTraining>,
+    /// Its tokenizer, truncating sources to leave room for the generated tokens.
+    pub tok: cloze_eval::ModelTokenizer,
+    /// The ids decoding needs.
+    pub tokens: Seq2SeqTokens,
+}
+
+impl Generator {
+    /// Loads `dir` for generating up to `max_len` tokens per source.
+    pub fn load(dir: &std::path::Path, max_len: usize) -> Result<Self> {
+        check_model_dir(dir, true)?;
+        let config = read_model_config(dir)?;
+        let room = usize::try_from(config.max_position_embeddings).unwrap_or(0);
+        if room <= max_len + 2 {
+            bail!(
+                "--max-len {max_len} leaves no room for a source in the model's {room} positions"
+            );
+        }
+        let tok = load_tokenizer(dir, room - max_len)?;
+        let tokens = Seq2SeqTokens {
+            cls: tok.cls,
+            sep: tok.sep,
+            pad: tok.pad,
+            pseudo: tok.token_id("[PSEUDO_MASK]")?,
+        };
+        let model = load_mlm(dir, Device::Cpu, cloze_models::Precision::Fp32)?;
+        Ok(Self { model, tok, tokens })
+    }
+
+    /// Generates for `sources` (texts) with `decoding`: token ids per source.
+    pub fn ids(
+        &self,
+        sources: &[String],
+        max_len: usize,
+        decoding: Decoding,
+    ) -> Result<Vec<Vec<u32>>> {
+        let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+        let ids: Vec<Vec<u32>> = self
+            .tok
+            .encode_batch(&refs)?
+            .into_iter()
+            .map(|v| v.get(1..v.len().saturating_sub(1)).unwrap_or(&[]).to_vec())
+            .collect();
+        Ok(greedy(
+            &self.model.model,
+            &ids,
+            self.tokens,
+            max_len,
+            decoding,
+        )?)
+    }
+}
+
+/// The sources of an input file: one per non-blank line ([`source_of`]).
+pub fn read_sources(path: &std::path::Path) -> Result<Vec<String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut sources = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {} line {}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        sources
+            .push(source_of(&line).with_context(|| format!("{} line {}", path.display(), n + 1))?);
+    }
+    Ok(sources)
+}
+
 /// Runs `cloze generate`.
 pub fn run(a: GenerateArgs) -> Result<()> {
     if a.max_len == 0 || a.batch_size == 0 {
         bail!("--max-len and --batch-size must be at least 1");
     }
-    check_model_dir(&a.model, true)?;
-    let config = read_model_config(&a.model)?;
-    let room = usize::try_from(config.max_position_embeddings).unwrap_or(0);
-    if room <= a.max_len + 2 {
-        bail!(
-            "--max-len {} leaves no room for a source in the model's {room} positions",
-            a.max_len
-        );
-    }
-    let tok = load_tokenizer(&a.model, room - a.max_len)?;
-    let tokens = Seq2SeqTokens {
-        cls: tok.cls,
-        sep: tok.sep,
-        pad: tok.pad,
-        pseudo: tok.token_id("[PSEUDO_MASK]")?,
-    };
-    let file =
-        std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input.display()))?;
-    let mut sources = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {} line {}", a.input.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        sources.push(
-            source_of(&line).with_context(|| format!("{} line {}", a.input.display(), n + 1))?,
-        );
-    }
-    let model = load_mlm(&a.model, Device::Cpu, cloze_models::Precision::Fp32)?;
+    let g = Generator::load(&a.model, a.max_len)?;
+    let sources = read_sources(&a.input)?;
     let decoding = if a.no_cache {
         Decoding::Full
     } else {
@@ -114,16 +158,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let started = Instant::now();
     let mut generated = 0usize;
     for chunk in sources.chunks(a.batch_size) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let ids: Vec<Vec<u32>> = tok
-            .encode_batch(&refs)?
-            .into_iter()
-            .map(|v| v[1..v.len().saturating_sub(1).max(1)].to_vec())
-            .collect();
-        let outs = greedy(&model.model, &ids, tokens, a.max_len, decoding)?;
+        let outs = g.ids(chunk, a.max_len, decoding)?;
         for (src, o) in chunk.iter().zip(&outs) {
             generated += o.len() + 1; // the [SEP] that ended it counts as a step
-            let text = join_cjk(&tok.decode(o)?);
+            let text = join_cjk(&g.tok.decode(o)?);
             writeln!(
                 out,
                 "{}",

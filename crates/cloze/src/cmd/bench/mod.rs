@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 
 pub mod encode;
 pub mod gemm;
+pub mod generate;
 pub mod mask;
 pub mod train;
 
@@ -32,6 +33,8 @@ pub enum BenchCmd {
     Mask(mask::MaskArgs),
     /// Tokens/s of a full BERT MLM training step, against HF transformers when a peer Python is given.
     Train(train::TrainArgs),
+    /// Tokens/s of greedy UniLM-v2 generation with and without the key/value cache.
+    Generate(generate::GenerateBenchArgs),
 }
 
 /// Runs the chosen bench.
@@ -41,6 +44,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCmd::Encode(a) => encode::run(a),
         BenchCmd::Mask(a) => mask::run(a),
         BenchCmd::Train(a) => train::run(a),
+        BenchCmd::Generate(a) => generate::run(a),
     }
 }
 
