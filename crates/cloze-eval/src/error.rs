@@ -189,6 +189,24 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A step model ([`crate::generate::StepDecoder`]) returned
+    /// log-probabilities of the wrong shape, with NaN, or too few tokens for
+    /// the EOS id.
+    #[error("decoding step {step}: {reason}")]
+    StepOutput {
+        /// The step, from 0.
+        step: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Candidates and references of a metric differ in number.
+    #[error("{candidates} candidates but {references} references")]
+    CountMismatch {
+        /// Candidates given.
+        candidates: usize,
+        /// References given.
+        references: usize,
+    },
 }
 
 /// `FILE, line N` (or `FILE` alone) for messages.

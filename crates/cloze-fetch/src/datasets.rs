@@ -206,6 +206,24 @@ static REGISTRY: &[Dataset] = &[
         corpus: None,
         convert: convert_sighan,
     },
+    Dataset {
+        name: "chinese-poetry",
+        description: "Tang poems (traditional script): 5/7-character couplets split train/valid/test for generation, and the train poems as a corpus",
+        source: Source::Npm {
+            spec: "chinese-poetry@2.0.1",
+        },
+        sha256: "25b549e46919c3a0569db6b68ddc96956b04a484ea4518ad2bbd4f137e307e86",
+        files: &[
+            "couplets.jsonl",
+            "train.jsonl",
+            "valid.jsonl",
+            "test.jsonl",
+            "poems.txt",
+            "couplets.stats.json",
+        ],
+        corpus: Some("poems.txt"),
+        convert: crate::poetry::convert,
+    },
 ];
 
 /// Every registered dataset.
@@ -584,7 +602,7 @@ fn utf8(archive: &Path, member: &str, bytes: Vec<u8>) -> Result<String> {
     })
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::File::create(path).at(path)?;
     f.write_all(bytes).at(path)?;
     f.sync_all().at(path)

@@ -44,6 +44,7 @@
 mod archive;
 pub mod datasets;
 pub mod error;
+pub mod poetry;
 pub mod tasks;
 
 pub use datasets::{Dataset, FetchOptions, FetchRecord, Fetched, Listed, Source};

@@ -146,3 +146,76 @@ fn sighan15_pairs() -> Result<()> {
     assert!(pairs.iter().any(|(a, b)| a != b));
     Ok(())
 }
+
+#[test]
+#[ignore = "network: npm pack chinese-poetry"]
+fn chinese_poetry_couplets_and_splits() -> Result<()> {
+    use cloze_fetch::poetry::{Couplet, CoupletStats, MAX_EVAL_COUPLETS};
+
+    let f = fetched("chinese-poetry")?;
+    let read = |name: &str| -> Result<Vec<Couplet>> {
+        let text = fs::read_to_string(f.dir.join(name))?;
+        text.lines()
+            .map(|l| Ok(serde_json::from_str::<Couplet>(l)?))
+            .collect()
+    };
+    let all = read("couplets.jsonl")?;
+    assert_eq!(all.len(), 236_591);
+    assert_eq!(
+        all[0],
+        Couplet {
+            source: "秦川雄帝宅".into(),
+            target: "函谷壯皇居".into(),
+            poem: 0
+        }
+    );
+    assert!(all.iter().all(|c| {
+        let n = c.source.chars().count();
+        (n == 5 || n == 7) && c.target.chars().count() == n
+    }));
+    let (train, valid, test) = (
+        read("train.jsonl")?,
+        read("valid.jsonl")?,
+        read("test.jsonl")?,
+    );
+    assert_eq!(
+        (train.len(), valid.len(), test.len()),
+        (231_628, 1_997, 1_999)
+    );
+    assert_eq!(
+        (
+            test[0].source.as_str(),
+            test[0].target.as_str(),
+            test[0].poem
+        ),
+        ("薊門逢古老", "獨立思氛氳", 1615)
+    );
+    assert!(valid.len() <= MAX_EVAL_COUPLETS && test.len() <= MAX_EVAL_COUPLETS);
+    // Whole poems per split, and no evaluation line is a train source or target.
+    let poems = |rows: &[Couplet]| -> std::collections::HashSet<usize> {
+        rows.iter().map(|c| c.poem).collect()
+    };
+    let (ptrain, pvalid, ptest) = (poems(&train), poems(&valid), poems(&test));
+    assert!(
+        ptrain.is_disjoint(&pvalid) && ptrain.is_disjoint(&ptest) && pvalid.is_disjoint(&ptest)
+    );
+    let lines: std::collections::HashSet<&str> = train
+        .iter()
+        .flat_map(|c| [c.source.as_str(), c.target.as_str()])
+        .collect();
+    for c in valid.iter().chain(&test) {
+        assert!(!lines.contains(c.source.as_str()) && !lines.contains(c.target.as_str()));
+    }
+    // The corpus holds the train poems only.
+    let corpus = fs::read_to_string(f.dir.join("poems.txt"))?;
+    assert!(corpus.starts_with("秦川雄帝宅，函谷壯皇居。\n綺殿千尋起，離宮百雉餘。\n"));
+    let stats: CoupletStats =
+        serde_json::from_slice(&fs::read(f.dir.join("couplets.stats.json"))?)?;
+    assert_eq!(stats.poems, 57_607);
+    let docs = corpus.split("\n\n").count();
+    assert_eq!(docs, stats.corpus_poems);
+    for c in test.iter().take(50) {
+        assert!(!corpus.contains(&format!("{}，{}。", c.source, c.target)));
+    }
+    Ok(())
+}
