@@ -1,6 +1,7 @@
 //! Sequence-to-sequence fine-tuning batches for UniLM-v2 (Bao et al. 2020,
 //! section 3.4), laid out as microsoft/unilm's `s2s-ft` lays them out
-//! (`s2s_ft/utils.py`, `mask_way = "v2"`, its default).
+//! (`s2s_ft/utils.py`, `Seq2seqDatasetForBert.__getitem__`, branch
+//! `mask_way == 'v2'`, the default of `run_seq2seq.py --mask_way`).
 //!
 //! A row is `[CLS] SRC [SEP]` (segment 0), `TGT [SEP]` (segment 1), then one
 //! pseudo token per target token (segment 1), each with the position id of
@@ -11,22 +12,38 @@
 //! 0     1  2  3       4  5  6       4   5   6      position ids
 //! ```
 //!
-//! Visibility: a source token sees the source (bidirectional); target token
-//! i sees the source and target tokens `<= i` (left to right); the pseudo
-//! token of target i sees the source, target tokens `< i` and itself, and
-//! predicts target token i (the targets of `targets.pseudo`). So at decoding
-//! time a pseudo token after the generated prefix predicts the next token,
-//! and the prefix's keys and values never change: they can be cached.
+//! (`s2s_ft/modeling.py`, `BertForSequenceToSequenceWithPseudoMask.forward`:
+//! the pseudo part repeats the target's position ids; token types are
+//! `source_type_id = 0` and `target_type_id = 1` of `s2s_ft/config.py`.)
 //!
-//! Target corruption (s2s-ft's `target_mask_prob`, 0.5 by default): each
-//! target token in the input is, with that probability, replaced by `[MASK]`
-//! (80%), a random ordinary token (10%) or itself (10%; s2s-ft's
-//! `keep_prob`/`random_prob`), which makes the model rely on the source
-//! rather than copying the prefix. Every draw comes from the example's
-//! stream `example_rng(seed, epoch, index)`. The pseudo token is the
+//! Visibility (`BertForSequenceToSequenceWithPseudoMask.create_attention_mask`):
+//! a source token sees the source (bidirectional); target token i sees the
+//! source and target tokens `<= i` (left to right); the pseudo token of
+//! target i sees the source, target tokens `< i` and itself, and predicts
+//! target token i (the targets of `targets.pseudo`). No token sees a pseudo
+//! token other than itself. So at decoding time a pseudo token after the
+//! generated prefix predicts the next token, and the prefix's keys and values
+//! never change: they can be cached.
+//!
+//! Truncation (`Seq2seqDatasetForBert.__trunk`): the source part `[CLS] SRC
+//! [SEP]` is cut to `max_source_len` tokens (s2s-ft's `--max_source_seq_length`,
+//! 464) keeping the first source tokens, the target part `TGT [SEP]` to
+//! `max_target_len` (`--max_target_seq_length`, 48); the closing `[SEP]`s stay.
+//!
+//! Target corruption (`--target_mask_prob`, 0.5 by default): each target
+//! token in the input is, with that probability, replaced by `[MASK]` (80%),
+//! a random ordinary token (`--random_prob`, 10%) or itself (`--keep_prob`,
+//! 10%) (s2s-ft's `get_masked_token`), which makes the model rely on the
+//! source rather than copying the prefix. Every draw comes from the example's
+//! stream `example_rng(seed, epoch, index)`.
+//!
+//! Two deliberate differences from s2s-ft: the pseudo token is always the
 //! tokenizer's `[PSEUDO_MASK]`, the `[P]` the model saw in pseudo-masked
-//! pretraining (s2s-ft feeds the corrupted token there instead, mostly
-//! `[MASK]`, because its checkpoints have no `[P]` token).
+//! pretraining (s2s-ft feeds `get_masked_token`'s draw there, `[MASK]` 80% of
+//! the time and the answer itself 10%, because its checkpoints have no `[P]`
+//! token; decoding then feeds `[MASK]`); and a random replacement is an
+//! ordinary token, never a special one (s2s-ft draws any id of the
+//! vocabulary).
 
 use cloze_core::SpecialTokens;
 use rand::RngCore;
@@ -49,15 +66,20 @@ pub struct Seq2SeqExample {
 /// Settings of [`Seq2SeqBuilder`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Seq2SeqConfig {
-    /// Longest source part, `[CLS]` and `[SEP]` included (s2s-ft: 464).
+    /// Longest source part, `[CLS]` and `[SEP]` included (s2s-ft's
+    /// `--max_source_seq_length`, 464).
     pub max_source_len: usize,
-    /// Longest target part, the final `[SEP]` included (s2s-ft: 48).
+    /// Longest target part, the final `[SEP]` included (s2s-ft's
+    /// `--max_target_seq_length`, 48).
     pub max_target_len: usize,
-    /// Probability that a target input token is corrupted (s2s-ft: 0.5).
+    /// Probability that a target input token is corrupted (s2s-ft's
+    /// `--target_mask_prob`, 0.5).
     pub target_mask_prob: f64,
-    /// Of a corrupted token: probability of a random ordinary token (0.1).
+    /// Of a corrupted token: probability of a random ordinary token (s2s-ft's
+    /// `--random_prob`, 0.1).
     pub random_prob: f64,
-    /// Of a corrupted token: probability of keeping it (0.1); the rest is `[MASK]`.
+    /// Of a corrupted token: probability of keeping it (s2s-ft's
+    /// `--keep_prob`, 0.1); the rest is `[MASK]`.
     pub keep_prob: f64,
 }
 

@@ -4,7 +4,13 @@
 //!
 //! - [`Seq2SeqLoss`] (`[objective] kind = "seq2seq"`): cross-entropy of each
 //!   target token at its pseudo token, with label smoothing 0.1 (s2s-ft's
-//!   `--label_smoothing` default), reported as `s2s` with its accuracy.
+//!   `run_seq2seq.py --label_smoothing` default), averaged over the batch's
+//!   target tokens (the final `[SEP]` included) and reported as `s2s` with
+//!   its accuracy. s2s-ft's `LabelSmoothingLoss` (`s2s_ft/modeling.py`) is
+//!   the KL divergence to `1 - 0.1` on the answer and `0.1 / (V - 2)` on
+//!   every other id but `[PAD]`; libtorch's smoothing puts `0.1 / V` on every
+//!   id. Besides a constant (the target's entropy) they differ in where the
+//!   0.1 goes, which moves each optimal probability by at most `0.1 / V`.
 //! - [`Seq2SeqSource`]: a [`DataSource`] of encoded pairs; example `i` of
 //!   epoch `e` is laid out from the stream `(seed, e, position in the
 //!   epoch)`, so a resumed run sees the same rows.

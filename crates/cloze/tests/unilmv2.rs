@@ -286,6 +286,55 @@ fn finetune_seq2seq_trains_on_pairs_and_its_model_generates() {
     );
     let lines = std::fs::read_to_string(&generated).expect("generated");
     assert_eq!(lines.lines().count(), 40);
+    // Beam search with s2s-ft's length penalty and n-gram blocking: the same
+    // predictions with and without the cache, one per source.
+    let mut beams = Vec::new();
+    for cache in [true, false] {
+        let out = dir.path().join(format!("beam-{cache}.jsonl"));
+        let mut c = cloze();
+        c.args(["generate", "--model"])
+            .arg(run.join("model"))
+            .arg("--input")
+            .arg(&train)
+            .arg("--out")
+            .arg(&out)
+            .args([
+                "--max-len",
+                "4",
+                "--beam",
+                "3",
+                "--length-penalty",
+                "1.0",
+                "--no-repeat-ngram",
+                "2",
+            ]);
+        if !cache {
+            c.arg("--no-cache");
+        }
+        let res = ok(c.output().expect("spawn"), "generate --beam 3");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(err.contains("beam 3, length penalty 1"), "{err}");
+        let text = std::fs::read_to_string(&out).expect("beam output");
+        assert_eq!(text.lines().count(), 40);
+        beams.push(text);
+    }
+    assert_eq!(beams[0], beams[1], "the cache changes nothing but speed");
+    // The output may not overwrite the input.
+    let clobber = cloze()
+        .args(["generate", "--model"])
+        .arg(run.join("model"))
+        .arg("--input")
+        .arg(&train)
+        .arg("--output")
+        .arg(&train)
+        .output()
+        .expect("spawn");
+    common::fails_with(&clobber, "is the --input file");
+    assert_eq!(
+        std::fs::read_to_string(&train).expect("train"),
+        pairs,
+        "the input is untouched"
+    );
     // Classifier-only flags are refused for generation, naming the command to use.
     let refused = cloze()
         .args(["finetune", "--task", "seq2seq", "--model"])

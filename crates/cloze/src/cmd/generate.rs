@@ -1,8 +1,15 @@
 //! `cloze generate`: sequence-to-sequence generation with a UniLM-v2 model
 //! fine-tuned as s2s-ft does (`cloze_mask::Seq2SeqBuilder`'s layout): each
-//! input line's source, greedy decoding with the key/value cache (or, with
-//! `--no-cache`, the whole row re-encoded every step), one JSON line per
-//! input with the prediction, and the decoding speed in tokens/s.
+//! input line's source, greedy decoding or (`--beam N`) beam search with
+//! s2s-ft's GNMT length penalty (`--length-penalty`), with the key/value
+//! cache (or, with `--no-cache`, the whole row re-encoded every step), one
+//! JSON line per input with the prediction, and the decoding speed in
+//! tokens/s. The defaults are s2s-ft's `decode_seq2seq.py` ones (beam 1, no
+//! length penalty, no n-gram blocking) except `--max-len`, which is its
+//! training target length (48) rather than its decoding one (128). The
+//! output file is written whole at the end (a temporary renamed over it), so
+//! an interrupted run leaves an earlier file intact, and it may not be the
+//! input.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -10,7 +17,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cloze_eval::s2s_generate::{greedy, Decoding, Seq2SeqTokens};
+use cloze_eval::generate::{beam_search, GenerateOptions, Generated, LengthPenalty};
+use cloze_eval::s2s_generate::{greedy, Decoding, Seq2SeqTokens, UniLmDecoder};
+use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
 use super::fill_mask::{check_model_dir, load_mlm, load_tokenizer, read_model_config};
@@ -25,7 +34,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write `{"source", "prediction"}` JSON lines (default: standard output).
-    #[arg(long)]
+    #[arg(long, visible_alias = "out")]
     pub output: Option<PathBuf>,
     /// Most tokens generated per input (s2s-ft's default target length is 48).
     #[arg(long, default_value_t = 48)]
@@ -37,6 +46,42 @@ pub struct GenerateArgs {
     /// values (the same output, slower; for comparison).
     #[arg(long)]
     pub no_cache: bool,
+    /// Hypotheses kept per source; 1 is greedy (s2s-ft's `--beam_size`, default 1).
+    #[arg(long, default_value_t = 1)]
+    pub beam: usize,
+    /// GNMT length-penalty exponent: a finished hypothesis scores
+    /// log-probability / ((5 + length) / 6)^A (s2s-ft's `--length_penalty`;
+    /// 0, the default, is none).
+    #[arg(long, default_value_t = 0.0, value_name = "A")]
+    pub length_penalty: f64,
+    /// Fewest tokens before `[SEP]` may end a prediction (s2s-ft's `--min_len`).
+    #[arg(long, default_value_t = 0)]
+    pub min_len: usize,
+    /// Never repeat an n-gram of this size within a prediction (s2s-ft's
+    /// `--forbid_duplicate_ngrams --ngram_size N`).
+    #[arg(long, value_name = "N")]
+    pub no_repeat_ngram: Option<usize>,
+}
+
+impl GenerateArgs {
+    /// The search settings these flags ask for, ending sequences at `eos`.
+    pub fn options(&self, eos: u32) -> GenerateOptions {
+        GenerateOptions {
+            beam_size: self.beam,
+            max_len: self.max_len,
+            min_len: self.min_len,
+            length_penalty: if self.length_penalty == 0.0 {
+                LengthPenalty::None
+            } else {
+                LengthPenalty::Gnmt {
+                    alpha: self.length_penalty,
+                }
+            },
+            eos,
+            no_repeat_ngram: self.no_repeat_ngram,
+            batch_size: self.batch_size,
+        }
+    }
 }
 
 /// A source line: the `source` field of a JSON object, else the line itself.
@@ -98,20 +143,26 @@ impl Generator {
         Ok(Self { model, tok, tokens })
     }
 
-    /// Generates for `sources` (texts) with `decoding`: token ids per source.
+    /// The sources' token ids, without the `[CLS]`/`[SEP]` decoding adds.
+    fn encode(&self, sources: &[String]) -> Result<Vec<Vec<u32>>> {
+        let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+        Ok(self
+            .tok
+            .encode_batch(&refs)?
+            .into_iter()
+            .map(|v| v.get(1..v.len().saturating_sub(1)).unwrap_or(&[]).to_vec())
+            .collect())
+    }
+
+    /// Generates for `sources` (texts) with `decoding`: token ids per source
+    /// (greedy, all sources in one batch).
     pub fn ids(
         &self,
         sources: &[String],
         max_len: usize,
         decoding: Decoding,
     ) -> Result<Vec<Vec<u32>>> {
-        let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
-        let ids: Vec<Vec<u32>> = self
-            .tok
-            .encode_batch(&refs)?
-            .into_iter()
-            .map(|v| v.get(1..v.len().saturating_sub(1)).unwrap_or(&[]).to_vec())
-            .collect();
+        let ids = self.encode(sources)?;
         Ok(greedy(
             &self.model.model,
             &ids,
@@ -119,6 +170,28 @@ impl Generator {
             max_len,
             decoding,
         )?)
+    }
+
+    /// Generates for `sources` (texts) under `options`: beam search when its
+    /// beam is wider than 1, greedy otherwise (`options.eos` should be `[SEP]`).
+    pub fn generate(
+        &self,
+        sources: &[String],
+        options: &GenerateOptions,
+        decoding: Decoding,
+    ) -> Result<Vec<Generated>> {
+        let ids = self.encode(sources)?;
+        let decoder = UniLmDecoder {
+            model: &self.model.model,
+            tokens: self.tokens,
+            max_len: options.max_len,
+            decoding,
+        };
+        Ok(if options.beam_size > 1 {
+            beam_search(&decoder, &ids, options)?
+        } else {
+            cloze_eval::generate::greedy(&decoder, &ids, options)?
+        })
     }
 }
 
@@ -139,42 +212,77 @@ pub fn read_sources(path: &std::path::Path) -> Result<Vec<String>> {
 
 /// Runs `cloze generate`.
 pub fn run(a: GenerateArgs) -> Result<()> {
-    if a.max_len == 0 || a.batch_size == 0 {
-        bail!("--max-len and --batch-size must be at least 1");
+    if a.max_len == 0 || a.batch_size == 0 || a.beam == 0 {
+        bail!("--max-len, --batch-size and --beam must be at least 1");
+    }
+    if !a.length_penalty.is_finite() {
+        bail!("--length-penalty {} is not a number", a.length_penalty);
+    }
+    if let Some(p) = &a.output {
+        if p.exists() && std::fs::canonicalize(p)? == std::fs::canonicalize(&a.input)? {
+            bail!("--output {} is the --input file", p.display());
+        }
     }
     let g = Generator::load(&a.model, a.max_len)?;
+    let options = a.options(g.tokens.sep);
+    // Checked before any decoding (a bad --min-len fails here, not after the model ran).
+    options.validate()?;
     let sources = read_sources(&a.input)?;
     let decoding = if a.no_cache {
         Decoding::Full
     } else {
         Decoding::Cached
     };
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => Box::new(std::io::stdout().lock()),
-    };
+    let bar = ProgressBar::new(sources.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} sources  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     let started = Instant::now();
-    let mut generated = 0usize;
+    let (mut text, mut steps, mut tokens) = (String::new(), 0usize, 0usize);
     for chunk in sources.chunks(a.batch_size) {
-        let outs = g.ids(chunk, a.max_len, decoding)?;
+        let outs = g.generate(chunk, &options, decoding)?;
         for (src, o) in chunk.iter().zip(&outs) {
-            generated += o.len() + 1; // the [SEP] that ended it counts as a step
-            let text = join_cjk(&g.tok.decode(o)?);
-            writeln!(
-                out,
-                "{}",
-                serde_json::json!({"source": src, "prediction": text})
-            )?;
+            // Each token and the [SEP] that ended it took a step.
+            steps += o.len_with_eos();
+            tokens += o.tokens.len();
+            let prediction = join_cjk(&g.tok.decode(&o.tokens)?);
+            text.push_str(
+                &serde_json::json!({"source": src, "prediction": prediction}).to_string(),
+            );
+            text.push('\n');
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    match &a.output {
+        // A temporary beside the file, renamed over it: an interrupted run
+        // leaves the earlier file whole.
+        Some(p) => cloze_models::hf::write_atomic(p, text.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
         }
     }
-    out.flush()?;
-    let secs = started.elapsed().as_secs_f64();
+    let search = if a.beam > 1 {
+        format!("beam {}", a.beam)
+    } else {
+        "greedy".to_owned()
+    };
+    let penalty = if a.length_penalty == 0.0 {
+        String::new()
+    } else {
+        format!(", length penalty {}", a.length_penalty)
+    };
     eprintln!(
-        "generated {} sequences, {generated} tokens in {secs:.2} s: {:.0} tokens/s (greedy, {})",
+        "generated {} sequences, {tokens} tokens ({steps} steps with the ending [SEP]s) in \
+         {secs:.2} s: {:.0} tokens/s ({search}{penalty}, {})",
         sources.len(),
-        generated as f64 / secs.max(1e-9),
+        steps as f64 / secs.max(1e-9),
         if a.no_cache {
             "no cache: every step re-encodes"
         } else {
