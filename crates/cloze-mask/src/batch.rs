@@ -117,6 +117,18 @@ impl Visibility {
     }
 }
 
+/// One unpadded row's `len x len` visibility under `blocks`, as
+/// `[query][key]` rows of 0/1 (for tests and inspection of a layout).
+pub fn dense_row(blocks: &[VisibleBlock], len: usize) -> Vec<Vec<u8>> {
+    let v = Visibility {
+        rows: vec![blocks.to_vec()],
+    };
+    v.dense(1, len, &vec![1; len])
+        .chunks(len.max(1))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
 /// A collated batch. Build one with `..Default::default()` rather than
 /// listing every field: schemes add optional parts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

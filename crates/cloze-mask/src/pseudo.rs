@@ -180,14 +180,7 @@ impl PseudoRow {
 
     /// The row's `len x len` visibility, `[query][key]`, 1 = visible.
     pub fn dense(&self) -> Vec<Vec<u8>> {
-        let l = self.len();
-        let v = Visibility {
-            rows: vec![self.blocks.clone()],
-        };
-        v.dense(1, l, &vec![1; l])
-            .chunks(l.max(1))
-            .map(<[u8]>::to_vec)
-            .collect()
+        crate::batch::dense_row(&self.blocks, self.len())
     }
 }
 

@@ -115,14 +115,7 @@ pub struct Seq2SeqRow {
 impl Seq2SeqRow {
     /// The row's `len x len` visibility, `[query][key]`, 1 = visible.
     pub fn dense(&self) -> Vec<Vec<u8>> {
-        let l = self.input_ids.len();
-        let v = Visibility {
-            rows: vec![self.blocks.clone()],
-        };
-        v.dense(1, l, &vec![1; l])
-            .chunks(l.max(1))
-            .map(<[u8]>::to_vec)
-            .collect()
+        crate::batch::dense_row(&self.blocks, self.input_ids.len())
     }
 }
 
