@@ -271,7 +271,7 @@ fn finetune_seq2seq_trains_on_pairs_and_its_model_generates() {
         "no dev s2s loss:\n{metrics}"
     );
     let generated = dir.path().join("gen.jsonl");
-    ok(
+    let scored = ok(
         cloze()
             .args(["generate", "--model"])
             .arg(run.join("model"))
@@ -283,6 +283,12 @@ fn finetune_seq2seq_trains_on_pairs_and_its_model_generates() {
             .output()
             .expect("spawn"),
         "generate",
+    );
+    // Inputs with targets are scored: BLEU, char F1, exact match.
+    let err = String::from_utf8_lossy(&scored.stderr);
+    assert!(
+        err.contains("against the inputs' targets (40 pairs): BLEU"),
+        "{err}"
     );
     let lines = std::fs::read_to_string(&generated).expect("generated");
     assert_eq!(lines.lines().count(), 40);

@@ -241,6 +241,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     );
     let started = Instant::now();
     let (mut text, mut steps, mut tokens) = (String::new(), 0usize, 0usize);
+    let mut predictions = Vec::with_capacity(sources.len());
     for chunk in sources.chunks(a.batch_size) {
         let outs = g.generate(chunk, &options, decoding)?;
         for (src, o) in chunk.iter().zip(&outs) {
@@ -252,6 +253,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 &serde_json::json!({"source": src, "prediction": prediction}).to_string(),
             );
             text.push('\n');
+            predictions.push(prediction);
         }
         bar.inc(chunk.len() as u64);
     }
@@ -289,7 +291,37 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             "key/value cache"
         }
     );
+    if let Some(targets) = read_targets(&a.input)? {
+        let s = cloze_eval::generation_metrics::score_generation(
+            &predictions,
+            &targets,
+            &cloze_eval::generation_metrics::BleuOptions::default(),
+        )?;
+        eprintln!(
+            "against the inputs' targets ({} pairs): BLEU {:.2} (sacrebleu zh, no smoothing), \
+             char F1 {:.4}, exact match {:.4}",
+            s.count, s.bleu.score, s.char_f1, s.exact_match
+        );
+    }
     Ok(())
+}
+
+/// The `target` of every non-blank input line, when each is a JSON object
+/// with one (a test split): what `cloze generate` scores its output against.
+pub fn read_targets(path: &std::path::Path) -> Result<Option<Vec<String>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut targets = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+            return Ok(None);
+        };
+        match v.get("target").and_then(serde_json::Value::as_str) {
+            Some(t) => targets.push(t.to_owned()),
+            None => return Ok(None),
+        }
+    }
+    Ok((!targets.is_empty()).then_some(targets))
 }
 
 #[cfg(test)]
