@@ -36,6 +36,23 @@
 //!
 //! The worked example of the paper and its full mask are in
 //! `docs/unilmv2.md`, and are a unit test below.
+//!
+//! ```
+//! use cloze_mask::{PseudoRow, Step};
+//!
+//! // x1..x6 (ids 11..16), x2, x4, x5 masked; order {x4, x5} then {x2}.
+//! let original = [11, 12, 13, 14, 15, 16];
+//! let context = [11, 4, 13, 4, 4, 16]; // [M] = 4
+//! let steps = [Step { start: 3, len: 2 }, Step { start: 1, len: 1 }];
+//! let row = PseudoRow::new(&context, &original, &[0; 6], &steps, 5)?; // [P] = 5
+//! assert_eq!(row.input_ids, [11, 4, 13, 4, 4, 16, 5, 5, 5, 14, 15, 12]);
+//! assert_eq!(row.position_ids, [0, 1, 2, 3, 4, 5, 3, 4, 1, 3, 4, 1]);
+//! let mask = row.dense();
+//! assert_eq!(mask[8][9], 1); // [P] of x2 sees the original x4 (an earlier step)
+//! assert_eq!(mask[8][11], 0); // but never its own original x2
+//! assert_eq!(mask[6][9], 0); // [P] of x4 does not see x4
+//! # Ok::<(), cloze_mask::Error>(())
+//! ```
 
 use cloze_core::Instance;
 use rayon::prelude::*;

@@ -486,6 +486,30 @@ fn abbreviate(labels: &[String]) -> String {
     s
 }
 
+/// The checkpoint of the best dev score, when the run had a dev set and it
+/// still exists (a warning says so when it is gone); `None` exports the last.
+pub(crate) fn best_checkpoint(
+    run_dir: &Path,
+    has_dev: bool,
+    best: Option<(u64, f64)>,
+) -> Result<Option<PathBuf>> {
+    let (true, Some((step, _))) = (has_dev, best) else {
+        return Ok(None);
+    };
+    let found = cloze_train::checkpoint::list(run_dir)?
+        .into_iter()
+        .find(|(s, _)| *s == step)
+        .map(|(_, dir)| dir);
+    if found.is_none() {
+        tracing::warn!(
+            step,
+            "the best dev checkpoint is gone from {}: exporting the last step instead",
+            run_dir.display()
+        );
+    }
+    Ok(found)
+}
+
 /// After the last step: the best checkpoint's weights (when a dev set chose
 /// one) exported as RUN/model with the tokenizer, and the test set scored.
 fn finish(
@@ -496,23 +520,7 @@ fn finish(
     best: Option<(u64, f64)>,
     test: Option<&LabelledEval>,
 ) -> Result<()> {
-    let chosen = match (cfg.task.dev.is_some(), best) {
-        (true, Some((step, _))) => {
-            let found = cloze_train::checkpoint::list(run_dir)?
-                .into_iter()
-                .find(|(s, _)| *s == step)
-                .map(|(_, dir)| dir);
-            if found.is_none() {
-                tracing::warn!(
-                    step,
-                    "the best dev checkpoint is gone from {}: exporting the last step instead",
-                    run_dir.display()
-                );
-            }
-            found
-        }
-        _ => None,
-    };
+    let chosen = best_checkpoint(run_dir, cfg.task.dev.is_some(), best)?;
     let from = chosen.clone().unwrap_or_else(|| last.to_path_buf());
     model
         .load_weights(&from)

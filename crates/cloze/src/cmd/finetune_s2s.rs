@@ -21,7 +21,7 @@ use cloze_train::s2s::{Seq2SeqEval, Seq2SeqSource};
 use cloze_train::trainer::{HeldOut, RunOutcome, Trainer};
 use cloze_train::{BertPretrainer, PretrainModel};
 
-use super::finetune::{copy_tokenizer, run_kind, RUN_FILES};
+use super::finetune::{best_checkpoint, copy_tokenizer, run_kind, RUN_FILES};
 use crate::cmd::interrupt::{self, Interrupted};
 use crate::cmd::run_dir::{self, shell_word, Driver};
 
@@ -193,13 +193,7 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
             ),
         ))),
         RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
-            let chosen = match (cfg.task.dev.is_some(), best) {
-                (true, Some((step, _))) => cloze_train::checkpoint::list(&run_dir)?
-                    .into_iter()
-                    .find(|(s, _)| *s == step)
-                    .map(|(_, dir)| dir),
-                _ => None,
-            };
+            let chosen = best_checkpoint(&run_dir, cfg.task.dev.is_some(), best)?;
             let from = chosen.clone().unwrap_or(checkpoint);
             model
                 .load_weights(&from)
