@@ -56,6 +56,7 @@ pub mod finetune_data;
 pub mod generate;
 pub mod generation_baselines;
 pub mod generation_metrics;
+pub mod kg_rank;
 pub mod metrics;
 pub mod mlm_eval;
 pub mod pll;

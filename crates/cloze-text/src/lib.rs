@@ -41,6 +41,7 @@ pub mod corpus;
 pub mod error;
 mod fastbert;
 pub mod instance;
+pub mod kg;
 pub mod prepare;
 pub mod pretrain;
 pub mod progress;
