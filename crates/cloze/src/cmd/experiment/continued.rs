@@ -22,7 +22,7 @@ use cloze_fs::OutputKind;
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 
-use super::report::{markdown_table, Summary};
+use super::report::{cell, markdown_table};
 use super::{capture_once, has_checkpoint, os_args, read_json, save, step_once, Steps};
 
 /// Arguments of `cloze experiment continued-pretraining`.
@@ -86,12 +86,7 @@ fn kind() -> OutputKind {
 }
 
 fn precision_of(a: &ContinuedArgs) -> cloze_models::Precision {
-    a.precision
-        .unwrap_or(if cloze_models::precision::cpu_has_bf16_gemm() {
-            cloze_models::Precision::Bf16
-        } else {
-            cloze_models::Precision::Fp32
-        })
+    super::precision_or_default(a.precision)
 }
 
 /// The settings that must match when an experiment directory is continued.
@@ -506,20 +501,6 @@ fn paraphrase_metrics(emb: &Path, name: &str) -> Result<(f64, f64, f64)> {
 
 fn value_at(v: &Value, pointer: &str) -> Option<f64> {
     v.pointer(pointer).and_then(Value::as_f64)
-}
-
-fn cell(values: &[f64], scale: f64, digits: usize) -> String {
-    match Summary::of(values) {
-        None => "n/a".into(),
-        Some(s) if s.n == 1 => format!("{:.*}", digits, s.mean * scale),
-        Some(s) => format!(
-            "{:.*} ± {:.*}",
-            digits,
-            s.mean * scale,
-            digits,
-            s.sd * scale
-        ),
-    }
 }
 
 fn report(out: &Path, results: &Path, a: &ContinuedArgs, seeds: &[u64]) -> Result<String> {

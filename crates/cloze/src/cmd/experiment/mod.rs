@@ -291,6 +291,16 @@ pub fn save(path: &Path, value: &Value) -> Result<()> {
     write_json(path, value)
 }
 
+/// The precision asked for, else bf16 where the CPU multiplies bf16 in
+/// hardware and fp32 elsewhere.
+pub fn precision_or_default(asked: Option<cloze_models::Precision>) -> cloze_models::Precision {
+    asked.unwrap_or(if cloze_models::precision::cpu_has_bf16_gemm() {
+        cloze_models::Precision::Bf16
+    } else {
+        cloze_models::Precision::Fp32
+    })
+}
+
 /// Whether a run directory holds at least one checkpoint to resume from.
 pub fn has_checkpoint(run: &Path) -> bool {
     std::fs::read_dir(run.join("checkpoints"))

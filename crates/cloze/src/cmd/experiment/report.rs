@@ -44,6 +44,22 @@ pub fn percent(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".into(), |v| format!("{:.1}", v * 100.0))
 }
 
+/// `mean ± sd` of `values` times `scale` with `digits` decimals; the mean
+/// alone for one value, "n/a" for none.
+pub fn cell(values: &[f64], scale: f64, digits: usize) -> String {
+    match Summary::of(values) {
+        None => "n/a".into(),
+        Some(s) if s.n == 1 => format!("{:.*}", digits, s.mean * scale),
+        Some(s) => format!(
+            "{:.*} ± {:.*}",
+            digits,
+            s.mean * scale,
+            digits,
+            s.sd * scale
+        ),
+    }
+}
+
 /// A Markdown table; `right` says which columns are right-aligned.
 pub fn markdown_table(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
     let mut s = format!("| {} |\n|", header.join(" | "));

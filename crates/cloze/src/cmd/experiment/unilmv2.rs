@@ -28,7 +28,7 @@ use cloze_eval::generation_metrics::{score_generation, BleuOptions};
 use cloze_fs::OutputKind;
 use serde_json::{json, Value};
 
-use super::report::{self, markdown_table, Panel, Summary};
+use super::report::{self, cell, markdown_table, Panel, Summary};
 use super::{capture_once, has_checkpoint, os_args, read_json, save, step_once, Steps};
 
 /// Arguments of `cloze experiment unilmv2`.
@@ -149,12 +149,7 @@ fn kind() -> OutputKind {
 }
 
 fn precision_of(a: &Unilmv2Args) -> cloze_models::Precision {
-    a.precision
-        .unwrap_or(if cloze_models::precision::cpu_has_bf16_gemm() {
-            cloze_models::Precision::Bf16
-        } else {
-            cloze_models::Precision::Fp32
-        })
+    super::precision_or_default(a.precision)
 }
 
 /// The settings that must match when an experiment directory is continued.
@@ -598,20 +593,6 @@ fn couplet_baselines(poetry: &Path) -> Result<Value> {
 /// `pointer` in the stored result `path`, if both exist.
 fn value_at(path: &Path, pointer: &str) -> Option<f64> {
     read_json(path).ok()?.pointer(pointer)?.as_f64()
-}
-
-fn cell(values: &[f64], scale: f64, digits: usize) -> String {
-    match Summary::of(values) {
-        None => "n/a".into(),
-        Some(s) if s.n == 1 => format!("{:.*}", digits, s.mean * scale),
-        Some(s) => format!(
-            "{:.*} ± {:.*}",
-            digits,
-            s.mean * scale,
-            digits,
-            s.sd * scale
-        ),
-    }
 }
 
 /// One metric of every finished seed of an arm.
