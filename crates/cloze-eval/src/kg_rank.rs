@@ -10,6 +10,20 @@
 //! middle rather than first (the optimistic rank) or last (the
 //! pessimistic one). A NaN score is never higher than another; an answer
 //! scored NaN gets the worst rank.
+//!
+//! ```
+//! use std::collections::HashSet;
+//! use cloze_eval::kg_rank::{rank_of, RankStats};
+//!
+//! // Four candidates; the answer is 2. Candidate 0 is another true answer.
+//! let scores = [0.9, 0.4, 0.7, 0.7];
+//! let r = rank_of(&scores, 2, Some(&HashSet::from([0, 2]))).unwrap();
+//! assert_eq!((r.raw, r.filtered), (2.5, 1.5)); // one higher, one tied
+//! let mut stats = RankStats::default();
+//! stats.add(r.filtered);
+//! assert_eq!(stats.hits(1), Some(0.0));
+//! assert_eq!(stats.hits(3), Some(1.0));
+//! ```
 
 use std::collections::HashSet;
 

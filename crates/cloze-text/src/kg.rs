@@ -8,6 +8,22 @@
 //! Ids are assigned in sorted name order over all three splits, so they do
 //! not depend on the order of the lines or on which split a name first
 //! appears in.
+//!
+//! ```
+//! use cloze_text::kg::{KnowledgeGraph, Split};
+//!
+//! let g = KnowledgeGraph::from_texts(
+//!     "virus\tcauses\tdisease_or_syndrome\n",
+//!     "bacterium\tcauses\tdisease_or_syndrome\n",
+//!     "fungus\tcauses\tdisease_or_syndrome\n",
+//! )?;
+//! assert_eq!(g.entities, ["bacterium", "disease_or_syndrome", "fungus", "virus"]);
+//! assert_eq!(g.entity_text(1), "disease or syndrome");
+//! // Filtering knows every head that causes disease, from all splits.
+//! assert_eq!(g.known_answers().heads_of(0, 1).map(|h| h.len()), Some(3));
+//! assert_eq!(g.unseen_in_training(Split::Test), [2]);
+//! # Ok::<(), cloze_text::error::Error>(())
+//! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;

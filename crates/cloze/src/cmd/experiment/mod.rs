@@ -301,6 +301,22 @@ pub fn precision_or_default(asked: Option<cloze_models::Precision>) -> cloze_mod
     })
 }
 
+/// The arguments of a training step: `cloze CMD --resume RUN` when `run`
+/// holds a checkpoint (a step cut short), else `start()`.
+pub fn resume_or(
+    cmd: &str,
+    run: &Path,
+    start: impl FnOnce() -> Vec<std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    if has_checkpoint(run) {
+        let mut v = os_args([cmd, "--resume"]);
+        v.push(run.as_os_str().to_owned());
+        v
+    } else {
+        start()
+    }
+}
+
 /// Whether a run directory holds at least one checkpoint to resume from.
 pub fn has_checkpoint(run: &Path) -> bool {
     std::fs::read_dir(run.join("checkpoints"))

@@ -29,7 +29,7 @@ use cloze_fs::OutputKind;
 use serde_json::{json, Value};
 
 use super::report::{self, cell, markdown_table, Panel, Summary};
-use super::{capture_once, has_checkpoint, os_args, read_json, save, step_once, Steps};
+use super::{capture_once, os_args, read_json, resume_or, save, step_once, Steps};
 
 /// Arguments of `cloze experiment unilmv2`.
 #[derive(Debug, Args)]
@@ -341,11 +341,7 @@ fn pretrain(
         steps.skip(&step);
         return Ok(());
     }
-    let args = if has_checkpoint(&run) {
-        let mut v = os_args(["pretrain", "--resume"]);
-        v.push(run.clone().into_os_string());
-        v
-    } else {
+    let args = resume_or("pretrain", &run, || {
         let mut v = os_args(["pretrain", "--config", arm.preset, "--data"]);
         v.push(out.join("data").into_os_string());
         v.push("--out".into());
@@ -372,7 +368,7 @@ fn pretrain(
             v.push((*s).into());
         }
         v
-    };
+    });
     let (_, seconds) = steps.run(&step, &args, false)?;
     let previous = read_json(&result)
         .ok()
@@ -404,11 +400,7 @@ fn sentiment(
     if metrics.exists() {
         steps.skip(&step);
     } else {
-        let mut args = if has_checkpoint(&run) {
-            let mut v = os_args(["finetune", "--resume"]);
-            v.push(run.clone().into_os_string());
-            v
-        } else {
+        let mut args = resume_or("finetune", &run, || {
             let mut v = os_args(["finetune", "--task", "sequence", "--model"]);
             v.push(
                 out.join("pretrain")
@@ -432,7 +424,7 @@ fn sentiment(
                 "--force".into(),
             ]));
             v
-        };
+        });
         args.push("--test".into());
         args.push(test.into_os_string());
         seconds = steps.run(&step, &args, false)?.1;
@@ -456,11 +448,7 @@ fn couplets(
     if run.join("model").join("config.json").exists() {
         steps.skip(&step);
     } else {
-        let args = if has_checkpoint(&run) {
-            let mut v = os_args(["finetune", "--resume"]);
-            v.push(run.clone().into_os_string());
-            v
-        } else {
+        let args = resume_or("finetune", &run, || {
             let mut v = os_args(["finetune", "--task", "seq2seq", "--model"]);
             v.push(
                 out.join("pretrain")
@@ -489,7 +477,7 @@ fn couplets(
                 "--force".into(),
             ]));
             v
-        };
+        });
         seconds = steps.run(&step, &args, false)?.1;
     }
 
