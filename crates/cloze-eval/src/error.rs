@@ -8,6 +8,9 @@ pub enum Error {
     /// The model failed (bad input, checkpoint, libtorch).
     #[error(transparent)]
     Model(#[from] cloze_models::Error),
+    /// Rows could not be laid out (`cloze-mask`).
+    #[error(transparent)]
+    Mask(#[from] cloze_mask::Error),
     /// A libtorch operation failed.
     #[error("libtorch")]
     Torch(#[from] tch::TchError),

@@ -57,6 +57,7 @@ pub mod generate;
 pub mod generation_baselines;
 pub mod generation_metrics;
 pub mod kg_rank;
+pub mod kg_score;
 pub mod link;
 pub mod metrics;
 pub mod mlm_eval;

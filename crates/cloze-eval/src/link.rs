@@ -185,12 +185,14 @@ pub struct QueryBatch {
 
 /// Link prediction over fixed triples as a [`Task`]: each triple becomes a
 /// tail query and a head query, batched `batch_size` queries at a time.
-pub struct LinkTask<'a> {
+/// `'s` bounds the scorers it accepts (a scorer may borrow a model).
+pub struct LinkTask<'a, 's> {
     batches: Vec<QueryBatch>,
     known: &'a KnownAnswers,
+    scorer: std::marker::PhantomData<&'s ()>,
 }
 
-impl<'a> LinkTask<'a> {
+impl<'a> LinkTask<'a, '_> {
     /// The queries of `triples` (tail queries first, then head queries,
     /// each in triple order), filtered against `known`.
     pub fn new(triples: &[Triple], known: &'a KnownAnswers, batch_size: usize) -> Result<Self> {
@@ -214,7 +216,11 @@ impl<'a> LinkTask<'a> {
                 answers: c.iter().map(|(_, a)| *a).collect(),
             })
             .collect();
-        Ok(Self { batches, known })
+        Ok(Self {
+            batches,
+            known,
+            scorer: std::marker::PhantomData,
+        })
     }
 
     /// The filter set of a query.
@@ -226,8 +232,8 @@ impl<'a> LinkTask<'a> {
     }
 }
 
-impl Task for LinkTask<'_> {
-    type Model = dyn LinkScorer + 'static;
+impl<'s> Task for LinkTask<'_, 's> {
+    type Model = dyn LinkScorer + 's;
     type Input = QueryBatch;
     type Prediction = Vec<Vec<f32>>;
     type Metrics = LinkMetrics;
@@ -279,13 +285,13 @@ impl Task for LinkTask<'_> {
 }
 
 /// Ranks every triple of `triples` in both directions under `scorer`.
-pub fn evaluate_links(
-    scorer: &(dyn LinkScorer + 'static),
+pub fn evaluate_links<'s>(
+    scorer: &(dyn LinkScorer + 's),
     triples: &[Triple],
     known: &KnownAnswers,
     batch_size: usize,
 ) -> Result<LinkMetrics> {
-    let task = LinkTask::new(triples, known, batch_size)?;
+    let task: LinkTask<'_, 's> = LinkTask::new(triples, known, batch_size)?;
     task::evaluate(&task, scorer)
 }
 

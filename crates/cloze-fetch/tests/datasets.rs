@@ -219,3 +219,102 @@ fn chinese_poetry_couplets_and_splits() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+#[ignore = "network: apt-get download wordnet-base"]
+fn wn18rr_style_graphs() -> Result<()> {
+    use std::collections::{BTreeMap, HashSet};
+
+    use cloze_fetch::wordnet_graph::{GraphStats, MAX_ENTITIES, STATS_FILE};
+    use cloze_text::kg::{KnowledgeGraph, Split};
+
+    let stats_of = |dir: &std::path::Path| -> Result<GraphStats> {
+        Ok(serde_json::from_slice(&fs::read(dir.join(STATS_FILE))?)?)
+    };
+    let sizes = |g: &KnowledgeGraph| (g.train.len(), g.valid.len(), g.test.len());
+
+    let f = fetched("wn18rr-style")?;
+    let g = KnowledgeGraph::load(&f.dir)?;
+    let stats = stats_of(&f.dir)?;
+    assert_eq!(stats.synsets, 117_659);
+    assert_eq!(stats.full_triples.values().sum::<usize>(), 218_358);
+    assert_eq!(stats.struck_isolated, 347);
+    assert_eq!(g.entities.len(), MAX_ENTITIES);
+    assert_eq!(stats.entities, MAX_ENTITIES);
+    assert_eq!(g.relations.len(), 11);
+    assert_eq!(sizes(&g), (104_335, 2_911, 2_917));
+    let per_relation: BTreeMap<&str, usize> = stats
+        .per_relation
+        .iter()
+        .map(|(r, splits)| (r.as_str(), splits.values().sum()))
+        .collect();
+    assert_eq!(
+        per_relation,
+        BTreeMap::from([
+            ("_also_see", 3_039),
+            ("_derivationally_related_form", 50_933),
+            ("_has_part", 2_977),
+            ("_hypernym", 32_400),
+            ("_instance_hypernym", 1_047),
+            ("_member_meronym", 5_187),
+            ("_member_of_domain_region", 375),
+            ("_member_of_domain_usage", 411),
+            ("_similar_to", 8_638),
+            ("_synset_domain_topic_of", 3_444),
+            ("_verb_group", 1_712),
+        ])
+    );
+    // Transductive: every valid and test entity is in train, no triple is
+    // in two files.
+    assert!(g.unseen_in_training(Split::Valid).is_empty());
+    assert!(g.unseen_in_training(Split::Test).is_empty());
+    let train: HashSet<_> = g.train.iter().collect();
+    assert!(g.valid.iter().chain(&g.test).all(|t| !train.contains(t)));
+    let valid: HashSet<_> = g.valid.iter().collect();
+    assert!(g.test.iter().all(|t| !valid.contains(t)));
+    // Every entity has a label and the gloss before its examples.
+    let id = |name: &str| {
+        g.entities
+            .binary_search(&name.to_string())
+            .map(|i| i as u32)
+    };
+    let dog = id("02084071n").unwrap();
+    assert_eq!(g.entity_text(dog), "dog");
+    assert_eq!(
+        g.entity_description(dog),
+        Some(
+            "a member of the genus Canis (probably descended from the common wolf) that has \
+             been domesticated by man since prehistoric times; occurs in many breeds"
+        )
+    );
+    let tsv = fs::read_to_string(f.dir.join("entities.tsv"))?;
+    assert_eq!(tsv.lines().count(), MAX_ENTITIES);
+    let canine = id("02083346n").unwrap();
+    let hypernym = g.relations.binary_search(&"_hypernym".to_string()).unwrap() as u32;
+    assert!(g
+        .known_answers()
+        .tails_of(dog, hypernym)
+        .is_some_and(|t| t.contains(&canine)));
+
+    let z = fetched("wn18rr-style-zeroshot")?;
+    let zg = KnowledgeGraph::load(&z.dir)?;
+    let zstats = stats_of(&z.dir)?;
+    assert_eq!(zg.entities.len(), 40_533);
+    assert_eq!(zg.relations.len(), 11);
+    assert_eq!(sizes(&zg), (99_202, 3_000, 3_000));
+    // The unseen test entities are exactly the held-out ones in test, and
+    // each test triple has exactly one of them.
+    let unseen = zg.unseen_in_training(Split::Test);
+    assert_eq!(unseen.len(), 899);
+    assert_eq!(unseen.len(), zstats.held_out["test_held_out_used"]);
+    let unseen: HashSet<u32> = unseen.into_iter().collect();
+    assert!(zg
+        .test
+        .iter()
+        .all(|t| unseen.contains(&t.head) != unseen.contains(&t.tail)));
+    let valid_unseen = zg.unseen_in_training(Split::Valid);
+    assert_eq!(valid_unseen.len(), 909);
+    assert!(valid_unseen.iter().all(|e| !unseen.contains(e)));
+    assert!(zg.entity_description(0).is_some());
+    Ok(())
+}

@@ -71,6 +71,7 @@ pub mod blockwise;
 pub mod config;
 pub mod corrupt;
 pub mod error;
+pub mod link;
 pub mod masker;
 pub mod pseudo;
 pub mod rng;

@@ -9,6 +9,13 @@
 //! not depend on the order of the lines or on which split a name first
 //! appears in.
 //!
+//! A graph directory may also hold `entities.tsv` ([`ENTITY_TEXTS_FILE`]):
+//! one line `name<TAB>label<TAB>description` per entity, for graphs whose
+//! names are codes (the WordNet graph's `02084071n` is labelled `dog` and
+//! described by its gloss). An entity it does not list keeps its
+//! [`readable_name`] and has no description; a graph without the file (the
+//! pykeen graphs) reads exactly as before.
+//!
 //! ```
 //! use cloze_text::kg::{KnowledgeGraph, Split};
 //!
@@ -64,6 +71,16 @@ impl Split {
     }
 }
 
+/// The optional file of entity labels and descriptions in a graph directory.
+pub const ENTITY_TEXTS_FILE: &str = "entities.tsv";
+
+/// The label and description `entities.tsv` gives one entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EntityText {
+    label: String,
+    description: Option<String>,
+}
+
 /// A graph with its three splits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnowledgeGraph {
@@ -77,6 +94,10 @@ pub struct KnowledgeGraph {
     pub valid: Vec<Triple>,
     /// Test triples in file order.
     pub test: Vec<Triple>,
+    /// The texts of `entities.tsv` by entity id, `None` where the file gives
+    /// none (or there is no file); empty until texts are attached. Private so
+    /// that it always has one slot per entity or none at all.
+    texts: Vec<Option<EntityText>>,
 }
 
 /// The raw string triples of one split file.
@@ -120,8 +141,73 @@ fn parse_split(text: &str, path: &Path) -> Result<RawTriples> {
     Ok(out)
 }
 
+/// Parses the text of an `entities.tsv` against the sorted entity names of
+/// the graph: one slot per entity, filled where a line names it.
+fn parse_entity_texts(
+    text: &str,
+    path: &Path,
+    entities: &[String],
+) -> Result<Vec<Option<EntityText>>> {
+    let mut texts: Vec<Option<EntityText>> = vec![None; entities.len()];
+    // The line each entity was first given on, to name both lines of a duplicate.
+    let mut given_on: HashMap<usize, u64> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i as u64 + 1;
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: String| Error::Format {
+            path: path.to_path_buf(),
+            line: line_no,
+            reason,
+        };
+        // A line whose description is empty may have lost its trailing tab to
+        // an editor; two fields read as a label without a description.
+        let fields: Vec<&str> = line.split('\t').collect();
+        if fields.len() != 2 && fields.len() != 3 {
+            return Err(bad(format!(
+                "expected name<TAB>label<TAB>description, found {} field(s)",
+                fields.len()
+            )));
+        }
+        let name = fields[0].trim();
+        let label = fields[1].trim();
+        if name.is_empty() {
+            return Err(bad("an empty entity name".into()));
+        }
+        if label.is_empty() {
+            return Err(bad(format!("an empty label for entity {name:?}")));
+        }
+        // Entity names are sorted by byte order, as `String`'s `Ord` compares.
+        let id = entities
+            .binary_search_by(|e| e.as_str().cmp(name))
+            .map_err(|_| bad(format!("entity {name:?} occurs in no split file")))?;
+        if let Some(first) = given_on.insert(id, line_no) {
+            return Err(bad(format!(
+                "entity {name:?} is listed twice (first on line {first})"
+            )));
+        }
+        let description = fields
+            .get(2)
+            .map(|d| d.trim())
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned);
+        texts[id] = Some(EntityText {
+            label: label.to_owned(),
+            description,
+        });
+    }
+    Ok(texts)
+}
+
 impl KnowledgeGraph {
-    /// Reads `train.txt`, `valid.txt` and `test.txt` from `dir`.
+    /// Reads `train.txt`, `valid.txt` and `test.txt` from `dir`, and the
+    /// entity texts of `entities.tsv` when the directory has one.
+    ///
+    /// A malformed line of any file is an error naming the file and line, as
+    /// is an `entities.tsv` line naming an entity no split file mentions or
+    /// an entity listed twice.
     pub fn load(dir: &Path) -> Result<Self> {
         let read = |split: Split| -> Result<RawTriples> {
             let path = dir.join(split.file());
@@ -131,11 +217,13 @@ impl KnowledgeGraph {
             })?;
             parse_split(&text, &path)
         };
-        Ok(Self::from_raw(
-            read(Split::Train)?,
-            read(Split::Valid)?,
-            read(Split::Test)?,
-        ))
+        let graph = Self::from_raw(read(Split::Train)?, read(Split::Valid)?, read(Split::Test)?);
+        let path = dir.join(ENTITY_TEXTS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => graph.with_entity_texts_at(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(graph),
+            Err(source) => Err(Error::Io { path, source }),
+        }
     }
 
     /// A graph from the text of its three split files (tests, examples).
@@ -146,6 +234,35 @@ impl KnowledgeGraph {
             parse_split(valid, &p("valid.txt"))?,
             parse_split(test, &p("test.txt"))?,
         ))
+    }
+
+    /// The graph with the entity texts of an `entities.tsv` given as text
+    /// (tests, examples); errors name the file `entities.tsv`. Texts attached
+    /// before are replaced.
+    ///
+    /// ```
+    /// use cloze_text::kg::KnowledgeGraph;
+    ///
+    /// let g = KnowledgeGraph::from_texts(
+    ///     "02084071n\t_hypernym\t02083346n\n",
+    ///     "02083346n\t_hypernym\t02075296n\n",
+    ///     "02084071n\t_hypernym\t01317541n\n",
+    /// )?
+    /// .with_entity_texts("02084071n\tdog\ta member of the genus Canis\n02083346n\tcanine\t\n")?;
+    /// assert_eq!(g.entity_text(3), "dog");
+    /// assert_eq!(g.entity_description(3), Some("a member of the genus Canis"));
+    /// assert_eq!(g.entity_description(2), None);
+    /// // An entity the file leaves out keeps its readable name.
+    /// assert_eq!(g.entity_text(0), "01317541 n");
+    /// # Ok::<(), cloze_text::error::Error>(())
+    /// ```
+    pub fn with_entity_texts(self, text: &str) -> Result<Self> {
+        self.with_entity_texts_at(text, Path::new(ENTITY_TEXTS_FILE))
+    }
+
+    fn with_entity_texts_at(mut self, text: &str, path: &Path) -> Result<Self> {
+        self.texts = parse_entity_texts(text, path, &self.entities)?;
+        Ok(self)
     }
 
     fn from_raw(train: RawTriples, valid: RawTriples, test: RawTriples) -> Self {
@@ -179,6 +296,7 @@ impl KnowledgeGraph {
             test: ids(&test),
             entities: entities.into_iter().map(str::to_owned).collect(),
             relations: relations.into_iter().map(str::to_owned).collect(),
+            texts: Vec::new(),
         }
     }
 
@@ -191,12 +309,34 @@ impl KnowledgeGraph {
         }
     }
 
-    /// The readable text of an entity ([`readable_name`]).
+    /// The text of an entity: its label from `entities.tsv` when the graph
+    /// has one for it, else its [`readable_name`]; empty for an id out of
+    /// range.
     pub fn entity_text(&self, id: u32) -> String {
-        self.entities
-            .get(id as usize)
-            .map(|e| readable_name(e))
-            .unwrap_or_default()
+        match self.entity_texts(id) {
+            Some(text) => text.label.clone(),
+            None => self
+                .entities
+                .get(id as usize)
+                .map(|e| readable_name(e))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The description `entities.tsv` gives an entity (a WordNet gloss), or
+    /// `None` when it gives none, the graph has no such file or the id is out
+    /// of range.
+    pub fn entity_description(&self, id: u32) -> Option<&str> {
+        self.entity_texts(id)?.description.as_deref()
+    }
+
+    /// Whether the graph was read with entity texts (an `entities.tsv`).
+    pub fn has_entity_texts(&self) -> bool {
+        !self.texts.is_empty()
+    }
+
+    fn entity_texts(&self, id: u32) -> Option<&EntityText> {
+        self.texts.get(id as usize)?.as_ref()
     }
 
     /// The readable text of a relation ([`readable_name`]).
@@ -337,6 +477,99 @@ mod tests {
         assert!(e.to_string().starts_with("valid.txt:1: an empty"), "{e}");
         let e = KnowledgeGraph::from_texts(TRAIN, VALID, "\n\n").unwrap_err();
         assert_eq!(e.to_string(), "test.txt:0: no triples");
+    }
+
+    #[test]
+    fn entity_texts_replace_names_and_add_descriptions() {
+        let g = KnowledgeGraph::from_texts(TRAIN, VALID, TEST)
+            .unwrap()
+            .with_entity_texts("b\tBee\ta flying insect\r\n\nc\tsea\t  \nd\tdee\n")
+            .unwrap();
+        assert!(g.has_entity_texts());
+        assert_eq!(g.entity_text(1), "Bee");
+        assert_eq!(g.entity_description(1), Some("a flying insect"));
+        // An empty description, with or without its tab, is no description.
+        assert_eq!(
+            (g.entity_text(2), g.entity_description(2)),
+            ("sea".into(), None)
+        );
+        assert_eq!(
+            (g.entity_text(3), g.entity_description(3)),
+            ("dee".into(), None)
+        );
+        // An entity left out falls back to its readable name.
+        assert_eq!(
+            (g.entity_text(0), g.entity_description(0)),
+            ("a".into(), None)
+        );
+        assert_eq!(
+            (g.entity_text(9), g.entity_description(9)),
+            (String::new(), None)
+        );
+        let plain = KnowledgeGraph::from_texts(TRAIN, VALID, TEST).unwrap();
+        assert!(!plain.has_entity_texts());
+        assert_eq!(plain.entity_description(1), None);
+        assert_eq!(plain.entity_text(1), "b");
+    }
+
+    #[test]
+    fn bad_entity_texts_name_file_and_line() {
+        let g = KnowledgeGraph::from_texts(TRAIN, VALID, TEST).unwrap();
+        let err = |text: &str| g.clone().with_entity_texts(text).unwrap_err().to_string();
+        assert_eq!(
+            err("a\tA\n\nzz\tZed\tunknown\n"),
+            "entities.tsv:3: entity \"zz\" occurs in no split file"
+        );
+        assert_eq!(
+            err("a\n"),
+            "entities.tsv:1: expected name<TAB>label<TAB>description, found 1 field(s)"
+        );
+        assert_eq!(
+            err("a\tA\tx\ty\n"),
+            "entities.tsv:1: expected name<TAB>label<TAB>description, found 4 field(s)"
+        );
+        assert_eq!(
+            err("a\t \tx\n"),
+            "entities.tsv:1: an empty label for entity \"a\""
+        );
+        assert_eq!(err("\tA\tx\n"), "entities.tsv:1: an empty entity name");
+        assert_eq!(
+            err("a\tA\nb\tB\na\tA again\n"),
+            "entities.tsv:3: entity \"a\" is listed twice (first on line 1)"
+        );
+    }
+
+    #[test]
+    fn load_reads_entities_tsv_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        for (split, text) in [
+            (Split::Train, TRAIN),
+            (Split::Valid, VALID),
+            (Split::Test, TEST),
+        ] {
+            std::fs::write(dir.path().join(split.file()), text).unwrap();
+        }
+        let plain = KnowledgeGraph::load(dir.path()).unwrap();
+        assert_eq!(
+            plain,
+            KnowledgeGraph::from_texts(TRAIN, VALID, TEST).unwrap()
+        );
+        assert_eq!(plain.entity_text(2), "c");
+
+        let path = dir.path().join(ENTITY_TEXTS_FILE);
+        std::fs::write(&path, "c\tsea\tsalt water\n").unwrap();
+        let g = KnowledgeGraph::load(dir.path()).unwrap();
+        assert_eq!(g.entity_text(2), "sea");
+        assert_eq!(g.entity_description(2), Some("salt water"));
+        assert_eq!(g.train, plain.train);
+
+        std::fs::write(&path, "c\tsea\tsalt water\nq\tcue\t\n").unwrap();
+        let e = KnowledgeGraph::load(dir.path()).unwrap_err();
+        assert!(matches!(e, Error::Format { line: 2, .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("{}:2: entity \"q\" occurs in no split file", path.display())
+        );
     }
 
     #[test]

@@ -217,6 +217,33 @@ pub enum Error {
         /// What was missing.
         problem: &'static str,
     },
+    /// A knowledge-graph embedding model cannot be built for the graph given.
+    #[error("knowledge-graph embeddings: {problem}")]
+    KgeGraph {
+        /// What is wrong, in words.
+        problem: String,
+    },
+    /// Knowledge-graph embedding training diverged.
+    #[error(
+        "the knowledge-graph embedding loss became {loss} in epoch {epoch}; lower lr or init_scale"
+    )]
+    KgeNonFinite {
+        /// The epoch, from 1.
+        epoch: usize,
+        /// The batch loss (NaN or +-inf).
+        loss: f64,
+    },
+    /// A saved knowledge-graph embedding model is missing or does not match its config.
+    #[error("{}: not a saved knowledge-graph embedding model: {problem}", path.display())]
+    KgeFile {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong, in words.
+        problem: String,
+        /// The libtorch error behind it, when there is one.
+        #[source]
+        source: Option<tch::TchError>,
+    },
 }
 
 /// Result alias for this crate.

@@ -57,15 +57,25 @@ pub enum TaskKind {
     /// predicts each target token at its pseudo token (`crate::s2s`); the
     /// model stays an HF `BertForMaskedLM`.
     Seq2seq,
+    /// MLMLM knowledge-graph link prediction (`crate::link`): the MLM head
+    /// predicts an entity's tokens at a fully masked slot; the model stays
+    /// an HF `BertForMaskedLM`.
+    Link,
 }
 
 impl TaskKind {
+    /// Whether the task trains the masked-LM model itself rather than a
+    /// classifier head.
+    pub fn is_masked_lm(self) -> bool {
+        matches!(self, TaskKind::Seq2seq | TaskKind::Link)
+    }
+
     /// The HF class of a model for this task.
     pub fn architecture(self) -> &'static str {
         match self {
             TaskKind::Sequence => "BertForSequenceClassification",
             TaskKind::Token => "BertForTokenClassification",
-            TaskKind::Seq2seq => "BertForMaskedLM",
+            TaskKind::Seq2seq | TaskKind::Link => "BertForMaskedLM",
         }
     }
 
@@ -75,6 +85,7 @@ impl TaskKind {
             TaskKind::Sequence => "sequence_classification",
             TaskKind::Token => "token_classification",
             TaskKind::Seq2seq => "seq2seq",
+            TaskKind::Link => "mlm",
         }
     }
 
@@ -84,6 +95,7 @@ impl TaskKind {
             TaskKind::Sequence => "cls",
             TaskKind::Token => "tag",
             TaskKind::Seq2seq => "s2s",
+            TaskKind::Link => "link",
         }
     }
 }
@@ -403,17 +415,17 @@ impl Classifier {
             cloze_core::rng::Stream::ModelInit,
             1,
         ));
-        if kind == TaskKind::Seq2seq {
+        if kind.is_masked_lm() {
             return Err(Error::InvalidConfig {
                 field: "task.kind",
-                problem:
-                    "seq2seq fine-tunes the masked-LM model itself (crate::s2s), not a classifier"
-                        .to_owned(),
+                problem: "seq2seq and link fine-tune the masked-LM model itself (crate::s2s, \
+                          crate::link), not a classifier"
+                    .to_owned(),
             });
         }
         let cfg = config.clone();
         let loaded = cloze_models::hf::load_with(dir, device, move |p, _| match kind {
-            TaskKind::Sequence | TaskKind::Seq2seq => {
+            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link => {
                 BertForSequenceClassification::new(p, &cfg).map(Head::Sequence)
             }
             TaskKind::Token => BertForTokenClassification::new(p, &cfg).map(Head::Token),
@@ -699,7 +711,7 @@ impl LabelledEval {
             .collect::<cloze_eval::Result<Vec<_>>>()?;
         let scheme = match kind {
             TaskKind::Token => TagScheme::detect(&labels),
-            TaskKind::Sequence | TaskKind::Seq2seq => None,
+            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link => None,
         };
         Ok(Self {
             batches,
@@ -713,7 +725,7 @@ impl LabelledEval {
     pub fn score(&self, model: &dyn PretrainModel, device: Device) -> Result<ClassMetrics> {
         let _guard = tch::no_grad_guard();
         let objective = match self.kind {
-            TaskKind::Sequence | TaskKind::Seq2seq => ClassLoss::Sequence,
+            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link => ClassLoss::Sequence,
             TaskKind::Token => ClassLoss::Token,
         };
         let (mut loss_sum, mut gold, mut pred) = (0.0, Vec::new(), Vec::new());
@@ -849,7 +861,7 @@ pub fn predict(
         for (row, ex) in chunk.iter().enumerate() {
             let p = probs.f_get(row as i64)?;
             out.push(match model.kind() {
-                TaskKind::Sequence | TaskKind::Seq2seq => p,
+                TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link => p,
                 TaskKind::Token => p.f_narrow(0, 0, ex.input_ids.len() as i64)?,
             });
         }

@@ -64,6 +64,8 @@ pub mod data;
 
 pub mod error;
 pub mod finetune;
+pub mod kge;
+pub mod link;
 pub mod metrics;
 pub mod objective;
 pub mod optim;

@@ -60,6 +60,8 @@ enum Command {
     Predict(cmd::predict::PredictArgs),
     /// Sequence-to-sequence generation with a UniLM-v2 model fine-tuned for it (greedy, key/value cache).
     Generate(cmd::generate::GenerateArgs),
+    /// Knowledge-graph link prediction with a masked LM (MLMLM): eval, baselines, predict.
+    Kg(cmd::kg::KgArgs),
     /// Reproduce a paper's claim end to end (data, pretraining, fine-tuning over seeds): a Markdown table and a PNG chart.
     Experiment(cmd::experiment::ExperimentArgs),
 }
@@ -142,6 +144,7 @@ fn main() -> std::process::ExitCode {
             cmd::finetune::run(a)
         }
         Command::Predict(a) => cmd::predict::run(a),
+        Command::Kg(a) => cmd::kg::run(a),
         Command::Experiment(a) => cmd::experiment::run(a, cli.threads),
     };
     match result {

@@ -62,6 +62,11 @@ pub enum TaskArg {
     /// UniLM-v2 sequence-to-sequence generation: JSON lines with `source`
     /// and `target` (s2s-ft's fine-tuning; generate with `cloze generate`).
     Seq2seq,
+    /// MLMLM knowledge-graph link prediction: `--train` is a graph
+    /// directory (`train.txt`/`valid.txt`/`test.txt`) or a cached graph
+    /// dataset such as `umls`; its valid split is the dev set (rank the
+    /// test split with `cloze kg eval`).
+    Link,
 }
 
 impl From<TaskArg> for TaskKind {
@@ -70,6 +75,7 @@ impl From<TaskArg> for TaskKind {
             TaskArg::Sequence => TaskKind::Sequence,
             TaskArg::Token => TaskKind::Token,
             TaskArg::Seq2seq => TaskKind::Seq2seq,
+            TaskArg::Link => TaskKind::Link,
         }
     }
 }
@@ -160,7 +166,23 @@ fn fresh_config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
     let (Some(model), Some(task), Some(train)) = (&a.model, a.task, &a.train) else {
         bail!("--model, --task and --train are needed to start a run");
     };
-    let mut cfg = FinetuneConfig::new(task.into(), model.clone(), train.clone(), a.dev.clone());
+    let kind: TaskKind = task.into();
+    let (train, dev) = if kind == TaskKind::Link {
+        if let Some(d) = &a.dev {
+            bail!(
+                "--dev {}: link prediction evaluates on the graph's own valid.txt",
+                d.display()
+            );
+        }
+        let dir = super::data::resolve(&train.to_string_lossy(), "graph")?;
+        let dir =
+            std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))?;
+        let valid = dir.join("valid.txt");
+        (dir, Some(valid))
+    } else {
+        (train.clone(), a.dev.clone())
+    };
+    let mut cfg = FinetuneConfig::new(kind, model.clone(), train, dev);
     if let Some(e) = a.epochs {
         cfg.task.epochs = e;
     }
@@ -205,7 +227,9 @@ impl Examples {
                 Self::Sequence(finetune_data::read_seq_examples(path, require_labels)?)
             }
             TaskKind::Token => Self::Token(finetune_data::read_tag_examples(path, require_labels)?),
-            TaskKind::Seq2seq => bail!("seq2seq examples are read by finetune_s2s"),
+            TaskKind::Seq2seq | TaskKind::Link => {
+                bail!("seq2seq and link examples are read by finetune_s2s and finetune_link")
+            }
         })
     }
 
@@ -327,6 +351,18 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         };
     let kind = cfg.task.kind;
     tch::set_num_threads(cfg.run.threads);
+    if kind == TaskKind::Link {
+        return super::finetune_link::run(
+            super::finetune_link::Started {
+                cfg,
+                out_guard,
+                lock,
+                run_dir,
+                resuming,
+            },
+            a.test.as_deref(),
+        );
+    }
     if kind == TaskKind::Seq2seq {
         return super::finetune_s2s::run(
             super::finetune_s2s::Started {

@@ -53,6 +53,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let tok = ModelTokenizer::from_dir(&a.model, max_len)?;
     let lines: Vec<Value> = match model.kind() {
         // A classifier is never a seq2seq model (`Classifier` refuses that kind).
+        TaskKind::Link => anyhow::bail!(
+            "{} is a link-prediction model: use `cloze kg predict`",
+            a.model.display()
+        ),
         TaskKind::Seq2seq => anyhow::bail!(
             "{} is a generation model: use `cloze generate`",
             a.model.display()

@@ -14,6 +14,7 @@
 
 pub mod continued;
 pub mod macbert_ablation;
+pub mod mlmlm;
 mod report;
 pub mod unilmv2;
 
@@ -56,6 +57,10 @@ pub enum Which {
     /// seeds, each fine-tuned for sentiment classification and for couplet
     /// generation (against three baselines).
     Unilmv2(unilmv2::Unilmv2Args),
+    /// MLMLM: knowledge-graph link prediction with a fine-tuned masked LM
+    /// against frequency, DistMult and ComplEx baselines on UMLS, Nations,
+    /// Kinships and a WN18RR-style graph (with a zero-shot split).
+    Mlmlm(mlmlm::MlmlmArgs),
 }
 
 /// Runs `cloze experiment`; `threads` is the global `--threads`, passed on
@@ -65,6 +70,7 @@ pub fn run(a: ExperimentArgs, threads: Option<usize>) -> Result<()> {
         Which::MacbertAblation(args) => macbert_ablation::run(args, threads),
         Which::ContinuedPretraining(args) => continued::run(args, threads),
         Which::Unilmv2(args) => unilmv2::run(args, threads),
+        Which::Mlmlm(args) => mlmlm::run(args, threads),
     }
 }
 
