@@ -246,6 +246,15 @@ impl<'m> MlmLinkScorer<'m> {
         self.groups.iter().map(|g| g.len).collect()
     }
 
+    /// How many candidates have each slot length, in the order of
+    /// [`Self::candidate_lengths`]. A row with `k` masks tells the model
+    /// the answer has `k` tokens, so a length few entities share scores
+    /// them high whatever the query: the mean log-likelihood does not
+    /// compare lengths on an equal footing.
+    pub fn candidates_per_length(&self) -> Vec<usize> {
+        self.groups.iter().map(|g| g.entities.len()).collect()
+    }
+
     /// What has been run so far.
     pub fn counts(&self) -> ScorerCounts {
         self.counts.get()
@@ -473,6 +482,7 @@ mod tests {
         // One row per query and distinct length (1, 2, 3), against one per
         // query and candidate.
         assert_eq!(by_len.candidate_lengths(), [1, 2, 3]);
+        assert_eq!(by_len.candidates_per_length(), [2, 2, 1]);
         assert_eq!(by_len.counts().rows, 3 * 3);
         assert_eq!(by_len.counts().batches, 3 * 2); // 3 queries in batches of 2, per length
         assert_eq!(naive.counts().rows, 3 * 5);

@@ -43,6 +43,20 @@ impl Instances for Vec<Instance> {
     }
 }
 
+/// The examples at `indices` (a data source's `batch`), cloned in that
+/// order; an index out of range is `Error::DataMismatch`.
+pub fn pick<T: Clone>(examples: &[T], indices: &[usize]) -> Result<Vec<T>> {
+    indices
+        .iter()
+        .map(|&i| {
+            examples
+                .get(i)
+                .cloned()
+                .ok_or_else(|| Error::DataMismatch(format!("example {i} out of range")))
+        })
+        .collect()
+}
+
 /// A seeded permutation of `0..n` for `epoch`: the order the trainer visits
 /// examples in (one implementation, in [`cloze_core::rng`]).
 pub use cloze_core::rng::epoch_order;

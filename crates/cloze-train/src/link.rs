@@ -119,15 +119,7 @@ impl DataSource for LinkSource {
     }
 
     fn batch(&self, _epoch: u64, _first_index: u64, indices: &[usize]) -> Result<Batch> {
-        let picked = indices
-            .iter()
-            .map(|&i| {
-                self.examples
-                    .get(i)
-                    .copied()
-                    .ok_or_else(|| Error::DataMismatch(format!("example {i} out of range")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let picked = crate::data::pick(&self.examples, indices)?;
         batch_of(&self.texts, &self.layout, &picked)
     }
 }

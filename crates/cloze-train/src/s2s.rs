@@ -107,15 +107,7 @@ impl DataSource for Seq2SeqSource {
     }
 
     fn batch(&self, epoch: u64, first_index: u64, indices: &[usize]) -> Result<Batch> {
-        let picked = indices
-            .iter()
-            .map(|&i| {
-                self.examples
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| Error::DataMismatch(format!("example {i} out of range")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let picked = crate::data::pick(&self.examples, indices)?;
         Ok(self.builder.batch(&picked, self.seed, epoch, first_index))
     }
 }

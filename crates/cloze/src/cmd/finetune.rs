@@ -156,6 +156,41 @@ pub struct FinetuneArgs {
     pub global_threads: Option<usize>,
 }
 
+/// What `run` settled before dispatching a task that trains the masked-LM
+/// model itself (`finetune_s2s`, `finetune_link`).
+pub struct Started {
+    /// The run's settings.
+    pub cfg: FinetuneConfig,
+    /// The checked output of a fresh run.
+    pub out_guard: Option<OutputDir>,
+    /// The lock of a resumed run.
+    pub lock: Option<DirLock>,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Whether this is `--resume`.
+    pub resuming: bool,
+}
+
+/// Exports the weights of `from` (the best checkpoint, else the last one)
+/// as `RUN/model` with the base model's tokenizer files; returns that
+/// directory.
+pub(crate) fn export_model(
+    model: &dyn PretrainModel,
+    run_dir: &Path,
+    from: &Path,
+    base: &Path,
+) -> Result<PathBuf> {
+    model
+        .load_weights(from)
+        .with_context(|| format!("loading the weights of {}", from.display()))?;
+    let model_dir = run_dir.join("model");
+    std::fs::create_dir_all(&model_dir)
+        .with_context(|| format!("creating {}", model_dir.display()))?;
+    model.save(&model_dir)?;
+    copy_tokenizer(base, &model_dir)?;
+    Ok(model_dir)
+}
+
 /// The kind of output a fine-tuning run directory is, for `cloze-fs`.
 pub(crate) fn run_kind() -> OutputKind {
     OutputKind::new("finetune", "--force")
@@ -351,29 +386,18 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         };
     let kind = cfg.task.kind;
     tch::set_num_threads(cfg.run.threads);
-    if kind == TaskKind::Link {
-        return super::finetune_link::run(
-            super::finetune_link::Started {
-                cfg,
-                out_guard,
-                lock,
-                run_dir,
-                resuming,
-            },
-            a.test.as_deref(),
-        );
-    }
-    if kind == TaskKind::Seq2seq {
-        return super::finetune_s2s::run(
-            super::finetune_s2s::Started {
-                cfg,
-                out_guard,
-                lock,
-                run_dir,
-                resuming,
-            },
-            a.test.as_deref(),
-        );
+    if kind.is_masked_lm() {
+        let started = Started {
+            cfg,
+            out_guard,
+            lock,
+            run_dir,
+            resuming,
+        };
+        return match kind {
+            TaskKind::Link => super::finetune_link::run(started, a.test.as_deref()),
+            _ => super::finetune_s2s::run(started, a.test.as_deref()),
+        };
     }
 
     // 2. Data: read, labelled and encoded, and checked against the model,
@@ -558,14 +582,7 @@ fn finish(
 ) -> Result<()> {
     let chosen = best_checkpoint(run_dir, cfg.task.dev.is_some(), best)?;
     let from = chosen.clone().unwrap_or_else(|| last.to_path_buf());
-    model
-        .load_weights(&from)
-        .with_context(|| format!("loading the weights of {}", from.display()))?;
-    let model_dir = run_dir.join("model");
-    std::fs::create_dir_all(&model_dir)
-        .with_context(|| format!("creating {}", model_dir.display()))?;
-    model.save(&model_dir)?;
-    copy_tokenizer(&cfg.task.base_model, &model_dir)?;
+    let model_dir = export_model(model, run_dir, &from, &cfg.task.base_model)?;
     match (&chosen, best) {
         (Some(_), Some((step, score))) => println!(
             "best dev score {:.4} at step {step}; model (HuggingFace {}, with tokenizer): {}",

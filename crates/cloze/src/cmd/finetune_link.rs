@@ -15,20 +15,18 @@
 //! encoder such as all-MiniLM-L6-v2): the head is then created, seeded, with
 //! its decoder tied to the word embeddings.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cloze_eval::kg_score::{LinkTexts, TextLimits};
 use cloze_eval::ModelTokenizer;
-use cloze_fs::{DirLock, OutputDir};
 use cloze_mask::link::SlotLayout;
 use cloze_text::kg::KnowledgeGraph;
-use cloze_train::finetune::FinetuneConfig;
 use cloze_train::link::{LinkEval, LinkExample, LinkSource};
 use cloze_train::trainer::{HeldOut, RunOutcome, Trainer};
-use cloze_train::{BertPretrainer, PretrainModel};
+use cloze_train::BertPretrainer;
 
-use super::finetune::{best_checkpoint, copy_tokenizer, run_kind, RUN_FILES};
+use super::finetune::{best_checkpoint, export_model, run_kind, Started, RUN_FILES};
 use crate::cmd::interrupt::{self, Interrupted};
 use crate::cmd::run_dir::{self, shell_word, Driver};
 
@@ -36,20 +34,6 @@ use crate::cmd::run_dir::{self, shell_word, Driver};
 /// in file order): enough to choose a checkpoint, few enough that scoring a
 /// large graph's every entity stays a small share of the run.
 pub const DEV_TRIPLES: usize = 500;
-
-/// What `finetune::run` settled before dispatching here.
-pub struct Started {
-    /// The run's settings.
-    pub cfg: FinetuneConfig,
-    /// The checked output of a fresh run.
-    pub out_guard: Option<OutputDir>,
-    /// The lock of a resumed run.
-    pub lock: Option<DirLock>,
-    /// The run directory.
-    pub run_dir: PathBuf,
-    /// Whether this is `--resume`.
-    pub resuming: bool,
-}
 
 /// A graph and its texts tokenized for a model.
 pub struct GraphTexts {
@@ -189,14 +173,7 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
         RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
             let chosen = best_checkpoint(&run_dir, true, best)?;
             let from = chosen.clone().unwrap_or(checkpoint);
-            model
-                .load_weights(&from)
-                .with_context(|| format!("loading the weights of {}", from.display()))?;
-            let model_dir = run_dir.join("model");
-            std::fs::create_dir_all(&model_dir)
-                .with_context(|| format!("creating {}", model_dir.display()))?;
-            model.save(&model_dir)?;
-            copy_tokenizer(&base, &model_dir)?;
+            let model_dir = export_model(&model, &run_dir, &from, &base)?;
             match (&chosen, best) {
                 (Some(_), Some((step, score))) => println!(
                     "best valid filtered MRR {:.4} at step {step}; model (HuggingFace \

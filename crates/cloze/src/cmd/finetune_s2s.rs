@@ -8,40 +8,24 @@
 //! loss (the last step without `--dev`) as an HF `BertForMaskedLM` with the
 //! base model's tokenizer, ready for `cloze generate`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cloze_core::SpecialTokens;
 use cloze_eval::ModelTokenizer;
-use cloze_fs::{DirLock, OutputDir};
 use cloze_mask::{Seq2SeqBuilder, Seq2SeqConfig, Seq2SeqExample};
 use cloze_models::HeadStatus;
-use cloze_train::finetune::FinetuneConfig;
 use cloze_train::s2s::{Seq2SeqEval, Seq2SeqSource};
 use cloze_train::trainer::{HeldOut, RunOutcome, Trainer};
-use cloze_train::{BertPretrainer, PretrainModel};
+use cloze_train::BertPretrainer;
 
-use super::finetune::{best_checkpoint, copy_tokenizer, run_kind, RUN_FILES};
+use super::finetune::{best_checkpoint, export_model, run_kind, Started, RUN_FILES};
 use crate::cmd::interrupt::{self, Interrupted};
 use crate::cmd::run_dir::{self, shell_word, Driver};
 
 /// The longest target, its final `[SEP]` included (s2s-ft's default
 /// `--max_target_seq_length`); the source gets `task.max_length`.
 pub const MAX_TARGET_LEN: usize = 48;
-
-/// What `finetune::run` settled before dispatching here.
-pub struct Started {
-    /// The run's settings.
-    pub cfg: FinetuneConfig,
-    /// The checked output of a fresh run.
-    pub out_guard: Option<OutputDir>,
-    /// The lock of a resumed run.
-    pub lock: Option<DirLock>,
-    /// The run directory.
-    pub run_dir: PathBuf,
-    /// Whether this is `--resume`.
-    pub resuming: bool,
-}
 
 /// `{"source", "target"}` JSON lines, tokenized without special tokens.
 fn read_pairs(path: &Path, tok: &ModelTokenizer) -> Result<Vec<Seq2SeqExample>> {
@@ -195,14 +179,7 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
         RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
             let chosen = best_checkpoint(&run_dir, cfg.task.dev.is_some(), best)?;
             let from = chosen.clone().unwrap_or(checkpoint);
-            model
-                .load_weights(&from)
-                .with_context(|| format!("loading the weights of {}", from.display()))?;
-            let model_dir = run_dir.join("model");
-            std::fs::create_dir_all(&model_dir)
-                .with_context(|| format!("creating {}", model_dir.display()))?;
-            model.save(&model_dir)?;
-            copy_tokenizer(&base, &model_dir)?;
+            let model_dir = export_model(&model, &run_dir, &from, &base)?;
             match (&chosen, best) {
                 (Some(_), Some((step, loss))) => println!(
                     "lowest dev loss {loss:.4} at step {step}; model (HuggingFace BertForMaskedLM, \

@@ -209,6 +209,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         "model": a.model,
         "scoring": if a.per_candidate { "per_candidate" } else { "by_length" },
         "candidate_lengths": lengths,
+        "candidates_per_length": scorer.candidates_per_length(),
         "rows": counts.rows,
         "forward_batches": counts.batches,
         "rows_per_query": counts.rows as f64 / counts.queries.max(1) as f64,
