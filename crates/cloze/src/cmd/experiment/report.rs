@@ -136,7 +136,7 @@ fn draw_panel(
     if text {
         builder
             .caption(&panel.title, ("sans-serif", 18))
-            .x_label_area_size(60)
+            .x_label_area_size(36)
             .y_label_area_size(48);
     } else {
         builder.x_label_area_size(8).y_label_area_size(8);
@@ -152,13 +152,11 @@ fn draw_panel(
     let mut mesh = chart.configure_mesh();
     mesh.disable_x_mesh();
     if text {
+        // Horizontal labels under their bars: rotated ones were drawn
+        // upwards from the axis, into the plot and behind the bars.
         mesh.y_desc("%")
             .x_label_formatter(&formatter)
-            .x_label_style(
-                ("sans-serif", 12)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            );
+            .x_label_style(("sans-serif", 12));
     } else {
         mesh.x_labels(0).y_labels(0);
     }
