@@ -427,6 +427,28 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicated_triple_is_ranked_each_time_and_filters_only_other_answers() {
+        // (a, likes, b) is in train and twice in test; (a, likes, c) is a
+        // second true tail. Tail scores: c 0.9, b 0.5, d 0.5, a 0.1.
+        let g = KnowledgeGraph::from_texts(
+            "a\tlikes\tb\na\tlikes\tc\n",
+            "d\tlikes\ta\n",
+            "a\tlikes\tb\na\tlikes\tb\n",
+        )
+        .unwrap();
+        let scorer = Table {
+            tail: vec![0.1, 0.5, 0.9, 0.5],
+            head: vec![0.0; 4],
+        };
+        let m = evaluate_links(&scorer, &g.test, &g.known_answers(), 8).unwrap();
+        assert_eq!(m.tail.raw.count(), 2);
+        // Raw: c higher, d tied -> 2.5. Filtered: c is another true tail
+        // and goes; the answer itself is never filtered -> 1.5.
+        assert_eq!(m.tail.raw.mr(), 2.5);
+        assert_eq!(m.tail.filtered.mr(), 1.5);
+    }
+
+    #[test]
     fn batching_does_not_change_the_metrics() {
         let g = graph();
         let known = g.known_answers();
