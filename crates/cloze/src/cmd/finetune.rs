@@ -191,6 +191,16 @@ pub(crate) fn export_model(
     Ok(model_dir)
 }
 
+/// The error a fine-tuning run stopped by Ctrl-C returns (exit 130), with
+/// the command that continues it.
+pub(crate) fn interrupted(step: u64, checkpoint: &Path, run_dir: &Path) -> anyhow::Error {
+    anyhow::Error::new(Interrupted(format!(
+        "interrupted at step {step}; checkpoint {}\ncontinue with: cloze finetune --resume {}",
+        checkpoint.display(),
+        shell_word(run_dir)
+    )))
+}
+
 /// The kind of output a fine-tuning run directory is, for `cloze-fs`.
 pub(crate) fn run_kind() -> OutputKind {
     OutputKind::new("finetune", "--force")
@@ -495,13 +505,9 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     obs.bar.finish_and_clear();
     let best = trainer.state().best;
     let result = match outcome? {
-        RunOutcome::Interrupted { checkpoint, step } => Err(anyhow::Error::new(Interrupted(
-            format!(
-                "interrupted at step {step}; checkpoint {}\ncontinue with: cloze finetune --resume {}",
-                checkpoint.display(),
-                shell_word(&run_dir)
-            ),
-        ))),
+        RunOutcome::Interrupted { checkpoint, step } => {
+            Err(super::finetune::interrupted(step, &checkpoint, &run_dir))
+        }
         RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
             finish(&cfg, &model, &run_dir, &checkpoint, best, test.as_ref())
         }

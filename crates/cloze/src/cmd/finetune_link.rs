@@ -27,7 +27,7 @@ use cloze_train::trainer::{HeldOut, RunOutcome, Trainer};
 use cloze_train::BertPretrainer;
 
 use super::finetune::{best_checkpoint, export_model, run_kind, Started, RUN_FILES};
-use crate::cmd::interrupt::{self, Interrupted};
+use crate::cmd::interrupt;
 use crate::cmd::run_dir::{self, shell_word, Driver};
 
 /// Valid triples ranked at each evaluation during training (the first ones
@@ -163,13 +163,9 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
     obs.bar.finish_and_clear();
     let best = trainer.state().best;
     let result = match outcome? {
-        RunOutcome::Interrupted { checkpoint, step } => Err(anyhow::Error::new(Interrupted(
-            format!(
-                "interrupted at step {step}; checkpoint {}\ncontinue with: cloze finetune --resume {}",
-                checkpoint.display(),
-                shell_word(&run_dir)
-            ),
-        ))),
+        RunOutcome::Interrupted { checkpoint, step } => {
+            Err(super::finetune::interrupted(step, &checkpoint, &run_dir))
+        }
         RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
             let chosen = best_checkpoint(&run_dir, true, best)?;
             let from = chosen.clone().unwrap_or(checkpoint);

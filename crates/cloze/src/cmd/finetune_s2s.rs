@@ -20,7 +20,7 @@ use cloze_train::trainer::{HeldOut, RunOutcome, Trainer};
 use cloze_train::BertPretrainer;
 
 use super::finetune::{best_checkpoint, export_model, run_kind, Started, RUN_FILES};
-use crate::cmd::interrupt::{self, Interrupted};
+use crate::cmd::interrupt;
 use crate::cmd::run_dir::{self, shell_word, Driver};
 
 /// The longest target, its final `[SEP]` included (s2s-ft's default
@@ -169,13 +169,9 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
     obs.bar.finish_and_clear();
     let best = trainer.state().best;
     let result = match outcome? {
-        RunOutcome::Interrupted { checkpoint, step } => Err(anyhow::Error::new(Interrupted(
-            format!(
-                "interrupted at step {step}; checkpoint {}\ncontinue with: cloze finetune --resume {}",
-                checkpoint.display(),
-                shell_word(&run_dir)
-            ),
-        ))),
+        RunOutcome::Interrupted { checkpoint, step } => {
+            Err(super::finetune::interrupted(step, &checkpoint, &run_dir))
+        }
         RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
             let chosen = best_checkpoint(&run_dir, cfg.task.dev.is_some(), best)?;
             let from = chosen.clone().unwrap_or(checkpoint);

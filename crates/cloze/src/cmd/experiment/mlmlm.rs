@@ -173,7 +173,8 @@ pub fn run(a: MlmlmArgs, threads: Option<usize>) -> Result<()> {
         let graph_arg = |limit: &str| -> Vec<std::ffi::OsString> {
             os_args(["--graph", graph.as_str(), "--json", "--limit", limit])
         };
-        let kge_epochs = kge_epochs_for(graph, a.kge_queries)?;
+        let train = train_triples(graph)?;
+        let kge_epochs = kge_epochs_for(train, a.kge_queries);
         capture_once(
             &mut steps,
             &format!("{g}/frequency"),
@@ -186,7 +187,7 @@ pub fn run(a: MlmlmArgs, threads: Option<usize>) -> Result<()> {
         )?;
         // ComplEx costs twice DistMult's products; on a large graph only
         // DistMult runs, to keep the experiment within hours on two cores.
-        let embeddings: &[&str] = if train_triples(graph)? > LARGE_GRAPH {
+        let embeddings: &[&str] = if train > LARGE_GRAPH {
             &EMBEDDINGS[..1]
         } else {
             EMBEDDINGS
@@ -215,7 +216,7 @@ pub fn run(a: MlmlmArgs, threads: Option<usize>) -> Result<()> {
             if trained.exists() {
                 steps.skip(&format!("{g}/train-seed{seed}"));
             } else {
-                let max_steps = steps_for(graph, &a)?;
+                let max_steps = steps_for(train, &a);
                 let args = resume_or("finetune", &run, || {
                     let mut v = os_args(["finetune", "--task", "link", "--model"]);
                     v.push(model.clone().into_os_string());
@@ -293,10 +294,9 @@ pub fn run(a: MlmlmArgs, threads: Option<usize>) -> Result<()> {
 /// Training triples above which a graph is large (`--large-max-steps`).
 const LARGE_GRAPH: usize = 50_000;
 
-/// The masked LM's steps on `graph`: `--epochs` passes over its training
+/// The masked LM's steps on a graph of `train` triples: `--epochs` passes over its training
 /// questions, capped by `--max-steps` (`--large-max-steps` on a large graph).
-fn steps_for(graph: &str, a: &MlmlmArgs) -> Result<u64> {
-    let train = train_triples(graph)?;
+fn steps_for(train: usize, a: &MlmlmArgs) -> u64 {
     let questions = 2.0 * train as f64;
     let steps = (a.epochs * questions / a.batch_size as f64).ceil() as u64;
     let cap = if train > LARGE_GRAPH {
@@ -304,7 +304,7 @@ fn steps_for(graph: &str, a: &MlmlmArgs) -> Result<u64> {
     } else {
         a.max_steps
     };
-    Ok(steps.clamp(1, cap.max(1)))
+    steps.clamp(1, cap.max(1))
 }
 
 /// The training triples of `graph`.
@@ -315,11 +315,11 @@ fn train_triples(graph: &str) -> Result<usize> {
     Ok(g.train.len())
 }
 
-/// Epochs of an embedding baseline on `graph`: the preset's 100, fewer
+/// Epochs of an embedding baseline on a graph of `train` triples: the preset's 100, fewer
 /// when 100 passes would exceed `budget` training queries.
-fn kge_epochs_for(graph: &str, budget: u64) -> Result<u64> {
-    let per_epoch = (2 * train_triples(graph)?).max(1) as u64;
-    Ok((budget / per_epoch).clamp(1, 100))
+fn kge_epochs_for(train: usize, budget: u64) -> u64 {
+    let per_epoch = (2 * train).max(1) as u64;
+    (budget / per_epoch).clamp(1, 100)
 }
 
 /// A filtered metric of one stored `kg eval`/`kg baseline` result.
