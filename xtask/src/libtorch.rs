@@ -166,7 +166,9 @@ pub fn ensure(opts: &Options) -> Result<PathBuf> {
     Ok(dest)
 }
 
-fn clean_stale_partials(cache: &Path, name: &str) {
+/// Removes `.NAME.partial-PID` and `.NAME.old-PID` directories in `cache` whose process
+/// is gone: what an interrupted install of `NAME` left behind.
+pub(crate) fn clean_stale_partials(cache: &Path, name: &str) {
     let Ok(rd) = fs::read_dir(cache) else { return };
     for e in rd.flatten() {
         let fname = e.file_name().to_string_lossy().into_owned();
@@ -445,7 +447,8 @@ fn link(root: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+/// The SHA-256 digest of a file, in lower-case hex.
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let mut f = fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

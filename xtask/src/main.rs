@@ -3,17 +3,24 @@
 //! Subcommands:
 //! - `libtorch [--cuda] [--force]`: provision libtorch 2.13.0 from the PyTorch wheels
 //!   through pip into a cache outside the clone, verified and atomically installed,
-//!   then point `.libtorch` in the repository at it (or at the user's `LIBTORCH`).
+//!   then point `.libtorch` in the repository at it (or at the user's `LIBTORCH`);
+//!   likewise the gloo C++ headers that cloze-dist's c10d shim includes (the wheel
+//!   lacks them), from Debian's `libgloo-dev` through `apt-get download`, linked as
+//!   `.gloo` (or the user's `CLOZE_GLOO_INCLUDE`).
 //! - `env`: print the shell exports that make the built binaries run from any shell.
 //! - `test [--offline] [--cuda] [ARGS..]`: provision if needed, then run every test.
 //! - `demo`: the main job, end to end (`--precision fp32|bf16`; by default bf16
 //!   where the CPU has bf16 GEMM instructions).
 //! - `bench [NAME]`: the criterion benches.
 //! - `ci`: what `.ci/run` does (formatting check, then `test`).
+//!
+//! Everything that builds the workspace (`test`, `ci`, `demo`, `bench`) provisions
+//! first, as `libtorch` does.
 
 #![allow(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod gloo;
 mod libtorch;
 
 use anyhow::{bail, Context, Result};
@@ -41,8 +48,9 @@ fn run() -> Result<()> {
                 force: take_flag(&mut args, "--force"),
             };
             reject_rest(&args)?;
-            let dir = libtorch::ensure(&opts)?;
-            println!("libtorch ready: {}", dir.display());
+            let (torch, gloo) = provision(&opts)?;
+            println!("libtorch ready: {}", torch.display());
+            println!("gloo headers ready: {}", gloo.display());
             Ok(())
         }
         "env" => {
@@ -54,6 +62,10 @@ fn run() -> Result<()> {
                 "export LD_LIBRARY_PATH={}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}",
                 dir.join("lib").display()
             );
+            // Only builds need the headers; print them when they are provisioned.
+            if let Ok(gloo) = gloo::linked_include(&repo_root()) {
+                println!("export CLOZE_GLOO_INCLUDE={}", gloo.display());
+            }
             Ok(())
         }
         "test" => test(args),
@@ -80,13 +92,23 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          commands:\n  \
-           libtorch [--cuda] [--force]  provision libtorch 2.13.0 (CPU by default) through pip\n  \
+           libtorch [--cuda] [--force]  provision libtorch 2.13.0 (CPU by default) through pip,\n                               \
+           and the gloo headers cloze-dist needs through apt-get\n  \
            env                          print shell exports for running built binaries elsewhere\n  \
-           test [--offline] [--cuda]     provision libtorch if missing, then run every test\n  \
+           test [--offline] [--cuda]    provision libtorch and gloo if missing, then run every test\n  \
            demo [--precision P]         the main job, end to end (trains in bf16 where the CPU has it)\n  \
            bench [NAME]                 run the criterion benches (all, or one by name)\n  \
            ci                           formatting check, then `test` (what .ci/run does)"
     );
+}
+
+/// Provisions what building the workspace needs: libtorch, then the gloo headers
+/// cloze-dist compiles its c10d shim against. Returns libtorch's directory and the
+/// directory holding `gloo/`.
+fn provision(opts: &libtorch::Options) -> Result<(PathBuf, PathBuf)> {
+    let torch = libtorch::ensure(opts)?;
+    let gloo = gloo::ensure()?;
+    Ok((torch, gloo))
 }
 
 fn take_flag(args: &mut Vec<String>, flag: &str) -> bool {
@@ -140,7 +162,7 @@ fn has_nextest() -> bool {
 fn test(mut args: Vec<String>) -> Result<()> {
     let offline = take_flag(&mut args, "--offline");
     let cuda = take_flag(&mut args, "--cuda");
-    libtorch::ensure(&libtorch::Options { cuda, force: false })?;
+    provision(&libtorch::Options { cuda, force: false })?;
     let extra: Vec<&str> = args.iter().map(String::as_str).collect();
     if has_nextest() {
         let mut a = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
@@ -214,7 +236,7 @@ fn demo(mut args: Vec<String>) -> Result<()> {
     let (precision, why) = demo_precision(&mut args)?;
     reject_rest(&args)?;
     println!("demo: training in {precision} ({why})");
-    libtorch::ensure(&libtorch::Options::default())?;
+    provision(&libtorch::Options::default())?;
     cargo(&["build", "--release", "-p", "cloze"])?;
     let root = repo_root();
     let bin = root.join("target/release/cloze");
@@ -304,7 +326,7 @@ fn cache_dir() -> PathBuf {
 }
 
 fn bench(args: Vec<String>) -> Result<()> {
-    libtorch::ensure(&libtorch::Options::default())?;
+    provision(&libtorch::Options::default())?;
     let mut a = vec!["bench", "-p", "cloze-benches"];
     for name in &args {
         a.extend(["--bench", name.as_str()]);
