@@ -73,6 +73,37 @@ pub fn reduce_values(coll: &dyn Collective, values: &mut [f64], op: ReduceOp) ->
     Ok(())
 }
 
+/// Overwrites `values` on every rank with rank `root`'s.
+pub fn broadcast_values(coll: &dyn Collective, values: &mut [f64], root: usize) -> Result<()> {
+    if coll.world_size() == 1 || values.is_empty() {
+        return Ok(());
+    }
+    let t = Tensor::from_slice(values);
+    coll.broadcast(std::slice::from_ref(&t), root)?;
+    values.copy_from_slice(&Vec::<f64>::try_from(&t)?);
+    Ok(())
+}
+
+/// Rank `root`'s bytes on every rank (a configuration, a serialised state):
+/// the length first, then the bytes. Other ranks pass anything (it is
+/// replaced).
+pub fn broadcast_bytes(coll: &dyn Collective, bytes: &mut Vec<u8>, root: usize) -> Result<()> {
+    if coll.world_size() == 1 {
+        return Ok(());
+    }
+    let mut len = [bytes.len() as f64];
+    broadcast_values(coll, &mut len, root)?;
+    let n = len[0] as usize;
+    bytes.resize(n, 0);
+    if n == 0 {
+        return Ok(());
+    }
+    let t = Tensor::from_slice(bytes.as_slice());
+    coll.broadcast(std::slice::from_ref(&t), root)?;
+    *bytes = Vec::<u8>::try_from(&t)?;
+    Ok(())
+}
+
 /// What one bucketed allreduce cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct AllreduceStats {

@@ -27,7 +27,8 @@ mod group;
 mod launch;
 
 pub use collective::{
-    allreduce_buckets, broadcast_all, reduce_values, AllreduceStats, Collective, ReduceOp, Solo,
+    allreduce_buckets, broadcast_all, broadcast_bytes, broadcast_values, reduce_values,
+    AllreduceStats, Collective, ReduceOp, Solo,
 };
 pub use error::{Error, LostRanks, Result};
 pub use group::ProcessGroup;

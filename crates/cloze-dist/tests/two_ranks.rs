@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use cloze_dist::{
-    allreduce_buckets, reduce_values, Collective, Error, GroupOptions, Launch, LostRanks,
-    ProcessGroup, ReduceOp,
+    allreduce_buckets, broadcast_bytes, reduce_values, Collective, Error, GroupOptions, Launch,
+    LostRanks, ProcessGroup, ReduceOp,
 };
 use tch::Tensor;
 
@@ -84,6 +84,13 @@ fn collectives_across_two_processes() -> Result<()> {
             "a: {a}"
         );
         ensure!(Vec::<f32>::try_from(&c)? == vec![2.0; 5], "c: {c}");
+        // Bytes of rank 0 (lengths differ per rank before the call).
+        let mut bytes = vec![b'x'; 3 + g.rank()];
+        if g.rank() == 0 {
+            bytes = b"config = 1".to_vec();
+        }
+        broadcast_bytes(&g, &mut bytes, 0)?;
+        ensure!(bytes == b"config = 1", "bytes: {bytes:?}");
         g.barrier()?;
         println!("rank {} ok", g.rank());
         return Ok(());

@@ -90,6 +90,11 @@ pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
 }
 
+/// Where the checkpoint of `step` is (or will be) published.
+pub fn step_dir(run_dir: &Path, step: u64) -> PathBuf {
+    checkpoints_dir(run_dir).join(step_dir_name(step))
+}
+
 fn step_dir_name(step: u64) -> String {
     format!("step-{step:08}")
 }

@@ -19,6 +19,9 @@ pub enum Error {
     /// A libtorch operation failed.
     #[error("libtorch")]
     Torch(#[from] tch::TchError),
+    /// A collective of a data-parallel run failed (a rank died, a timeout).
+    #[error(transparent)]
+    Dist(#[from] cloze_dist::Error),
     /// The held-out evaluation failed.
     #[error("held-out evaluation")]
     Eval(#[from] cloze_eval::Error),

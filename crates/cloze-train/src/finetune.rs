@@ -619,10 +619,7 @@ impl Objective for ClassLoss {
             .loss(name, scalar(&loss)?)
             .accuracy(name, accuracy(&kept_logits, &kept_labels)?)
             .count(name, keep.size()[0].max(0) as u64);
-        Ok(Losses {
-            total: loss,
-            report,
-        })
+        Ok(Losses::mean(loss, keep.size()[0] as f64, report))
     }
 }
 

@@ -51,6 +51,10 @@ pub struct TrainMetrics {
     pub elapsed_s: f64,
     /// Batches skipped for a non-finite loss so far.
     pub skipped: u64,
+    /// Data-parallel runs: mean seconds per step spent summing gradients
+    /// across the ranks (the allreduce, waiting for the slowest rank included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allreduce_s: Option<f64>,
 }
 
 /// An evaluation result at a step.
@@ -215,6 +219,7 @@ mod tests {
                 tokens_seen: 100 * step,
                 elapsed_s: 1.0,
                 skipped: 0,
+                allreduce_s: None,
             }))
         };
         let text = format!(

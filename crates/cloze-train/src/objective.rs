@@ -24,6 +24,73 @@ pub struct Losses {
     pub total: Tensor,
     /// Unweighted component losses and accuracies by name, for logging.
     pub report: Report,
+    /// `total` as its terms, each a weighted mean over its own count of
+    /// targets (masked tokens, pairs, pseudo tokens). Data-parallel training
+    /// weighs each rank's term by its share of the targets of all ranks, so
+    /// W ranks with batch B compute the loss of one batch W*B. Empty for an
+    /// objective that does not say ([`Losses::opaque`]): ranks then average
+    /// their losses, each counting the same.
+    pub parts: Vec<LossPart>,
+}
+
+/// One term of a total loss: a (weighted) mean over `count` targets.
+#[derive(Debug)]
+pub struct LossPart {
+    /// The weighted mean.
+    pub term: Tensor,
+    /// The targets it averages over.
+    pub count: f64,
+}
+
+impl Losses {
+    /// A total that is the sum of `parts` (added in order).
+    pub fn of_parts(parts: Vec<LossPart>, report: Report) -> Result<Self> {
+        let mut iter = parts.iter();
+        let Some(first) = iter.next() else {
+            return Err(Error::DataMismatch("an objective returned no loss".into()));
+        };
+        let mut total = first.term.shallow_clone();
+        for p in iter {
+            total = total.f_add(&p.term)?;
+        }
+        Ok(Self {
+            total,
+            report,
+            parts,
+        })
+    }
+
+    /// One mean over `count` targets.
+    pub fn mean(total: Tensor, count: f64, report: Report) -> Self {
+        let parts = vec![LossPart {
+            term: total.shallow_clone(),
+            count,
+        }];
+        Self {
+            total,
+            report,
+            parts,
+        }
+    }
+
+    /// A total whose counts the objective does not give.
+    pub fn opaque(total: Tensor, report: Report) -> Self {
+        Self {
+            total,
+            report,
+            parts: Vec::new(),
+        }
+    }
+}
+
+/// Targets of `labels` that a cross-entropy with `ignore_index = -100`
+/// averages over.
+pub fn labelled(labels: &Tensor) -> Result<f64> {
+    if labels.numel() == 0 {
+        return Ok(0.0);
+    }
+    let n = tch::no_grad(|| labels.f_ne(-100)?.f_sum(Kind::Int64)?.f_int64_value(&[]))?;
+    Ok(n as f64)
 }
 
 /// A training objective.
@@ -176,10 +243,11 @@ impl Objective for Mlm {
         } else {
             mlm.f_mul_scalar(self.weight)?
         };
-        Ok(Losses {
-            report: mlm_report(&mlm, out, batch)?,
+        Ok(Losses::mean(
             total,
-        })
+            labelled(&batch.targets)?,
+            mlm_report(&mlm, out, batch)?,
+        ))
     }
 }
 
@@ -233,13 +301,20 @@ impl Objective for MlmPair {
         };
         let pair =
             logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
-        let total = mlm
-            .f_mul_scalar(self.mlm_weight)?
-            .f_add(&pair.f_mul_scalar(self.pair_weight)?)?;
+        let parts = vec![
+            LossPart {
+                term: mlm.f_mul_scalar(self.mlm_weight)?,
+                count: labelled(&batch.targets)?,
+            },
+            LossPart {
+                term: pair.f_mul_scalar(self.pair_weight)?,
+                count: labelled(labels)?,
+            },
+        ];
         let report = mlm_report(&mlm, out, batch)?
             .loss(self.pair_name, scalar(&pair)?)
             .accuracy(self.pair_name, accuracy(logits, labels)?);
-        Ok(Losses { total, report })
+        Losses::of_parts(parts, report)
     }
 }
 

@@ -583,6 +583,11 @@ impl AdamW {
         Ok(())
     }
 
+    /// Makes the step count `n` (a rank of a data-parallel run takes rank 0's).
+    pub fn set_steps_taken(&mut self, n: u64) {
+        self.step = n;
+    }
+
     /// The state to checkpoint: both moment buffers.
     pub fn state_tensors(&self) -> Vec<(&'static str, &Tensor)> {
         vec![("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)]

@@ -24,7 +24,7 @@ use tch::{Reduction, Tensor};
 use crate::batch::{ModelOutput, TensorBatch};
 use crate::config::ObjectiveConfig;
 use crate::error::{Error, Result};
-use crate::objective::{accuracy, mlm_loss, scalar, Losses, Objective};
+use crate::objective::{accuracy, labelled, mlm_loss, scalar, LossPart, Losses, Objective};
 
 /// The pseudo-masked LM objective; see the module docs.
 #[derive(Debug, Clone)]
@@ -67,9 +67,16 @@ impl Objective for Pmlm {
             -100,
             0.0,
         )?;
-        let total = ae
-            .f_mul_scalar(self.ae_weight)?
-            .f_add(&par.f_mul_scalar(self.par_weight)?)?;
+        let parts = vec![
+            LossPart {
+                term: ae.f_mul_scalar(self.ae_weight)?,
+                count: labelled(&batch.targets)?,
+            },
+            LossPart {
+                term: par.f_mul_scalar(self.par_weight)?,
+                count: labelled(&pseudo.targets)?,
+            },
+        ];
         let report = Report::new()
             .loss("mlm", scalar(&ae)?)
             .accuracy("mlm", accuracy(&out.mlm_logits, &batch.targets)?)
@@ -77,7 +84,7 @@ impl Objective for Pmlm {
             .loss("par", scalar(&par)?)
             .accuracy("par", accuracy(logits, &pseudo.targets)?)
             .count("par", pseudo.targets.size()[0].max(0) as u64);
-        Ok(Losses { total, report })
+        Losses::of_parts(parts, report)
     }
 }
 

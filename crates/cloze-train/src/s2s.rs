@@ -26,7 +26,7 @@ use crate::batch::PretrainModel;
 use crate::batch::{ModelOutput, TensorBatch};
 use crate::data::epoch_order;
 use crate::error::{Error, Result};
-use crate::objective::{accuracy, scalar, Losses, Objective};
+use crate::objective::{accuracy, labelled, scalar, Losses, Objective};
 use crate::trainer::{DataSource, HeldOut};
 
 /// s2s-ft's label smoothing.
@@ -71,10 +71,8 @@ impl Objective for Seq2SeqLoss {
             .loss("s2s", scalar(&loss)?)
             .accuracy("s2s", accuracy(logits, &pseudo.targets)?)
             .count("s2s", pseudo.targets.size()[0].max(0) as u64);
-        Ok(Losses {
-            total: loss,
-            report,
-        })
+        let count = labelled(&pseudo.targets)?;
+        Ok(Losses::mean(loss, count, report))
     }
 }
 

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cloze_core::{Report, ReportSums};
+use cloze_dist::{
+    broadcast_all, broadcast_bytes, broadcast_values, reduce_values, Collective, ReduceOp, Solo,
+};
 use cloze_eval::mlm_eval::{EvalSet, MlmModel, MlmOutput};
 use cloze_mask::batch::Batch;
 use tch::Device;
@@ -22,7 +25,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::config::{LoopConfig, OnNonFinite, TrainConfig};
 use crate::error::{io_err, Error, Result};
 use crate::metrics::{EvalRecord, MetricsLog, MetricsRecord, TrainMetrics};
-use crate::objective::{self, scalar, Objective};
+use crate::objective::{self, scalar, Losses, Objective};
 use crate::optim::AdamW;
 use crate::schedule::LrSchedule;
 
@@ -179,13 +182,24 @@ pub enum RunOutcome {
 pub use cloze_core::rng::mix_seed;
 
 /// Seeds libtorch's global generator for step `step` (dropout draws from it).
-fn seed_step(seed: u64, step: u64) {
-    tch::manual_seed(cloze_core::rng::torch_seed(
-        seed,
-        cloze_core::rng::Stream::Dropout,
-        step,
-    ));
+/// Each rank of a data-parallel run draws its own masks (rank 0's are a
+/// single process's).
+fn seed_step(seed: u64, step: u64, rank: usize) {
+    let s = cloze_core::rng::torch_seed(seed, cloze_core::rng::Stream::Dropout, step);
+    let s = if rank == 0 {
+        s
+    } else {
+        (mix_seed(s as u64, rank as u64, 0) >> 1) as i64
+    };
+    tch::manual_seed(s);
 }
+
+/// The one-process job every run is until [`Trainer::with_collective`].
+static SOLO: Solo = Solo;
+
+/// Gradients are summed across ranks in pieces of this many elements
+/// (25 MiB of fp32, PyTorch DDP's default bucket).
+const BUCKET_ELEMENTS: i64 = 25 * 1024 * 1024 / 4;
 
 /// One complete optimiser step on one batch: zero the gradients, forward,
 /// losses, backward, global-norm clipping (0 = off) and AdamW at `lr`.
@@ -218,9 +232,11 @@ pub struct Trainer<'m> {
     run_dir: PathBuf,
     device: Device,
     state: TrainState,
-    metrics: MetricsLog,
+    /// `None` on ranks other than 0 of a data-parallel run: they write nothing.
+    metrics: Option<MetricsLog>,
     last_checkpoint: Option<PathBuf>,
     order: Option<(u64, Vec<usize>)>,
+    coll: &'m dyn Collective,
 }
 
 impl std::fmt::Debug for Trainer<'_> {
@@ -266,7 +282,124 @@ impl<'m> Trainer<'m> {
         log_optimizer_layout(&opt);
         let metrics = MetricsLog::open(run_dir, None)?;
         let state = TrainState::fresh(cfg.run.seed, cfg.run.threads);
-        Self::assemble(cfg, model, opt, run_dir, vs.device(), state, metrics, None)
+        Self::assemble(
+            cfg,
+            model,
+            opt,
+            run_dir,
+            vs.device(),
+            state,
+            Some(metrics),
+            None,
+        )
+    }
+
+    /// A rank other than 0 of a data-parallel run: it reads and writes no
+    /// file; [`Self::with_collective`] gives it rank 0's parameters,
+    /// optimiser state and data cursor (fresh or resumed). `run_dir` only
+    /// names rank 0's checkpoints in what `run` returns.
+    pub fn follower(
+        cfg: LoopConfig,
+        model: &'m dyn PretrainModel,
+        vs: &tch::nn::VarStore,
+        run_dir: &Path,
+    ) -> Result<Self> {
+        check_precision(&cfg, model)?;
+        let opt = AdamW::new(vs, &cfg.optimizer)?;
+        let state = TrainState::fresh(cfg.run.seed, cfg.run.threads);
+        Self::assemble(cfg, model, opt, run_dir, vs.device(), state, None, None)
+    }
+
+    /// Makes this trainer one rank of a data-parallel run over `coll`, after
+    /// [`Self::start`]/[`Self::resume_loop`] on rank 0 and
+    /// [`Self::follower`] on the others (every rank calls it at the same
+    /// point). Every variable of `vs`, the optimiser's moments and step, and
+    /// the trainer state (step, data cursor, best evaluation) are broadcast
+    /// from rank 0, so all ranks start identical, fresh or resumed.
+    ///
+    /// From then on `data.batch_size` is the global batch: each step reads
+    /// the same examples as one process would, rank r computing the r-th
+    /// slice of batch_size / world_size examples; the losses are weighted by
+    /// each rank's share of the targets and the gradients summed, so W ranks
+    /// follow one process's loss curve (exactly without dropout; with
+    /// dropout each rank draws its own masks). Only rank 0 evaluates (its
+    /// score is broadcast) and writes metrics and checkpoints, with a barrier
+    /// after each checkpoint.
+    pub fn with_collective(
+        mut self,
+        coll: &'m dyn Collective,
+        vs: &tch::nn::VarStore,
+    ) -> Result<Self> {
+        let w = coll.world_size();
+        if coll.is_writer() != self.metrics.is_some() {
+            return Err(Error::DataMismatch(format!(
+                "rank {} must be built with {}",
+                coll.rank(),
+                if coll.is_writer() {
+                    "Trainer::start or a resume"
+                } else {
+                    "Trainer::follower"
+                }
+            )));
+        }
+        if !self.cfg.batch_size.is_multiple_of(w) {
+            return Err(Error::InvalidConfig {
+                field: "data.batch_size",
+                problem: format!(
+                    "the global batch of {} examples does not split evenly over {w} ranks:                      use a multiple of {w}",
+                    self.cfg.batch_size
+                ),
+            });
+        }
+        if w > 1 {
+            let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            // The same variables of the same shapes, or the broadcasts below
+            // would pair up different tensors.
+            let layout: String = vars
+                .iter()
+                .map(|(n, t)| format!("{n}{:?};", t.size()))
+                .collect();
+            let mut theirs = layout.clone().into_bytes();
+            broadcast_bytes(coll, &mut theirs, 0)?;
+            if theirs != layout.as_bytes() {
+                return Err(Error::ResumeMismatch(format!(
+                    "rank {}'s model has other variables or shapes than rank 0's",
+                    coll.rank()
+                )));
+            }
+            let tensors: Vec<tch::Tensor> = vars.into_iter().map(|(_, t)| t).collect();
+            broadcast_all(coll, &tensors, 0)?;
+            let moments: Vec<tch::Tensor> = self
+                .opt
+                .state_tensors()
+                .into_iter()
+                .map(|(_, t)| t.shallow_clone())
+                .collect();
+            broadcast_all(coll, &moments, 0)?;
+            let mut steps = [self.opt.steps_taken() as f64];
+            broadcast_values(coll, &mut steps, 0)?;
+            self.opt.set_steps_taken(steps[0] as u64);
+            let mut state = serde_json::to_vec(&self.state)
+                .map_err(|e| Error::DataMismatch(format!("trainer state: {e}")))?;
+            broadcast_bytes(coll, &mut state, 0)?;
+            let threads = self.state.threads;
+            self.state = serde_json::from_slice(&state)
+                .map_err(|e| Error::DataMismatch(format!("rank 0's trainer state: {e}")))?;
+            self.state.threads = threads;
+            if !coll.is_writer() {
+                self.last_checkpoint = (self.state.step > 0)
+                    .then(|| checkpoint::step_dir(&self.run_dir, self.state.step));
+            }
+            tracing::info!(
+                rank = coll.rank(),
+                world_size = w,
+                step = self.state.step,
+                "joined the data-parallel run"
+            );
+        }
+        self.coll = coll;
+        Ok(self)
     }
 
     /// Continues the run in `run_dir` from its newest checkpoint.
@@ -384,7 +517,7 @@ impl<'m> Trainer<'m> {
             run_dir,
             vs.device(),
             state,
-            metrics,
+            Some(metrics),
             Some(dir),
         )
     }
@@ -397,7 +530,7 @@ impl<'m> Trainer<'m> {
         run_dir: &Path,
         device: Device,
         state: TrainState,
-        metrics: MetricsLog,
+        metrics: Option<MetricsLog>,
         last_checkpoint: Option<PathBuf>,
     ) -> Result<Self> {
         check_precision(&cfg, model)?;
@@ -415,6 +548,7 @@ impl<'m> Trainer<'m> {
             metrics,
             last_checkpoint,
             order: None,
+            coll: &SOLO,
         })
     }
 
@@ -444,7 +578,9 @@ impl<'m> Trainer<'m> {
     /// Next micro-batch's example indices, advancing the data cursor.
     fn next_indices(&mut self, data: &dyn DataSource) -> Result<(u64, u64, Vec<usize>)> {
         let n = data.num_examples();
+        // The global batch; this rank reads its slice of it.
         let bs = self.cfg.batch_size;
+        let share = bs / self.coll.world_size();
         if n < bs {
             return Err(Error::DataMismatch(format!(
                 "{n} training examples, fewer than one batch of {bs}"
@@ -471,21 +607,29 @@ impl<'m> Trainer<'m> {
             .as_ref()
             .map(|(_, o)| o.as_slice())
             .unwrap_or_default();
-        let first = self.state.offset;
-        let idx = order[first..first + bs].to_vec();
+        let first = self.state.offset + self.coll.rank() * share;
+        let idx = order[first..first + share].to_vec();
         self.state.offset += bs;
         Ok((epoch, first as u64, idx))
     }
 
-    /// Writes a checkpoint now and prunes old ones.
+    /// Writes a checkpoint now and prunes old ones (rank 0; in a
+    /// data-parallel run every rank then waits at a barrier, so none runs
+    /// ahead of a checkpoint).
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
-        let dir = checkpoint::save(&self.run_dir, self.model, &self.opt, &self.state)?;
-        let best = if self.cfg.checkpoint.keep_best {
-            self.state.best.map(|(s, _)| s)
+        let dir = if self.coll.is_writer() {
+            let dir = checkpoint::save(&self.run_dir, self.model, &self.opt, &self.state)?;
+            let best = if self.cfg.checkpoint.keep_best {
+                self.state.best.map(|(s, _)| s)
+            } else {
+                None
+            };
+            checkpoint::prune(&self.run_dir, self.cfg.checkpoint.keep_last, best)?;
+            dir
         } else {
-            None
+            checkpoint::step_dir(&self.run_dir, self.state.step)
         };
-        checkpoint::prune(&self.run_dir, self.cfg.checkpoint.keep_last, best)?;
+        self.coll.barrier()?;
         self.last_checkpoint = Some(dir.clone());
         Ok(dir)
     }
@@ -498,23 +642,35 @@ impl<'m> Trainer<'m> {
         eval: &dyn HeldOut,
         obs: &mut dyn Observer,
         select: bool,
-    ) -> Result<Report> {
-        let report = eval.evaluate(self.model, self.device)?;
+    ) -> Result<Option<Report>> {
+        // Rank 0 evaluates; the others take its selection score, so every
+        // rank keeps the same best step and early-stopping count.
+        let report = match self.metrics {
+            Some(_) => Some(eval.evaluate(self.model, self.device)?),
+            None => None,
+        };
+        let mut score = [report
+            .as_ref()
+            .and_then(|r| eval.selection_score(r))
+            .unwrap_or(f64::NAN)];
+        broadcast_values(self.coll, &mut score, 0)?;
         let step = self.state.step;
-        match eval.selection_score(&report) {
+        match score[0] {
             _ if !select => {}
-            Some(l) if l.is_finite() && self.state.best.is_none_or(|(_, b)| l < b) => {
+            l if l.is_finite() && self.state.best.is_none_or(|(_, b)| l < b) => {
                 self.state.best = Some((step, l));
                 self.state.evals_since_best = 0;
             }
             _ => self.state.evals_since_best += 1,
         }
-        self.metrics.write(&MetricsRecord::Eval(EvalRecord {
-            step,
-            report: report.clone(),
-        }))?;
-        tracing::info!(step, "eval {}", report.summary());
-        obs.on_eval(step, &report);
+        if let (Some(report), Some(metrics)) = (&report, &mut self.metrics) {
+            metrics.write(&MetricsRecord::Eval(EvalRecord {
+                step,
+                report: report.clone(),
+            }))?;
+            tracing::info!(step, "eval {}", report.summary());
+            obs.on_eval(step, report);
+        }
         Ok(report)
     }
 
@@ -534,7 +690,7 @@ impl<'m> Trainer<'m> {
         let mut progress = RunProgress::new();
         self.evaluate_before_training(eval, obs)?;
         while self.state.step < self.cfg.run.max_steps {
-            if obs.should_stop() {
+            if self.agree_to_stop(obs.should_stop())? {
                 return self.stop_with_checkpoint(obs);
             }
             let _span = tracing::debug_span!("step", step = self.state.step).entered();
@@ -564,6 +720,14 @@ impl<'m> Trainer<'m> {
         self.finish(eval, obs, &progress)
     }
 
+    /// Whether any rank was asked to stop (Ctrl-C reaches the ranks at
+    /// slightly different times; all must stop after the same step).
+    fn agree_to_stop(&self, asked: bool) -> Result<bool> {
+        let mut flag = [f64::from(u8::from(asked))];
+        reduce_values(self.coll, &mut flag, ReduceOp::Max)?;
+        Ok(flag[0] > 0.0)
+    }
+
     /// Whether early stopping is on and the last `patience` evaluations
     /// brought no new best.
     fn out_of_patience(&self) -> bool {
@@ -576,10 +740,9 @@ impl<'m> Trainer<'m> {
     fn stop_early(&mut self, obs: &mut dyn Observer) -> Result<RunOutcome> {
         // The evaluation that ran out of patience was usually followed by a
         // checkpoint of this very step.
-        let written = self.last_checkpoint.clone().filter(|d| {
-            checkpoint::list(&self.run_dir)
-                .is_ok_and(|l| l.iter().any(|(s, p)| *s == self.state.step && p == d))
-        });
+        // (Decided from the step alone, the same way on every rank.)
+        let this_step = checkpoint::step_dir(&self.run_dir, self.state.step);
+        let written = self.last_checkpoint.clone().filter(|d| *d == this_step);
         let dir = match written {
             Some(d) => d,
             None => {
@@ -636,13 +799,17 @@ impl<'m> Trainer<'m> {
         progress: &mut RunProgress,
     ) -> Result<Option<StepReport>> {
         let step = self.state.step;
-        seed_step(self.state.seed, step);
+        seed_step(self.state.seed, step, self.coll.rank());
         let lr = self.schedule.lr(step);
         self.opt.zero_grad()?;
-        let sums = self.accumulate_gradients(data, step)?;
+        let mut sums = self.accumulate_gradients(data, step)?;
         let accum = self.cfg.grad_accum as f64;
-        let loss = sums.loss / accum;
+        let mut totals = [sums.loss, sums.tokens as f64];
+        reduce_values(self.coll, &mut totals, ReduceOp::Sum)?;
+        sums.tokens = totals[1] as u64;
+        let loss = totals[0] / accum;
         let grad_norm = if loss.is_finite() {
+            progress.window.allreduce_secs += self.allreduce_gradients()?;
             self.opt.clip_grad_norm(self.cfg.optimizer.max_grad_norm)?
         } else {
             f64::NAN
@@ -658,11 +825,61 @@ impl<'m> Trainer<'m> {
         self.state.tokens_seen += sums.tokens;
         Ok(Some(StepReport {
             loss,
-            report: sums.parts.mean(),
+            report: self.reduce_report(sums.parts.mean())?,
             lr,
             grad_norm,
             tokens: sums.tokens,
         }))
+    }
+
+    /// Sums the gradients of all ranks in place (the losses were already
+    /// weighted by each rank's share), in buckets of the flat gradient
+    /// buffer; returns the seconds it took (0 for one process).
+    fn allreduce_gradients(&self) -> Result<f64> {
+        if self.coll.world_size() == 1 {
+            return Ok(0.0);
+        }
+        let t0 = Instant::now();
+        let grads = self.opt.grads();
+        let n = grads.size().first().copied().unwrap_or(0);
+        let mut buckets = Vec::new();
+        let mut at = 0;
+        while at < n {
+            let len = BUCKET_ELEMENTS.min(n - at);
+            buckets.push(grads.f_narrow(0, at, len)?);
+            at += len;
+        }
+        self.coll.allreduce(&buckets, ReduceOp::Sum)?;
+        Ok(t0.elapsed().as_secs_f64())
+    }
+
+    /// The objective's report of this rank made the mean over all ranks
+    /// (counts summed), for the log.
+    fn reduce_report(&self, mut report: Report) -> Result<Report> {
+        let w = self.coll.world_size();
+        if w == 1 {
+            return Ok(report);
+        }
+        let mut values: Vec<f64> = report
+            .losses
+            .values()
+            .chain(report.accuracies.values())
+            .copied()
+            .chain(report.counts.values().map(|&c| c as f64))
+            .collect();
+        reduce_values(self.coll, &mut values, ReduceOp::Sum)?;
+        let mut it = values.into_iter();
+        for v in report
+            .losses
+            .values_mut()
+            .chain(report.accuracies.values_mut())
+        {
+            *v = it.next().unwrap_or(f64::NAN) / w as f64;
+        }
+        for c in report.counts.values_mut() {
+            *c = it.next().unwrap_or(0.0) as u64;
+        }
+        Ok(report)
     }
 
     /// Forward and backward passes over `data.grad_accum` micro-batches; each
@@ -676,16 +893,62 @@ impl<'m> Trainer<'m> {
             sums.tokens += tb.real_tokens as u64;
             let out = self.model.forward(&tb, true)?;
             let losses = self.objective.losses(&out, &tb)?;
-            let scaled = if accum > 1 {
-                losses.total.f_div_scalar(accum as f64)?
-            } else {
-                losses.total.shallow_clone()
-            };
-            scaled.f_backward()?;
-            sums.loss += scalar(&losses.total)?;
+            sums.loss += self.backward_share(&losses, accum)?;
             sums.parts.add(&losses.report);
         }
         Ok(sums)
+    }
+
+    /// Back-propagates this rank's share of the micro-batch's loss, divided
+    /// by the number of micro-batches; returns that share (before the
+    /// division). One process: the total itself. Several: each term of the
+    /// objective weighted by this rank's fraction of that term's targets
+    /// over all ranks (an opaque objective: 1 / world size), so that the
+    /// shares, and their gradients, add up to the loss of the whole batch.
+    fn backward_share(&self, losses: &Losses, accum: usize) -> Result<f64> {
+        let w = self.coll.world_size();
+        let factors: Vec<f64> = if losses.parts.is_empty() {
+            Vec::new()
+        } else {
+            let local: Vec<f64> = losses.parts.iter().map(|p| p.count).collect();
+            let mut all = local.clone();
+            reduce_values(self.coll, &mut all, ReduceOp::Sum)?;
+            local
+                .iter()
+                .zip(&all)
+                .map(|(n, total)| if *total > 0.0 { n / total } else { 0.0 })
+                .collect()
+        };
+        let share = if w == 1 || (!factors.is_empty() && factors.iter().all(|f| *f == 1.0)) {
+            losses.total.shallow_clone()
+        } else if factors.is_empty() {
+            losses.total.f_div_scalar(w as f64)?
+        } else {
+            let mut sum: Option<tch::Tensor> = None;
+            for (p, f) in losses.parts.iter().zip(&factors) {
+                if *f == 0.0 {
+                    // This rank holds none of these targets (its term is a
+                    // mean of nothing).
+                    continue;
+                }
+                let t = p.term.f_mul_scalar(*f)?;
+                sum = Some(match sum {
+                    Some(s) => s.f_add(&t)?,
+                    None => t,
+                });
+            }
+            match sum {
+                Some(s) => s,
+                None => return Ok(0.0),
+            }
+        };
+        let scaled = if accum > 1 {
+            share.f_div_scalar(accum as f64)?
+        } else {
+            share.shallow_clone()
+        };
+        scaled.f_backward()?;
+        scalar(&share)
     }
 
     /// The next training micro-batch of step `step`, masked.
@@ -759,8 +1022,11 @@ impl<'m> Trainer<'m> {
             tokens_seen: self.state.tokens_seen,
             elapsed_s: progress.train_secs,
             skipped: self.state.skipped,
+            allreduce_s: (self.coll.world_size() > 1).then(|| w.allreduce_secs / steps),
         };
-        self.metrics.write(&MetricsRecord::Train(m.clone()))?;
+        if let Some(metrics) = &mut self.metrics {
+            metrics.write(&MetricsRecord::Train(m.clone()))?;
+        }
         tracing::debug!(
             step = done,
             loss = m.loss,
@@ -804,7 +1070,7 @@ impl<'m> Trainer<'m> {
         progress: &RunProgress,
     ) -> Result<RunOutcome> {
         let final_eval = match eval {
-            Some(e) => Some(self.run_eval(e, obs, true)?),
+            Some(e) => self.run_eval(e, obs, true)?,
             None => None,
         };
         let dir = self.checkpoint()?;
@@ -853,6 +1119,8 @@ struct Window {
     steps: u64,
     tokens: u64,
     secs: f64,
+    /// Seconds spent summing gradients across ranks.
+    allreduce_secs: f64,
 }
 
 impl Window {

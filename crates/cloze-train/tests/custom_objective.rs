@@ -44,10 +44,7 @@ impl Objective for Smoothed {
             .loss("smoothed", loss.f_double_value(&[])?)
             .accuracy("top1", accuracy(&out.mlm_logits, &batch.targets)?)
             .accuracy("confidence", confidence);
-        Ok(Losses {
-            total: loss,
-            report,
-        })
+        Ok(Losses::opaque(loss, report))
     }
 }
 

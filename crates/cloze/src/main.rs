@@ -44,6 +44,8 @@ enum Command {
     Plot(cmd::plot::PlotArgs),
     /// Pretrain a BERT on prepared shards (config presets, checkpoints, --resume, Ctrl-C safe).
     Pretrain(cmd::pretrain::PretrainArgs),
+    /// Start the ranks of a data-parallel `pretrain` on this machine, as torchrun does: `cloze launch --nproc-per-node 2 -- pretrain ...`.
+    Launch(cmd::launch::LaunchArgs),
     /// Held-out MLM loss, perplexity and masked-token accuracy of a saved model, vs the unigram baseline.
     Eval(cmd::eval::EvalArgs),
     /// Top-k tokens with probabilities for every [MASK] of each text.
@@ -133,6 +135,7 @@ fn main() -> std::process::ExitCode {
             a.global_threads = cli.threads;
             cmd::pretrain::run(a)
         }
+        Command::Launch(a) => cmd::launch::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::FillMask(a) => cmd::fill_mask::run(a),
         Command::Generate(a) => cmd::generate::run(a),

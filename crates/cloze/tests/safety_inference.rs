@@ -428,6 +428,7 @@ fn train_record(step: u64) -> String {
             tokens_seen: step * 100,
             elapsed_s: step as f64,
             skipped: 0,
+            allreduce_s: None,
         },
     ))
     .expect("serialise")

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod correct;
 pub mod data;
+pub mod dist;
 pub mod encode;
 pub mod eval;
 pub mod experiment;
@@ -14,6 +15,7 @@ pub mod generate;
 pub mod info;
 pub mod interrupt;
 pub mod kg;
+pub mod launch;
 pub mod mask_demo;
 pub mod plot;
 pub mod predict;

@@ -126,6 +126,11 @@ pub struct PretrainArgs {
     /// wrote (config, metrics, checkpoints, model, plots) and nothing else.
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// Data-parallel runs (started by `cloze launch` or torchrun): how long
+    /// joining the job, and any one exchange between ranks, may wait for the
+    /// other ranks before the run fails with an error naming the lost rank.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub dist_timeout: u64,
     /// The global `--threads`, copied here by `main`: when given, it replaces
     /// the config's `run.threads` (see `apply_threads`).
     #[arg(skip)]
@@ -507,8 +512,38 @@ pub(crate) fn warn_if_bf16_is_emulated(precision: cloze_models::Precision) {
     }
 }
 
-/// Runs `cloze pretrain`.
-pub fn run(a: PretrainArgs) -> Result<()> {
+/// Runs `cloze pretrain`: one process, or one rank of a data-parallel job
+/// when torchrun's variables say so (see [`crate::cmd::dist`]).
+pub fn run(mut a: PretrainArgs) -> Result<()> {
+    let launch = cloze_dist::Launch::from_env()?;
+    if let Some(l) = &launch {
+        if a.global_threads.is_none() && l.local_world_size > 1 {
+            // The machine's cores are shared among its ranks.
+            a.global_threads = Some(crate::cmd::dist::default_threads(l));
+        }
+        if l.restart_count > 0 && a.resume.is_none() && l.rank == 0 {
+            // A restarted job continues from its last checkpoint; one that
+            // died before its first starts over in its own directory.
+            if cloze_train::checkpoint::latest(&a.out).is_ok() {
+                tracing::info!(
+                    restart = l.restart_count,
+                    "restarted job: resuming from the last checkpoint"
+                );
+                a.resume = Some(a.out.clone());
+            } else {
+                a.force = true;
+            }
+        }
+    }
+    let job = crate::cmd::dist::join(launch, std::time::Duration::from_secs(a.dist_timeout))?;
+    if let Some(job) = job
+        .as_ref()
+        .filter(|j| !crate::cmd::dist::is_writer(Some(j)))
+    {
+        let stop = interrupt::install("stopping with the other ranks after the current step")?;
+        let run_dir = a.resume.clone().unwrap_or_else(|| a.out.clone());
+        return crate::cmd::dist::run_follower(job, &run_dir, stop);
+    }
     let resuming = a.resume.is_some();
     let run_dir = a.resume.clone().unwrap_or_else(|| a.out.clone());
 
@@ -595,7 +630,10 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             .sum::<usize>(),
         "data ready"
     );
-    let mut trainer = if resuming {
+    if let Some(job) = &job {
+        crate::cmd::dist::send_setup(job, &cfg, &model, pair_head)?;
+    }
+    let trainer = if resuming {
         let resumed = match &a.from_checkpoint {
             Some(spec) => cloze_train::checkpoint::resolve(&run_dir, spec).and_then(|dir| {
                 Trainer::resume_from(cfg.clone(), &model, &model.vs, &run_dir, &dir)
@@ -605,6 +643,10 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         resumed.map_err(|e| explain_resume_error(e, &a, &run_dir))?
     } else {
         Trainer::new(cfg.clone(), &model, &model.vs, &run_dir)?
+    };
+    let mut trainer = match &job {
+        Some(job) => trainer.with_collective(&job.group, &model.vs)?,
+        None => trainer,
     };
     data::record_data(&run_dir, &data)?;
     let mut obs = Driver::new(cfg.run.max_steps, trainer.state().step, stop);
