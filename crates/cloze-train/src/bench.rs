@@ -204,6 +204,24 @@ impl StepBench {
         )
     }
 
+    /// One data-parallel step as one of `coll`'s ranks (each holding its own
+    /// batch): forward, backward of the loss over the world size, the
+    /// gradient allreduce, clipping, AdamW. Returns the loss and the seconds
+    /// of the allreduce.
+    pub fn step_data_parallel(&mut self, coll: &dyn cloze_dist::Collective) -> Result<(f64, f64)> {
+        self.opt.zero_grad()?;
+        let out = crate::batch::PretrainModel::forward(&self.model, &self.batch, true)?;
+        let losses = self.objective.losses(&out, &self.batch)?;
+        losses
+            .total
+            .f_div_scalar(coll.world_size() as f64)?
+            .f_backward()?;
+        let secs = crate::trainer::allreduce_flat(coll, self.opt.grads())?;
+        self.opt.clip_grad_norm(1.0)?;
+        self.opt.step(1e-4)?;
+        Ok((crate::objective::scalar(&losses.total)?, secs))
+    }
+
     /// Trainable parameters.
     pub fn num_params(&self) -> i64 {
         self.opt.num_params()

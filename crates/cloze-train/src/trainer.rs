@@ -222,6 +222,26 @@ pub fn train_step(
     scalar(&losses.total)
 }
 
+/// Sums the flat buffer `grads` (the optimiser's gradients) across the
+/// ranks in place, in buckets of [`BUCKET_ELEMENTS`] that are all in flight
+/// at once; returns the seconds it took (0 for one process).
+pub fn allreduce_flat(coll: &dyn Collective, grads: &tch::Tensor) -> Result<f64> {
+    if coll.world_size() == 1 {
+        return Ok(0.0);
+    }
+    let t0 = Instant::now();
+    let n = grads.size().first().copied().unwrap_or(0);
+    let mut buckets = Vec::new();
+    let mut at = 0;
+    while at < n {
+        let len = BUCKET_ELEMENTS.min(n - at);
+        buckets.push(grads.f_narrow(0, at, len)?);
+        at += len;
+    }
+    coll.allreduce(&buckets, ReduceOp::Sum)?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
 /// A pretraining run over one model.
 pub struct Trainer<'m> {
     cfg: LoopConfig,
@@ -836,21 +856,7 @@ impl<'m> Trainer<'m> {
     /// weighted by each rank's share), in buckets of the flat gradient
     /// buffer; returns the seconds it took (0 for one process).
     fn allreduce_gradients(&self) -> Result<f64> {
-        if self.coll.world_size() == 1 {
-            return Ok(0.0);
-        }
-        let t0 = Instant::now();
-        let grads = self.opt.grads();
-        let n = grads.size().first().copied().unwrap_or(0);
-        let mut buckets = Vec::new();
-        let mut at = 0;
-        while at < n {
-            let len = BUCKET_ELEMENTS.min(n - at);
-            buckets.push(grads.f_narrow(0, at, len)?);
-            at += len;
-        }
-        self.coll.allreduce(&buckets, ReduceOp::Sum)?;
-        Ok(t0.elapsed().as_secs_f64())
+        allreduce_flat(self.coll, self.opt.grads())
     }
 
     /// The objective's report of this rank made the mean over all ranks

@@ -13,6 +13,7 @@ pub mod encode;
 pub mod gemm;
 pub mod generate;
 pub mod mask;
+pub mod ranks;
 pub mod train;
 
 /// Arguments of `cloze bench`.

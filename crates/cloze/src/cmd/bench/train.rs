@@ -63,6 +63,15 @@ pub struct TrainArgs {
     /// timed beside MLM on the same model in the same run).
     #[arg(long, value_enum, default_value_t = BenchObjective::Mlm)]
     pub objective: BenchObjective,
+    /// Data parallelism on this machine: N processes (c10d over loopback),
+    /// each with 1/N of `--torch-threads` and of `--batch`, against one
+    /// process with all of them, in the same run; reports the allreduce
+    /// time per step.
+    #[arg(long, default_value_t = 1)]
+    pub ranks: usize,
+    /// Internal: run as one rank of `--ranks` (set by the parent).
+    #[arg(long, hide = true)]
+    pub rank_child: bool,
 }
 
 /// The objective `cloze bench train` times.
@@ -184,6 +193,12 @@ fn run_peer(a: &TrainArgs, python: &std::path::Path) -> Result<Vec<serde_json::V
 
 /// Runs `cloze bench train`.
 pub fn run(a: TrainArgs) -> Result<()> {
+    if a.rank_child {
+        return super::ranks::run_rank(&a);
+    }
+    if a.ranks > 1 {
+        return super::ranks::run(&a, a.ranks);
+    }
     tch::set_num_threads(a.torch_threads);
     if a.objective == BenchObjective::Pmlm {
         return run_pmlm(&a);
