@@ -96,6 +96,14 @@ pub enum Error {
         /// The head's name in the head table.
         head: &'static str,
     },
+    /// An encoder layer index past the last layer.
+    #[error("layer {layer} of an encoder with {layers} layers")]
+    NoSuchLayer {
+        /// The index asked for.
+        layer: usize,
+        /// Layers the encoder has.
+        layers: usize,
+    },
     /// A device name other than `cpu`, `cuda`, `cuda:N` or `auto`, or CUDA asked for
     /// where none is available.
     #[error("device {0:?}: expected cpu, cuda, cuda:N or auto (with CUDA available for cuda)")]

@@ -95,8 +95,8 @@ mod runtime;
 
 pub use bert::{
     dropout, relative_position_bucket, Activation, BertConfig, BertEmbeddings, BertForPreTraining,
-    BertModel, BertOutput, IncrementalOutput, KvCache, LayerNorm, Linear, MlmInput, OffsetHeads,
-    Pooler, PreTrainingOutput, RelativePositionBias,
+    BertModel, BertOutput, IncrementalOutput, KvCache, LayerNorm, LayerwiseState, Linear,
+    LinearSite, MlmInput, OffsetHeads, Pooler, PreTrainingOutput, RelativePositionBias,
 };
 pub use device::parse_device;
 pub use error::{Error, Result};

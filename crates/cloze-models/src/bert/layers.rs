@@ -355,6 +355,40 @@ impl BertAttention {
         self.output(&ctx, xs, train)
     }
 
+    /// Eval-mode attention (no dropout) that shows `probe` the input of each
+    /// linear layer before it is applied: `xs` for query, key and value, the
+    /// merged heads `[B, L, H]` for the output projection.
+    pub(crate) fn forward_probed(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        probe: &mut dyn FnMut(super::LinearSite, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
+        use super::LinearSite;
+        for site in [LinearSite::Query, LinearSite::Key, LinearSite::Value] {
+            probe(site, xs)?;
+        }
+        let (q, k, v) = self.project(xs)?;
+        let ctx = self.attend(&q, &k, &v, mask, false)?;
+        let (b, l, h) = xs.size3()?;
+        let merged = ctx.f_transpose(1, 2)?.f_reshape([b, l, h])?;
+        probe(LinearSite::AttentionOutput, &merged)?;
+        let out = self.output.forward(&merged)?;
+        self.layer_norm.forward(&residual_add(out, xs)?)
+    }
+
+    /// The linear layer at `site` (query, key, value or the output projection).
+    pub(crate) fn linear(&self, site: super::LinearSite) -> Option<&Linear> {
+        use super::LinearSite;
+        match site {
+            LinearSite::Query => Some(&self.query),
+            LinearSite::Key => Some(&self.key),
+            LinearSite::Value => Some(&self.value),
+            LinearSite::AttentionOutput => Some(&self.output),
+            LinearSite::Intermediate | LinearSite::Output => None,
+        }
+    }
+
     /// Eval-mode attention of the new tokens `xs` `[B, Ln, H]` over the cached
     /// keys and values `past` (`[B, heads, Lc, head_dim]` each) followed by
     /// their own; `mask` broadcasts to `[B, heads, Ln, Lc + Ln]`. Returns the
@@ -432,6 +466,33 @@ impl BertLayer {
         let i = self.act.apply(&self.intermediate.forward(a)?)?;
         let o = dropout(&self.output.forward(&i)?, self.dropout, train)?;
         self.layer_norm.forward(&residual_add(o, a)?)
+    }
+
+    /// The layer in eval mode, showing `probe` each linear layer's input (see
+    /// [`super::LinearSite`]).
+    pub(crate) fn forward_probed(
+        &self,
+        xs: &Tensor,
+        bias: Option<&Tensor>,
+        probe: &mut dyn FnMut(super::LinearSite, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
+        use super::LinearSite;
+        let a = self.attention.forward_probed(xs, bias, probe)?;
+        probe(LinearSite::Intermediate, &a)?;
+        let i = self.act.apply(&self.intermediate.forward(&a)?)?;
+        probe(LinearSite::Output, &i)?;
+        let o = self.output.forward(&i)?;
+        self.layer_norm.forward(&residual_add(o, &a)?)
+    }
+
+    /// The linear layer at `site`.
+    pub(crate) fn linear(&self, site: super::LinearSite) -> &Linear {
+        use super::LinearSite;
+        match site {
+            LinearSite::Intermediate => &self.intermediate,
+            LinearSite::Output => &self.output,
+            other => self.attention.linear(other).unwrap_or(&self.output),
+        }
     }
 
     /// The layer in eval mode for new tokens over cached keys and values (see

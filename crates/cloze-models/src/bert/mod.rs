@@ -16,6 +16,7 @@ mod incremental;
 mod init;
 mod input;
 mod layers;
+mod layerwise;
 mod model;
 mod relative;
 
@@ -24,6 +25,7 @@ pub use incremental::{IncrementalOutput, KvCache};
 pub use init::OffsetHeads;
 pub use input::MlmInput;
 pub use layers::{dropout, BertEmbeddings, LayerNorm, Linear, Pooler};
+pub use layerwise::{LayerwiseState, LinearSite};
 pub use model::{BertForPreTraining, BertModel, BertOutput, PreTrainingOutput};
 pub use relative::{relative_position_bucket, RelativePositionBias};
 

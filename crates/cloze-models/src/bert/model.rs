@@ -136,7 +136,7 @@ impl BertModel {
 
 /// The position ids of a validated input as `[B or 1, L]` int64: the given ones,
 /// else `0..L`, as the embeddings read them.
-fn positions_of(input: &MlmInput) -> Result<Tensor> {
+pub(super) fn positions_of(input: &MlmInput) -> Result<Tensor> {
     let pos = match &input.position_ids {
         Some(p) => p.f_to_kind(Kind::Int64)?,
         None => {
