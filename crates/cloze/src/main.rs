@@ -44,6 +44,8 @@ enum Command {
     Plot(cmd::plot::PlotArgs),
     /// Pretrain a BERT on prepared shards (config presets, checkpoints, --resume, Ctrl-C safe).
     Pretrain(cmd::pretrain::PretrainArgs),
+    /// One-shot pruning of a saved BERT (SparseGPT or magnitude, unstructured or 2:4), written as a plain HF checkpoint with zeros.
+    Prune(cmd::prune::PruneArgs),
     /// Start the ranks of a data-parallel `pretrain` on this machine, as torchrun does: `cloze launch --nproc-per-node 2 -- pretrain ...`.
     Launch(cmd::launch::LaunchArgs),
     /// Held-out MLM loss, perplexity and masked-token accuracy of a saved model, vs the unigram baseline.
@@ -136,6 +138,7 @@ fn main() -> std::process::ExitCode {
             cmd::pretrain::run(a)
         }
         Command::Launch(a) => cmd::launch::run(a),
+        Command::Prune(a) => cmd::prune::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::FillMask(a) => cmd::fill_mask::run(a),
         Command::Generate(a) => cmd::generate::run(a),

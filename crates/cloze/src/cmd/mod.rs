@@ -20,6 +20,7 @@ pub mod mask_demo;
 pub mod plot;
 pub mod predict;
 pub mod pretrain;
+pub mod prune;
 pub mod run_dir;
 pub mod score;
 pub mod tokenizer;

@@ -67,17 +67,39 @@ pub fn run(a: &TrainArgs, ranks: usize) -> Result<()> {
                "threads": a.torch_threads, "batch": global, "precision": a.precision.name()})
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let exe = std::env::current_exe()?;
     let children = (0..ranks)
         .map(|r| {
             Command::new(&exe)
                 .args(["bench", "train", "--rank-child"])
-                .args(["--hidden", &a.hidden.to_string(), "--layers", &a.layers.to_string()])
-                .args(["--heads", &a.heads.to_string(), "--vocab", &a.vocab.to_string()])
+                .args([
+                    "--hidden",
+                    &a.hidden.to_string(),
+                    "--layers",
+                    &a.layers.to_string(),
+                ])
+                .args([
+                    "--heads",
+                    &a.heads.to_string(),
+                    "--vocab",
+                    &a.vocab.to_string(),
+                ])
                 .args(["--ffn", &a.ffn.unwrap_or(4 * a.hidden).to_string()])
-                .args(["--seq", &a.seq.to_string(), "--batch", &(global / ranks as i64).to_string()])
-                .args(["--torch-threads", &threads_each.to_string(), "--steps", &a.steps.to_string()])
+                .args([
+                    "--seq",
+                    &a.seq.to_string(),
+                    "--batch",
+                    &(global / ranks as i64).to_string(),
+                ])
+                .args([
+                    "--torch-threads",
+                    &threads_each.to_string(),
+                    "--steps",
+                    &a.steps.to_string(),
+                ])
                 .args(["--precision", a.precision.name()])
                 .env("RANK", r.to_string())
                 .env("LOCAL_RANK", r.to_string())
