@@ -7,9 +7,8 @@
 
 use tch::Tensor;
 
-use super::input::combine_biases;
 use super::layers::Linear;
-use super::model::{positions_of, BertModel};
+use super::model::BertModel;
 use super::MlmInput;
 use crate::{Error, Result};
 
@@ -84,15 +83,7 @@ impl BertModel {
     pub fn layerwise_start(&self, input: &MlmInput) -> Result<LayerwiseState> {
         input.validate(&self.config)?;
         let hidden = self.embeddings.forward_t(input, false)?;
-        let kind = hidden.kind();
-        let relative = match &self.rel_pos_bias {
-            Some(rel) => {
-                let pos = positions_of(input)?;
-                Some(rel.forward(&pos, &pos, kind)?)
-            }
-            None => None,
-        };
-        let bias = combine_biases(input.attention_bias(kind)?, relative)?;
+        let bias = self.attention_bias(input, hidden.kind())?;
         Ok(LayerwiseState { hidden, bias })
     }
 

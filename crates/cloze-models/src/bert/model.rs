@@ -112,14 +112,7 @@ impl BertModel {
         // autocast), built once for all layers: the padding / 3-D mask plus,
         // when enabled, the relative position bias every layer shares.
         let kind = crate::precision::product_kind().unwrap_or_else(|| hidden.kind());
-        let relative = match &self.rel_pos_bias {
-            Some(rel) => {
-                let pos = positions_of(input)?;
-                Some(rel.forward(&pos, &pos, kind)?)
-            }
-            None => None,
-        };
-        let bias = combine_biases(input.attention_bias(kind)?, relative)?;
+        let bias = self.attention_bias(input, kind)?;
         for layer in &self.layers {
             hidden = layer.forward_t(&hidden, bias.as_ref(), train)?;
         }
@@ -134,9 +127,24 @@ impl BertModel {
     }
 }
 
+impl BertModel {
+    /// The additive attention bias every layer applies to `input`, in `kind`:
+    /// the padding / 3-D mask plus, when enabled, the relative position bias.
+    pub(super) fn attention_bias(&self, input: &MlmInput, kind: Kind) -> Result<Option<Tensor>> {
+        let relative = match &self.rel_pos_bias {
+            Some(rel) => {
+                let pos = positions_of(input)?;
+                Some(rel.forward(&pos, &pos, kind)?)
+            }
+            None => None,
+        };
+        combine_biases(input.attention_bias(kind)?, relative)
+    }
+}
+
 /// The position ids of a validated input as `[B or 1, L]` int64: the given ones,
 /// else `0..L`, as the embeddings read them.
-pub(super) fn positions_of(input: &MlmInput) -> Result<Tensor> {
+fn positions_of(input: &MlmInput) -> Result<Tensor> {
     let pos = match &input.position_ids {
         Some(p) => p.f_to_kind(Kind::Int64)?,
         None => {

@@ -15,9 +15,9 @@ use clap::{Args, ValueEnum};
 use cloze_compress::bert::{prune_encoder, LayerReport, Method};
 use cloze_compress::{Pattern, PruneConfig};
 use cloze_fs::{OutputDir, OutputKind};
-use cloze_models::MlmInput;
+use cloze_models::{LinearSite, MlmInput};
 use cloze_train::data::PreparedData;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Arguments of `cloze prune`.
 #[derive(Debug, Args)]
@@ -145,13 +145,22 @@ fn write_checkpoint(input: &Path, staging: &Path, vs: &tch::nn::VarStore) -> Res
     let vars = vs.variables();
     let mut replaced = 0;
     for (key, t) in tensors.iter_mut() {
+        // Only the pruned matrices change; everything else stays byte for
+        // byte as it was (a legacy name, another dtype).
+        let pruned = key.contains("encoder.layer.")
+            && LinearSite::ALL
+                .iter()
+                .any(|s| key.ends_with(&format!("{}.weight", s.hf_name())));
+        if !pruned {
+            continue;
+        }
         // Checkpoints of an encoder alone name keys without the `bert.` prefix.
         let var = vars
             .get(key.as_str())
             .or_else(|| vars.get(&format!("bert.{key}")));
         if let Some(v) = var {
             if v.size() == t.size() {
-                *t = v.f_to_kind(Kind::Float)?.f_contiguous()?;
+                *t = v.f_to_kind(t.kind())?.f_contiguous()?;
                 replaced += 1;
             }
         }
