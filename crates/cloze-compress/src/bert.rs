@@ -186,3 +186,105 @@ fn gather_hessians(
     })?;
     Ok(hessians)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use cloze_models::BertConfig;
+    use tch::nn::VarStore;
+    use tch::Device;
+
+    fn config() -> BertConfig {
+        BertConfig {
+            hidden_size: 32,
+            num_attention_heads: 2,
+            intermediate_size: 64,
+            num_hidden_layers: 2,
+            vocab_size: 60,
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            ..BertConfig::default()
+        }
+    }
+
+    /// A model with large random weights (an untrained N(0, 0.02) encoder is
+    /// nearly the identity through its residuals) and a copy of it.
+    fn models() -> ((VarStore, BertModel), (VarStore, BertModel)) {
+        tch::manual_seed(5);
+        let a = VarStore::new(Device::Cpu);
+        let ma = BertModel::new(&a.root(), &config()).unwrap();
+        tch::no_grad(|| {
+            for (_, mut t) in a.variables() {
+                let r = t.randn_like().f_mul_scalar(0.3).unwrap();
+                t.copy_(&r);
+            }
+        });
+        let mut b = VarStore::new(Device::Cpu);
+        let mb = BertModel::new(&b.root(), &config()).unwrap();
+        b.copy(&a).unwrap();
+        ((a, ma), (b, mb))
+    }
+
+    fn inputs(n: usize) -> Vec<MlmInput> {
+        (0..n)
+            .map(|_| MlmInput::new(Tensor::randint(60, [4, 12], (Kind::Int64, Device::Cpu))))
+            .collect()
+    }
+
+    fn output(bert: &BertModel, inputs: &[MlmInput]) -> Tensor {
+        let outs: Vec<Tensor> = inputs
+            .iter()
+            .map(|x| bert.forward_t(x, false).unwrap().last_hidden_state)
+            .collect();
+        Tensor::cat(&outs, 0)
+    }
+
+    #[test]
+    fn sparsegpt_keeps_the_encoder_closer_to_dense_than_magnitude() {
+        let ((_va, sparse), (_vb, mag)) = models();
+        let calibration = inputs(8);
+        let dense = output(&sparse, &calibration);
+        let cfg = PruneConfig {
+            block_size: 16,
+            ..PruneConfig::default()
+        };
+        let mut layers_done = Vec::new();
+        let reports = prune_encoder(
+            &sparse,
+            &calibration,
+            Method::SparseGpt,
+            &cfg,
+            &mut |d, t| layers_done.push((d, t)),
+        )
+        .unwrap();
+        prune_encoder(&mag, &[], Method::Magnitude, &cfg, &mut |_, _| {}).unwrap();
+        assert_eq!(layers_done, vec![(1, 2), (2, 2)]);
+        assert_eq!(reports.len(), 12);
+        for r in &reports {
+            assert_eq!(r.zeros * 2, r.numel, "{:?} of layer {}", r.site, r.layer);
+            assert!(r.error > 0.0);
+        }
+        let err = |m: &BertModel| {
+            (output(m, &calibration) - &dense)
+                .square()
+                .sum(Kind::Double)
+                .double_value(&[])
+        };
+        let (es, em) = (err(&sparse), err(&mag));
+        assert!(es < em, "SparseGPT {es} vs magnitude {em}");
+    }
+
+    #[test]
+    fn sparsegpt_without_calibration_is_an_error() {
+        let ((_va, m), _) = models();
+        let e = prune_encoder(
+            &m,
+            &[],
+            Method::SparseGpt,
+            &PruneConfig::default(),
+            &mut |_, _| {},
+        );
+        assert!(matches!(e, Err(Error::NoCalibration)));
+    }
+}
