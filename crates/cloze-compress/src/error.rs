@@ -6,6 +6,9 @@ pub enum Error {
     /// A sparsity outside (0, 1).
     #[error("sparsity {0}: must be between 0 and 1 (exclusive), e.g. 0.5")]
     Sparsity(f64),
+    /// Bits per weight outside what the formats support.
+    #[error("{0} bits per weight: supported are 2 to 8 (GPTQ uses 4 or 3, int8 8)")]
+    Bits(i64),
     /// A bad n:m pattern or block setting.
     #[error("pattern: {0}")]
     Pattern(String),

@@ -19,8 +19,10 @@
 pub mod bert;
 mod error;
 mod prune;
+mod quant;
 
 pub use error::{Error, Result};
 pub use prune::{
     magnitude, reconstruction_error, sparsegpt, Hessian, Pattern, PruneConfig, Pruned,
 };
+pub use quant::{gptq, rtn, QuantConfig, Quantized};

@@ -213,6 +213,24 @@ pub fn magnitude(weight: &Tensor, cfg: &PruneConfig) -> Result<Pruned> {
     })
 }
 
+/// The upper Cholesky factor of the damped inverse Hessian, as SparseGPT
+/// and GPTQ use it. Inputs that are always zero (a zero on H's diagonal)
+/// carry no information: their diagonal becomes 1 and their weights in `w`
+/// are zeroed. `damp` times the mean diagonal is added to the diagonal.
+pub(crate) fn inverse_cholesky_upper(h: &Tensor, damp: f64, w: &mut Tensor) -> Result<Tensor> {
+    let h = h.f_to_kind(Kind::Float)?.f_detach_copy()?;
+    let mut diag = h.f_diagonal(0, 0, 1)?;
+    let dead = diag.f_eq(0.0)?;
+    diag.f_copy_(&diag.f_masked_fill(&dead, 1.0)?)?;
+    *w = w.f_masked_fill(&dead.f_unsqueeze(0)?, 0.0)?;
+    let mean_diag = diag.f_mean(Kind::Float)?.f_double_value(&[])?;
+    let _ = diag.f_add_scalar_(damp * mean_diag)?;
+    let not_pd = |e: tch::TchError| Error::NotPositiveDefinite(e.to_string());
+    let l = h.f_linalg_cholesky(false).map_err(not_pd)?;
+    let hinv = Tensor::f_cholesky_inverse(&l, false)?;
+    hinv.f_linalg_cholesky(true).map_err(not_pd)
+}
+
 /// SparseGPT for one layer: `weight` `[out, in]`, `h` its input Hessian
 /// `[in, in]` ([`Hessian`]). Columns are swept in blocks; within a block the
 /// mask is chosen once (unstructured: exactly round(sparsity * rows * block
@@ -234,21 +252,7 @@ pub fn sparsegpt(weight: &Tensor, h: &Tensor, cfg: &PruneConfig) -> Result<Prune
     check_nm(cols, cfg.pattern)?;
     tch::no_grad(|| {
         let mut w = weight.f_to_kind(Kind::Float)?.f_contiguous()?;
-        let mut h = h.f_to_kind(Kind::Float)?.f_detach_copy()?;
-        // Inputs that are always zero carry no information: their weights go.
-        let mut diag = h.f_diagonal(0, 0, 1)?;
-        let dead = diag.f_eq(0.0)?;
-        diag.f_copy_(&diag.f_masked_fill(&dead, 1.0)?)?;
-        w = w.f_masked_fill(&dead.f_unsqueeze(0)?, 0.0)?;
-        let mean_diag = diag.f_mean(Kind::Float)?.f_double_value(&[])?;
-        let damp = cfg.damp * mean_diag;
-        let _ = diag.f_add_scalar_(damp)?;
-        let not_pd = |e: tch::TchError| Error::NotPositiveDefinite(e.to_string());
-        let l = h.f_linalg_cholesky(false).map_err(not_pd)?;
-        let hinv = Tensor::f_cholesky_inverse(&l, false)?;
-        let hinv = hinv.f_linalg_cholesky(true).map_err(not_pd)?;
-        h = Tensor::f_zeros([0], (Kind::Float, weight.device()))?;
-        let _ = h;
+        let hinv = inverse_cholesky_upper(h, cfg.damp, &mut w)?;
         let mut loss = 0.0;
         let mut i1 = 0;
         while i1 < cols {
