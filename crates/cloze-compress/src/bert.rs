@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use cloze_models::{BertModel, LinearSite, MlmInput};
 use tch::{Kind, Tensor};
 
-use crate::{magnitude, sparsegpt, Error, Hessian, PruneConfig, Result};
+use crate::{
+    gptq, magnitude, rtn, sparsegpt, Error, Hessian, PruneConfig, QuantConfig, Quantized, Result,
+};
 
 /// How weights are chosen for removal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +57,85 @@ pub fn prune_encoder(
     on_layer: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<LayerReport>> {
     cfg.validate()?;
-    if method == Method::SparseGpt && calibration.is_empty() {
+    let calibrated = method == Method::SparseGpt;
+    encoder_pass(
+        bert,
+        calibration,
+        calibrated,
+        on_layer,
+        &mut |_, _, weight, h| {
+            Ok(match (method, h) {
+                (Method::SparseGpt, Some(h)) => sparsegpt(weight, h, cfg)?.weight,
+                (Method::SparseGpt, None) => return Err(Error::NoCalibration),
+                (Method::Magnitude, _) => magnitude(weight, cfg)?.weight,
+            })
+        },
+    )
+}
+
+/// How weights are rounded to the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantMethod {
+    /// Round to nearest, group by group (no calibration).
+    Rtn,
+    /// GPTQ: column by column with the rounding error spread over the rest.
+    Gptq,
+}
+
+/// One quantised matrix: its encoder layer, its place and its codes.
+pub type QuantizedLayer = (usize, LinearSite, Quantized);
+
+/// Quantises every linear layer of `bert`'s encoder: each weight is
+/// replaced in place by what its codes stand for (so later layers calibrate
+/// on the quantised outputs, as GPTQ does), and the codes are returned by
+/// `(layer, site)`.
+pub fn quantize_encoder(
+    bert: &BertModel,
+    calibration: &[MlmInput],
+    method: QuantMethod,
+    cfg: &QuantConfig,
+    on_layer: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<LayerReport>, Vec<QuantizedLayer>)> {
+    cfg.validate()?;
+    let mut codes = Vec::new();
+    let reports = encoder_pass(
+        bert,
+        calibration,
+        method == QuantMethod::Gptq,
+        on_layer,
+        &mut |layer, site, weight, h| {
+            let q = match (method, h) {
+                (QuantMethod::Gptq, Some(h)) => gptq(weight, h, cfg)?,
+                (QuantMethod::Gptq, None) => return Err(Error::NoCalibration),
+                (QuantMethod::Rtn, _) => rtn(weight, cfg)?,
+            };
+            let w = q.dequantize()?;
+            codes.push((layer, site, q));
+            Ok(w)
+        },
+    )?;
+    Ok((reports, codes))
+}
+
+/// One change of a matrix: `(layer, site, weight, its input Hessian when
+/// calibrated)` to the new weight.
+type Change<'a> = dyn FnMut(usize, LinearSite, &Tensor, Option<&Tensor>) -> Result<Tensor> + 'a;
+
+/// The layer-by-layer pass: for each encoder layer, the Hessians of its
+/// linear inputs (when `calibrated`), `change` applied to its six matrices
+/// in place, and the changed layer run for the next layer's inputs.
+fn encoder_pass(
+    bert: &BertModel,
+    calibration: &[MlmInput],
+    calibrated: bool,
+    on_layer: &mut dyn FnMut(usize, usize),
+    change: &mut Change<'_>,
+) -> Result<Vec<LayerReport>> {
+    if calibrated && calibration.is_empty() {
         return Err(Error::NoCalibration);
     }
-    let mut batches = match method {
-        Method::Magnitude => Vec::new(),
-        Method::SparseGpt => calibration
+    let mut batches = if calibrated {
+        calibration
             .iter()
             .map(|input| {
                 let real = match &input.attention_mask {
@@ -72,31 +147,26 @@ pub fn prune_encoder(
                     real,
                 })
             })
-            .collect::<Result<Vec<_>>>()?,
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        Vec::new()
     };
     let layers = bert.num_layers();
     let mut reports = Vec::new();
     for layer in 0..layers {
-        let _span = tracing::info_span!("prune_layer", layer).entered();
+        let _span = tracing::info_span!("compress_layer", layer).entered();
         let hessians = gather_hessians(bert, layer, &batches)?;
         for site in LinearSite::ALL {
-            let linear = bert.layer_linear(layer, site)?;
-            let weight = linear.weight();
-            let (pruned, error) = match method {
-                Method::Magnitude => (magnitude(weight, cfg)?, 0.0),
-                Method::SparseGpt => {
-                    let h = hessians
-                        .get(&hessian_site(site))
-                        .ok_or(Error::NoCalibration)?
-                        .matrix();
-                    let out = sparsegpt(weight, h, cfg)?;
-                    let err = crate::reconstruction_error(weight, &out.weight, h)?;
-                    (out, err)
-                }
+            let weight = bert.layer_linear(layer, site)?.weight();
+            let h = hessians.get(&hessian_site(site)).map(Hessian::matrix);
+            let new = change(layer, site, weight, h)?;
+            let error = match h {
+                Some(h) => crate::reconstruction_error(weight, &new, h)?,
+                None => 0.0,
             };
             tch::no_grad(|| -> Result<()> {
                 let mut w = weight.shallow_clone();
-                w.f_copy_(&pruned.weight)?;
+                w.f_copy_(&new)?;
                 Ok(())
             })?;
             let zeros = weight.f_eq(0.0)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
@@ -108,7 +178,7 @@ pub fn prune_encoder(
                 error,
             });
         }
-        // The next layer sees the outputs of this one as pruned.
+        // The next layer sees the outputs of this one as changed.
         tch::no_grad(|| -> Result<()> {
             for b in &mut batches {
                 b.state = bert.layerwise_step(layer, &b.state, &mut |_, _| Ok(()))?;
@@ -273,6 +343,35 @@ mod tests {
         };
         let (es, em) = (err(&sparse), err(&mag));
         assert!(es < em, "SparseGPT {es} vs magnitude {em}");
+    }
+
+    #[test]
+    fn gptq_keeps_the_encoder_closer_to_dense_than_round_to_nearest() {
+        let ((_va, g), (_vb, r)) = models();
+        let calibration = inputs(8);
+        let dense = output(&g, &calibration);
+        let cfg = QuantConfig {
+            bits: 3,
+            group_size: 16,
+            block_size: 16,
+            ..QuantConfig::default()
+        };
+        let (_, codes) =
+            quantize_encoder(&g, &calibration, QuantMethod::Gptq, &cfg, &mut |_, _| {}).unwrap();
+        quantize_encoder(&r, &[], QuantMethod::Rtn, &cfg, &mut |_, _| {}).unwrap();
+        assert_eq!(codes.len(), 12);
+        // The model holds exactly what the codes stand for.
+        let (layer, site, q) = &codes[4];
+        let w = g.layer_linear(*layer, *site).unwrap().weight();
+        assert!(w.equal(&q.dequantize().unwrap()));
+        let err = |m: &BertModel| {
+            (output(m, &calibration) - &dense)
+                .square()
+                .sum(Kind::Double)
+                .double_value(&[])
+        };
+        let (eg, er) = (err(&g), err(&r));
+        assert!(eg < er, "GPTQ {eg} vs RTN {er}");
     }
 
     #[test]

@@ -80,13 +80,51 @@ impl Quantized {
     pub fn dequantize(&self) -> Result<Tensor> {
         let g = self.config.group_size;
         let expand = |t: &Tensor| t.f_repeat_interleave_self_int(g, Some(1), None);
-        Ok(tch::no_grad(|| -> Result<Tensor> {
+        tch::no_grad(|| -> Result<Tensor> {
             Ok(self
                 .codes
                 .f_to_kind(Kind::Float)?
                 .f_sub(&expand(&self.zeros)?)?
                 .f_mul(&expand(&self.scales)?)?)
-        })?)
+        })
+    }
+}
+
+impl Quantized {
+    /// The GPTQ layout of this layer ([`cloze_models::quantized`]):
+    /// `qweight`, `qzeros` (as `gptq_v2` stores them), `scales` (fp16) and
+    /// `g_idx`, by suffix.
+    pub fn gptq_tensors(&self) -> Result<Vec<(&'static str, Tensor)>> {
+        use cloze_models::quantized::pack;
+        let bits = self.config.bits;
+        let (_, cols) = self.codes.size2()?;
+        let qweight = pack(&self.codes.f_transpose(0, 1)?.f_contiguous()?, bits)?;
+        let qzeros = pack(&self.zeros.f_to_kind(Kind::Int64)?, bits)?
+            .f_transpose(0, 1)?
+            .f_contiguous()?;
+        let scales = self
+            .scales
+            .f_transpose(0, 1)?
+            .f_contiguous()?
+            .f_to_kind(Kind::Half)?;
+        let g_idx = Tensor::f_arange(cols, (Kind::Int64, self.codes.device()))?
+            .f_floor_divide_scalar(self.config.group_size)?
+            .f_to_kind(Kind::Int)?;
+        Ok(vec![
+            ("qweight", qweight),
+            ("qzeros", qzeros),
+            ("scales", scales),
+            ("g_idx", g_idx),
+        ])
+    }
+
+    /// The configuration to record in `config.json`.
+    pub fn format(&self) -> cloze_models::quantized::GptqConfig {
+        cloze_models::quantized::GptqConfig {
+            bits: self.config.bits,
+            group_size: self.config.group_size,
+            v2: true,
+        }
     }
 }
 
@@ -99,7 +137,13 @@ fn group_params(x: &Tensor, maxq: f64) -> Result<(Tensor, Tensor)> {
     let flat = xmin.f_eq_tensor(&xmax)?;
     let xmin = xmin.f_masked_fill(&flat, -1.0)?;
     let xmax = xmax.f_masked_fill(&flat, 1.0)?;
-    let scale = xmax.f_sub(&xmin)?.f_div_scalar(maxq)?;
+    // Scales are stored in fp16 (the GPTQ layout): rounded here, so that the
+    // codes are chosen for the scale a loaded model will use.
+    let scale = xmax
+        .f_sub(&xmin)?
+        .f_div_scalar(maxq)?
+        .f_to_kind(Kind::Half)?
+        .f_to_kind(Kind::Float)?;
     let zero_point = xmin.f_neg()?.f_div(&scale)?.f_round()?;
     Ok((scale, zero_point))
 }
@@ -251,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn rtn_codes_dequantize_within_half_a_step() {
+    fn rtn_codes_dequantize_within_the_format_step() {
         let (w, _, _) = layer();
         for bits in [3, 4, 8] {
             let cfg = QuantConfig {
@@ -265,9 +309,11 @@ mod tests {
             let max = q.codes.to_kind(Kind::Int64).max().int64_value(&[]);
             assert!(max < 1 << bits, "{bits} bits: code {max}");
             let step = q.scales.repeat_interleave_self_int(64, Some(1), None);
-            let within = (q.dequantize().unwrap() - &w)
-                .abs()
-                .le_tensor(&(step * 0.5 + 1e-6));
+            // Half a step, plus what fp16 rounding of the scale moves the
+            // grid's far end (at most 2^-11 of the group's range).
+            let maxq = ((1 << bits) - 1) as f64;
+            let slack = step * (0.5 + maxq / 2048.0) + 1e-6;
+            let within = (q.dequantize().unwrap() - &w).abs().le_tensor(&slack);
             assert_eq!(within.all().int64_value(&[]), 1, "{bits} bits");
         }
     }
@@ -284,6 +330,33 @@ mod tests {
             let r = rtn(&w, &cfg).unwrap().dequantize().unwrap();
             let (eg, er) = (output_error(&w, &g, &x), output_error(&w, &r, &x));
             assert!(eg < 0.8 * er, "{bits} bits: GPTQ {eg} vs RTN {er}");
+        }
+    }
+
+    #[test]
+    fn the_gptq_layout_round_trips_through_the_loader() {
+        let (w, _, h) = layer();
+        for bits in [3, 4, 8] {
+            let cfg = QuantConfig {
+                bits,
+                group_size: 32,
+                ..QuantConfig::default()
+            };
+            let q = gptq(&w, &h, &cfg).unwrap();
+            let parts: std::collections::BTreeMap<&str, Tensor> =
+                q.gptq_tensors().unwrap().into_iter().collect();
+            assert_eq!(parts["qweight"].size(), vec![256 * bits / 32, 32]);
+            assert_eq!(parts["qzeros"].size(), vec![8, 32 * bits / 32]);
+            let back = cloze_models::quantized::dequantize(
+                &parts["qweight"],
+                &parts["qzeros"],
+                &parts["scales"],
+                &parts["g_idx"],
+                q.format(),
+            )
+            .unwrap();
+            // The loader computes exactly the weight the codes stand for.
+            assert!(back.equal(&q.dequantize().unwrap()), "{bits} bits");
         }
     }
 

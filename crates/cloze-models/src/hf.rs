@@ -594,7 +594,25 @@ pub fn grow_vocabulary(
 }
 
 /// Reads `model.safetensors`, or the shards listed in `model.safetensors.index.json`.
+/// A GPTQ checkpoint (`quantization_config` in `config.json`, see
+/// [`crate::quantized`]) is dequantised: its layers come back as fp32 `weight`s.
 pub fn read_weights(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let mut tensors = read_weight_files(dir)?;
+    // Only a quantised checkpoint's config is read here (a dense one is the
+    // caller's business, and its errors are reported where it is read).
+    let quantised = std::fs::read_to_string(dir.join("config.json"))
+        .is_ok_and(|text| text.contains("\"quantization_config\""));
+    if quantised {
+        let config = read_config(dir)?;
+        if let Some(q) = crate::quantized::GptqConfig::from_extra(&config.extra)? {
+            crate::quantized::dequantize_all(&mut tensors, q)?;
+        }
+    }
+    Ok(tensors)
+}
+
+/// The tensors of the weight files as stored.
+pub fn read_weight_files(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
     let single = dir.join("model.safetensors");
     if single.is_file() {
         return read_safetensors(&single);

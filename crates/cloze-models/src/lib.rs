@@ -91,6 +91,7 @@ mod error;
 pub mod heads;
 pub mod hf;
 pub mod precision;
+pub mod quantized;
 mod runtime;
 
 pub use bert::{
