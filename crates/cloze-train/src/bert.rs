@@ -254,6 +254,7 @@ impl BertPretrainer {
         device: Device,
     ) -> Result<(Self, InitReport)> {
         let mut config = cloze_models::hf::read_config(dir)?;
+        refuse_quantised(dir, &config)?;
         let mut tensors = cloze_models::hf::read_weights(dir)?;
         let vocab_before = config.vocab_size;
         cloze_models::hf::grow_vocabulary(&mut tensors, &mut config, new_rows)?;
@@ -308,6 +309,23 @@ impl BertPretrainer {
             precision: Precision::Fp32,
         })
     }
+}
+
+/// Training starts from dense weights only: a quantised checkpoint (see
+/// `cloze_models::quantized`) is refused with the way out.
+pub fn refuse_quantised(dir: &Path, config: &cloze_models::BertConfig) -> Result<()> {
+    if cloze_models::quantized::GptqConfig::from_extra(&config.extra)?.is_some() {
+        return Err(crate::Error::InvalidConfig {
+            field: "init.from",
+            problem: format!(
+                "{} is a quantised checkpoint (quantization_config in its config.json): its \
+                 weights are rounded to a few bits and cannot be trained; start from the dense \
+                 model it was quantised from",
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The encoder input of a batch: ids, segments, and the padding mask, position

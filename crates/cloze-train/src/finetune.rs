@@ -409,6 +409,7 @@ impl Classifier {
         device: Device,
     ) -> Result<(Self, cloze_models::LoadReport)> {
         let mut config = cloze_models::hf::read_config(dir)?;
+        crate::bert::refuse_quantised(dir, &config)?;
         config.set_labels(labels);
         tch::manual_seed(cloze_core::rng::torch_seed(
             seed,

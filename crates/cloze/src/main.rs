@@ -46,6 +46,8 @@ enum Command {
     Pretrain(cmd::pretrain::PretrainArgs),
     /// One-shot pruning of a saved BERT (SparseGPT or magnitude, unstructured or 2:4), written as a plain HF checkpoint with zeros.
     Prune(cmd::prune::PruneArgs),
+    /// Weight quantisation of a saved BERT (GPTQ or round-to-nearest, 2/3/4/8 bits), written in the GPTQ checkpoint layout.
+    Quantize(cmd::quantize::QuantizeArgs),
     /// Start the ranks of a data-parallel `pretrain` on this machine, as torchrun does: `cloze launch --nproc-per-node 2 -- pretrain ...`.
     Launch(cmd::launch::LaunchArgs),
     /// Held-out MLM loss, perplexity and masked-token accuracy of a saved model, vs the unigram baseline.
@@ -139,6 +141,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Launch(a) => cmd::launch::run(a),
         Command::Prune(a) => cmd::prune::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::FillMask(a) => cmd::fill_mask::run(a),
         Command::Generate(a) => cmd::generate::run(a),

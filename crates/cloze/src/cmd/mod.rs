@@ -21,6 +21,7 @@ pub mod plot;
 pub mod predict;
 pub mod pretrain;
 pub mod prune;
+pub mod quantize;
 pub mod run_dir;
 pub mod score;
 pub mod tokenizer;

@@ -141,7 +141,7 @@ pub fn calibration_batches(
 /// Writes `dir`'s files into `staging`, with the weights replaced by the
 /// model's (the same keys and names as the input file).
 fn write_checkpoint(input: &Path, staging: &Path, vs: &tch::nn::VarStore) -> Result<()> {
-    let mut tensors = cloze_models::hf::read_weights(input)?;
+    let mut tensors = cloze_models::hf::read_weight_files(input)?;
     let vars = vs.variables();
     let mut replaced = 0;
     for (key, t) in tensors.iter_mut() {
@@ -203,6 +203,9 @@ pub fn run(a: PruneArgs) -> Result<()> {
     let guard = OutputDir::check(&a.out, &OutputKind::new("prune", "--force"), &refs, a.force)?;
     let model = cloze_models::load_pretrained(&a.model, Device::Cpu)
         .with_context(|| format!("loading the model in {}", a.model.display()))?;
+    if cloze_models::quantized::GptqConfig::from_extra(&model.config.extra)?.is_some() {
+        bail!("{} is quantised: prune the dense model", a.model.display());
+    }
     let calibration = match (&a.calibration, method) {
         (Some(dir), Method::SparseGpt) => {
             let data = PreparedData::open(dir)
