@@ -1,10 +1,11 @@
-//! One-shot pruning of a BERT encoder, layer by layer, as SparseGPT prunes a
-//! transformer: the calibration batches are embedded once; for each encoder
-//! layer in order, the inputs of its six linear layers are gathered from the
-//! batches as they come out of the layers already pruned, each linear layer
-//! is pruned from its Hessian, and the pruned layer is run to give the next
-//! layer its inputs. Query, key and value share one input and so one
-//! Hessian. Embeddings, the pooler and the heads stay dense.
+//! One-shot compression of a BERT encoder, layer by layer, as SparseGPT and
+//! GPTQ treat a transformer: the calibration batches are embedded once; for
+//! each encoder layer in order, the inputs of its six linear layers are
+//! gathered from the batches as they come out of the layers already changed,
+//! each matrix is pruned or quantised from its Hessian, and the changed
+//! layer is run to give the next layer its inputs. Query, key and value
+//! share one input and so one Hessian. Embeddings, the pooler and the heads
+//! stay as they are.
 
 use std::collections::HashMap;
 

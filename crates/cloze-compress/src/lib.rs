@@ -1,11 +1,13 @@
 //! One-shot compression of trained encoders: weights removed by magnitude or
 //! by SparseGPT (Frantar and Alistarh 2023), unstructured or in an n:m
-//! pattern, layer by layer on calibration inputs.
+//! pattern, or rounded to a few bits by GPTQ (Frantar et al. 2023) or
+//! round-to-nearest, layer by layer on calibration inputs.
 //!
 //! Layer: beside the trainer, on `cloze-models` (tensors and the encoder's
 //! layer-by-layer pass); it knows nothing of masking, data files or
-//! commands. `prune` holds the per-matrix algorithms, `bert` the pass over
-//! an encoder; `cloze prune` is the command.
+//! commands. `prune` and `quant` hold the per-matrix algorithms, `bert` the
+//! pass over an encoder; `cloze prune` and `cloze quantize` are the commands
+//! (the quantised checkpoint layout lives in `cloze_models::quantized`).
 //!
 //! ```
 //! use cloze_compress::{magnitude, PruneConfig};
