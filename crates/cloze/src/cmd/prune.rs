@@ -168,11 +168,21 @@ fn write_checkpoint(input: &Path, staging: &Path, vs: &tch::nn::VarStore) -> Res
     if replaced == 0 {
         bail!("no weight of {} matched the loaded model", input.display());
     }
+    copy_model_files(input, staging, &[])?;
+    cloze_models::hf::write_safetensors(&staging.join("model.safetensors"), &tensors)?;
+    Ok(())
+}
+
+/// Copies the files of the model directory `input` into `staging`, except
+/// the weight files and the names in `skip` (which the caller writes).
+pub(crate) fn copy_model_files(input: &Path, staging: &Path, skip: &[&str]) -> Result<()> {
     for entry in std::fs::read_dir(input)? {
         let entry = entry?;
         let name = entry.file_name();
         let name_str = name.to_string_lossy();
-        if name_str == "model.safetensors" || name_str == "pytorch_model.bin" {
+        if ["model.safetensors", "pytorch_model.bin"].contains(&name_str.as_ref())
+            || skip.contains(&name_str.as_ref())
+        {
             continue;
         }
         if entry.file_type()?.is_file() {
@@ -180,7 +190,6 @@ fn write_checkpoint(input: &Path, staging: &Path, vs: &tch::nn::VarStore) -> Res
                 .with_context(|| format!("copying {}", entry.path().display()))?;
         }
     }
-    cloze_models::hf::write_safetensors(&staging.join("model.safetensors"), &tensors)?;
     Ok(())
 }
 

@@ -79,21 +79,7 @@ fn write_checkpoint(input: &Path, staging: &Path, layers: &[QuantizedLayer]) -> 
         .first()
         .map(|(_, _, q)| q.format())
         .context("no layer was quantised")?;
-    for entry in std::fs::read_dir(input)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name_str = name.to_string_lossy();
-        if matches!(
-            name_str.as_ref(),
-            "model.safetensors" | "pytorch_model.bin" | "config.json"
-        ) {
-            continue;
-        }
-        if entry.file_type()?.is_file() {
-            std::fs::copy(entry.path(), staging.join(&name))
-                .with_context(|| format!("copying {}", entry.path().display()))?;
-        }
-    }
+    super::prune::copy_model_files(input, staging, &["config.json"])?;
     let config_path = input.join("config.json");
     let mut config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&config_path)
