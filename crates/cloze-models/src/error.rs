@@ -5,9 +5,13 @@ use std::path::PathBuf;
 /// Everything that can go wrong building, running, loading or saving a model.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A precision name that is neither `fp32` nor `bf16`.
-    #[error("unknown precision `{0}`: expected fp32 or bf16")]
+    /// A precision name that is not `fp32`, `bf16` or `int8`.
+    #[error("unknown precision `{0}`: expected fp32, bf16 or int8")]
     Precision(String),
+    /// An int8 linear could not be built or run (no fbgemm engine, a weight
+    /// not on the CPU, a libtorch failure inside the kernel).
+    #[error("int8 inference: {0}")]
+    Int8(String),
     /// A configuration value is out of its domain (e.g. hidden size not divisible by heads).
     #[error("invalid config field `{field}`: {reason}")]
     InvalidConfig {

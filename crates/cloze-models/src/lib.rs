@@ -90,6 +90,7 @@ mod device;
 mod error;
 pub mod heads;
 pub mod hf;
+pub mod int8;
 pub mod precision;
 pub mod quantized;
 mod runtime;
@@ -110,6 +111,7 @@ pub use hf::{
     load_encoder, load_pretrained, load_with, save_pretrained, HeadReport, HeadStatus, LoadReport,
     Pretrained,
 };
+pub use int8::{Int8Linear, QuantizeInt8};
 pub use precision::{autocast, Precision};
 pub use runtime::{flush_denormals, tune_cpu_allocator};
 

@@ -1,4 +1,5 @@
-//! Compute precision: plain fp32, or bf16 matrix products over fp32 weights.
+//! Compute precision: plain fp32, bf16 matrix products over fp32 weights, or
+//! (for inference) int8 linear layers ([`crate::int8`]).
 //!
 //! Mixed precision here works like PyTorch's `torch.autocast`, but explicitly
 //! and only for this crate's blocks: inside [`autocast`]`(Precision::Bf16, ..)`
@@ -36,35 +37,63 @@ pub enum Precision {
     /// Products in bfloat16 (fp32 accumulation inside the GEMM); weights, norms,
     /// softmax statistics and losses in fp32.
     Bf16,
+    /// Inference only, on the CPU: the encoder's linear layers run libtorch's
+    /// dynamic int8 kernel ([`crate::int8`]); attention products, norms and
+    /// the MLM decoder stay fp32. Training refuses it.
+    Int8,
 }
 
 impl Precision {
     /// Every precision, in the order `--help` lists them.
-    pub const ALL: [Precision; 2] = [Precision::Fp32, Precision::Bf16];
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::Int8];
 
     /// The name used in configs and flags: `fp32` or `bf16`.
     pub fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
         }
     }
 
-    /// The libtorch type of the products.
+    /// The libtorch type of the products' inputs and outputs (fp32 for int8,
+    /// whose kernel quantises its fp32 input itself).
     pub fn kind(self) -> Kind {
         match self {
-            Precision::Fp32 => Kind::Float,
+            Precision::Fp32 | Precision::Int8 => Kind::Float,
             Precision::Bf16 => Kind::BFloat16,
         }
     }
 
+    /// Whether training can run in this precision (int8 is inference only).
+    pub fn trains(self) -> bool {
+        self != Precision::Int8
+    }
+
+    /// Readies a loaded model for inference in this precision: bf16 casts the
+    /// weights once ([`Precision::cast_weights`]); int8 quantises and packs the
+    /// model's linear layers ([`crate::int8::QuantizeInt8`]) and returns how
+    /// many; fp32 does nothing.
+    pub fn prepare<M: crate::int8::QuantizeInt8>(
+        self,
+        vs: &mut tch::nn::VarStore,
+        model: &mut M,
+    ) -> Result<usize> {
+        match self {
+            Precision::Fp32 => Ok(0),
+            Precision::Bf16 => self.cast_weights(vs).map(|()| 0),
+            Precision::Int8 => model.quantize_int8(),
+        }
+    }
+
     /// Casts every floating-point variable of `vs` to this precision's type,
-    /// once, for inference (fp32 leaves the store as it is). The variables keep
+    /// once, for inference (fp32 and int8 leave the store as it is: int8 packs
+    /// copies of the weights, see [`Precision::prepare`]). The variables keep
     /// their identity (`set_data`), so a model holding them, and the tied MLM
     /// decoder, see the cast weights. A libtorch failure (out of memory on a
     /// GPU) is an error.
     pub fn cast_weights(self, vs: &mut tch::nn::VarStore) -> Result<()> {
-        if self == Precision::Fp32 {
+        if self.kind() == Kind::Float {
             return Ok(());
         }
         let kind = self.kind();
@@ -129,7 +158,7 @@ impl Drop for Restore {
 /// `Precision::Fp32` turns casting off inside the scope.
 pub fn autocast<T>(precision: Precision, f: impl FnOnce() -> T) -> T {
     let kind = match precision {
-        Precision::Fp32 => None,
+        Precision::Fp32 | Precision::Int8 => None,
         other => Some(other.kind()),
     };
     let _restore = Restore(PRODUCT_KIND.with(|k| k.replace(kind)));

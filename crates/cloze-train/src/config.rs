@@ -71,7 +71,8 @@ pub struct RunConfig {
     pub on_nonfinite: OnNonFinite,
     /// `"fp32"`, or `"bf16"`: matrix products in bfloat16 over fp32 master
     /// weights and optimiser state (see [`cloze_models::precision`]).
-    /// Checkpoints are fp32 either way.
+    /// Checkpoints are fp32 either way. (`"int8"` is inference only and
+    /// refused here.)
     #[serde(default)]
     pub precision: Precision,
 }
@@ -511,6 +512,15 @@ impl TrainConfig {
                 field,
                 problem: problem.into(),
             }
+        }
+        if !self.run.precision.trains() {
+            return Err(bad(
+                "run.precision",
+                format!(
+                    "{} is for inference (encode, fill-mask, score, eval); train in fp32 or bf16",
+                    self.run.precision
+                ),
+            ));
         }
         let m = &self.model;
         if m.hidden_size <= 0

@@ -867,6 +867,28 @@ pub fn predict(
     Ok(out)
 }
 
+impl cloze_models::QuantizeInt8 for Head {
+    fn quantize_int8(&mut self) -> cloze_models::Result<usize> {
+        match self {
+            Head::Sequence(m) => m.quantize_int8(),
+            Head::Token(m) => m.quantize_int8(),
+        }
+    }
+}
+
+impl Classifier {
+    /// Readies the loaded classifier for inference in `precision`
+    /// ([`cloze_models::Precision::prepare`]): bf16 casts the weights, int8
+    /// packs the encoder's linears (the classifier layer stays fp32). Returns
+    /// how many matrices were packed.
+    pub fn prepare_inference(
+        &mut self,
+        precision: cloze_models::Precision,
+    ) -> cloze_models::Result<usize> {
+        precision.prepare(&mut self.vs, &mut self.head)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

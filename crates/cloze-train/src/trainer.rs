@@ -105,6 +105,14 @@ pub fn evaluate(
 /// record (and an exact resume) would be wrong.
 fn check_precision(cfg: &LoopConfig, model: &dyn PretrainModel) -> Result<()> {
     let (config, model) = (cfg.run.precision, model.precision());
+    if !config.trains() {
+        return Err(Error::InvalidConfig {
+            field: "run.precision",
+            problem: format!(
+                "{config} is for inference (encode, fill-mask, score, eval); train in fp32 or bf16"
+            ),
+        });
+    }
     if config == model {
         Ok(())
     } else {

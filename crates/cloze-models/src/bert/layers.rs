@@ -11,6 +11,7 @@ use tch::nn::{Init, Path};
 use tch::Tensor;
 
 use super::{BertConfig, MlmInput};
+use crate::int8::Int8Linear;
 use crate::precision::{for_product, residual_add};
 use crate::Result;
 
@@ -20,6 +21,8 @@ use crate::Result;
 pub struct Linear {
     pub(crate) weight: Tensor,
     pub(crate) bias: Tensor,
+    /// Set by [`Linear::quantize_int8`]: `forward` then runs the int8 kernel.
+    int8: Option<Int8Linear>,
 }
 
 impl Linear {
@@ -37,14 +40,32 @@ impl Linear {
                 },
             )?,
             bias: p.f_var("bias", &[out_dim], Init::Const(0.0))?,
+            int8: None,
         })
     }
 
     /// `[..., in] -> [..., out]`. Inside a bf16 [`crate::autocast`] scope the
-    /// product runs in bf16 and so does the output.
+    /// product runs in bf16 and so does the output. After
+    /// [`Linear::quantize_int8`] it runs the int8 kernel and returns fp32.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some(q) = &self.int8 {
+            return q.forward(xs);
+        }
         Ok(for_product(xs)?
             .f_linear(&for_product(&self.weight)?, Some(&for_product(&self.bias)?))?)
+    }
+
+    /// Packs a copy of the weight and bias for int8 inference
+    /// ([`crate::int8`]); `forward` uses it from then on. Inference only: the
+    /// packed copy has no gradient and does not follow later weight updates.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.int8 = Some(Int8Linear::pack(&self.weight, Some(&self.bias))?);
+        Ok(())
+    }
+
+    /// Whether `forward` runs the int8 kernel.
+    pub fn is_int8(&self) -> bool {
+        self.int8.is_some()
     }
 
     /// The weight, `[out, in]` (a variable of the `VarStore`, not a copy).
@@ -225,6 +246,9 @@ pub(crate) struct BertAttention {
     pub(crate) key: Linear,
     value: Linear,
     output: Linear,
+    /// Query, key and value packed as one `[3H, H]` int8 matrix, once
+    /// [`BertAttention::quantize_int8`] ran.
+    qkv_int8: Option<Int8Linear>,
     layer_norm: LayerNorm,
     heads: i64,
     head_dim: i64,
@@ -242,6 +266,7 @@ impl BertAttention {
             key: Linear::new(&(&s / "key"), h, h, config)?,
             value: Linear::new(&(&s / "value"), h, h, config)?,
             output: Linear::new(&(&o / "dense"), h, h, config)?,
+            qkv_int8: None,
             layer_norm: LayerNorm::new(&(&o / "LayerNorm"), config)?,
             heads: config.num_attention_heads,
             head_dim: config.head_dim(),
@@ -250,9 +275,33 @@ impl BertAttention {
         })
     }
 
+    /// Packs the fused query/key/value matrix and the output projection for
+    /// int8 inference; returns the number of matrices packed (2).
+    pub(crate) fn quantize_int8(&mut self) -> Result<usize> {
+        let weight = Tensor::f_cat(
+            &[&self.query.weight, &self.key.weight, &self.value.weight],
+            0,
+        )?;
+        let bias = Tensor::f_cat(&[&self.query.bias, &self.key.bias, &self.value.bias], 0)?;
+        self.qkv_int8 = Some(Int8Linear::pack(&weight, Some(&bias))?);
+        self.output.quantize_int8()?;
+        Ok(2)
+    }
+
     /// Query, key and value of `xs` `[B, L, H]`, each `[B, heads, L, head_dim]`.
     fn project(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, l, _) = xs.size3()?;
+        if let Some(q) = &self.qkv_int8 {
+            let qkv = q
+                .forward(xs)?
+                .f_view([b, l, 3, self.heads, self.head_dim])?
+                .f_permute([2, 0, 3, 1, 4])?;
+            return Ok((
+                qkv.f_select(0, 0)?,
+                qkv.f_select(0, 1)?,
+                qkv.f_select(0, 2)?,
+            ));
+        }
         // One GEMM for query, key and value: the three HF weight matrices stay
         // separate variables (checkpoint names unchanged), and are concatenated
         // per call (3 H^2 floats, negligible next to the [B L, H] activations),
@@ -495,6 +544,14 @@ impl BertLayer {
         }
     }
 
+    /// Packs the layer's linears for int8 inference; returns how many (4).
+    pub(crate) fn quantize_int8(&mut self) -> Result<usize> {
+        let n = self.attention.quantize_int8()?;
+        self.intermediate.quantize_int8()?;
+        self.output.quantize_int8()?;
+        Ok(n + 2)
+    }
+
     /// The layer in eval mode for new tokens over cached keys and values (see
     /// [`BertAttention::forward_cached`]): the output and the new keys and values.
     pub(crate) fn forward_cached(
@@ -522,6 +579,11 @@ impl Pooler {
         Ok(Pooler {
             dense: Linear::new(&(p / "dense"), h, h, config)?,
         })
+    }
+
+    /// Packs the dense layer for int8 inference ([`Linear::quantize_int8`]).
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.dense.quantize_int8()
     }
 
     /// `[B, L, H]` hidden states -> `[B, H]`.

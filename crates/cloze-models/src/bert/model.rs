@@ -127,6 +127,28 @@ impl BertModel {
     }
 }
 
+impl crate::QuantizeInt8 for BertModel {
+    fn quantize_int8(&mut self) -> Result<usize> {
+        let mut n = 0;
+        for layer in &mut self.layers {
+            n += layer.quantize_int8()?;
+        }
+        if let Some(pooler) = &mut self.pooler {
+            pooler.quantize_int8()?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+impl crate::QuantizeInt8 for BertForPreTraining {
+    fn quantize_int8(&mut self) -> Result<usize> {
+        let n = self.bert.quantize_int8()?;
+        self.mlm.quantize_int8()?;
+        Ok(n + 1)
+    }
+}
+
 impl BertModel {
     /// The additive attention bias every layer applies to `input`, in `kind`:
     /// the padding / 3-D mask plus, when enabled, the relative position bias.

@@ -58,6 +58,12 @@ impl MlmHead {
         })
     }
 
+    /// Packs the transform's dense layer for int8 inference (the decoder, the
+    /// tied word embeddings, stays fp32).
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.dense.quantize_int8()
+    }
+
     /// Vocabulary logits for hidden states of any leading shape `[..., H]` -> `[..., V]`,
     /// always fp32 (under a bf16 [`crate::autocast`] the decoder product runs in bf16).
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -106,3 +106,10 @@ impl BertForQuestionAnswering {
         self.head.forward(&out.last_hidden_state)
     }
 }
+
+impl crate::QuantizeInt8 for BertForQuestionAnswering {
+    /// Packs the encoder's linears (the small output layer stays fp32).
+    fn quantize_int8(&mut self) -> crate::Result<usize> {
+        self.bert.quantize_int8()
+    }
+}

@@ -85,3 +85,10 @@ impl BertForSequenceClassification {
         self.head.forward_t(&pooled, train)
     }
 }
+
+impl crate::QuantizeInt8 for BertForSequenceClassification {
+    /// Packs the encoder's linears (the small output layer stays fp32).
+    fn quantize_int8(&mut self) -> crate::Result<usize> {
+        self.bert.quantize_int8()
+    }
+}

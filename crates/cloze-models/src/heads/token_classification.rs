@@ -84,3 +84,10 @@ impl BertForTokenClassification {
         self.head.forward_t(&out.last_hidden_state, train)
     }
 }
+
+impl crate::QuantizeInt8 for BertForTokenClassification {
+    /// Packs the encoder's linears (the small output layer stays fp32).
+    fn quantize_int8(&mut self) -> crate::Result<usize> {
+        self.bert.quantize_int8()
+    }
+}

@@ -42,7 +42,8 @@ pub struct EncodeArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = cloze_models::parse_device)]
     pub device: Device,
-    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at load;
+    /// Inference precision: fp32, bf16 (weights cast to bfloat16 once at load),
+    /// or int8 (linear layers on libtorch's dynamic int8 kernel, CPU only;
     /// the embeddings and token states written are fp32 either way).
     #[arg(long, default_value_t = Precision::Fp32)]
     pub precision: Precision,
@@ -67,7 +68,7 @@ pub fn run(args: EncodeArgs) -> Result<()> {
     let mut p = load_encoder(&args.model, args.device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     tracing::info!(report = %p.report, "encoder loaded");
-    cast_for_inference(&mut p.vs, args.precision, args.device)?;
+    cast_for_inference(&mut p.vs, &mut p.model, args.precision, args.device)?;
     let seqs = input.seqs();
     let opts = EncodeOptions {
         batch_size: args.batch_size,

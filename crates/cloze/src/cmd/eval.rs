@@ -37,7 +37,8 @@ pub struct EvalArgs {
     /// Exit with an error unless the model's accuracy exceeds the unigram baseline's.
     #[arg(long)]
     pub fail_below_baseline: bool,
-    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at load;
+    /// Inference precision: fp32, bf16 (weights cast to bfloat16 once at load),
+    /// or int8 (linear layers on libtorch's dynamic int8 kernel, CPU only;
     /// losses and accuracies still computed from fp32 logits).
     #[arg(long, default_value_t = Precision::Fp32)]
     pub precision: Precision,
@@ -227,7 +228,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
         .with_context(|| format!("loading the model in {}", a.model.display()))?;
     // Cast once for inference; `model.precision` (the training autocast) stays
     // fp32, and the blocks follow the weights' type.
-    super::fill_mask::cast_for_inference(&mut model.vs, a.precision, tch::Device::Cpu)?;
+    super::fill_mask::cast_for_inference(
+        &mut model.vs,
+        &mut model.model,
+        a.precision,
+        tch::Device::Cpu,
+    )?;
     if model.config.vocab_size != i64::from(data.specials.vocab_size) {
         anyhow::bail!(
             "the model has {} vocabulary rows but {} was prepared with a {}-token vocabulary",

@@ -41,7 +41,8 @@ pub struct FillMaskArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = cloze_models::parse_device)]
     pub device: Device,
-    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at load;
+    /// Inference precision: fp32, bf16 (weights cast to bfloat16 once at load),
+    /// or int8 (linear layers on libtorch's dynamic int8 kernel, CPU only;
     /// probabilities still computed in fp32).
     #[arg(long, default_value_t = Precision::Fp32)]
     pub precision: Precision,
@@ -177,20 +178,32 @@ pub(crate) fn load_mlm(
         .into());
     }
     tracing::info!(report = %p.report, "model loaded");
-    cast_for_inference(&mut p.vs, precision, device)?;
+    cast_for_inference(&mut p.vs, &mut p.model, precision, device)?;
     Ok(p)
 }
 
-/// Casts freshly loaded weights to `precision` once, for inference (`--precision`
-/// of fill-mask, encode, score, correct and eval). The model's blocks follow the
-/// weights' type, so a bf16 model runs its whole forward pass in bf16; its heads
-/// return fp32 logits, and `cloze_eval` casts hidden states to fp32 before pooling,
-/// so every number printed or written is computed from fp32 tensors.
-pub(crate) fn cast_for_inference(
+/// Readies freshly loaded weights for inference in `precision` (`--precision`
+/// of fill-mask, encode, score, correct, eval and predict): bf16 casts them
+/// once, and the model's blocks follow the weights' type, so a bf16 model runs
+/// its whole forward pass in bf16; int8 packs the model's linear layers for
+/// libtorch's dynamic int8 kernel (CPU only). Heads return fp32 logits, and
+/// `cloze_eval` casts hidden states to fp32 before pooling, so every number
+/// printed or written is computed from fp32 tensors.
+pub(crate) fn cast_for_inference<M: cloze_models::QuantizeInt8>(
     vs: &mut tch::nn::VarStore,
+    model: &mut M,
     precision: Precision,
     device: Device,
 ) -> Result<()> {
+    check_inference_precision(precision, device)?;
+    let packed = precision.prepare(vs, model)?;
+    tracing::info!(%precision, packed, "weights ready");
+    Ok(())
+}
+
+/// Refuses an inference precision this device or build cannot run, and warns
+/// where it would run slower than fp32.
+pub(crate) fn check_inference_precision(precision: Precision, device: Device) -> Result<()> {
     if precision == Precision::Bf16
         && device == Device::Cpu
         && !cloze_models::precision::cpu_has_bf16_gemm()
@@ -200,8 +213,18 @@ pub(crate) fn cast_for_inference(
              products, which is slower than fp32 here"
         );
     }
-    precision.cast_weights(vs)?;
-    tracing::info!(%precision, "weights ready");
+    if precision == Precision::Int8 {
+        anyhow::ensure!(
+            device == Device::Cpu,
+            "--precision int8 runs on the CPU (libtorch's int8 linear is a CPU kernel): \
+             drop --device or use --precision bf16 on a GPU"
+        );
+        anyhow::ensure!(
+            cloze_models::int8::available(),
+            "--precision int8 needs libtorch's fbgemm engine, which this build lacks \
+             (x86-64 builds have it)"
+        );
+    }
     Ok(())
 }
 

@@ -97,7 +97,8 @@ struct EvalArgs {
     /// instead of one per query and candidate length.
     #[arg(long)]
     per_candidate: bool,
-    /// fp32, or bf16 (weights cast once; log-probabilities in fp32).
+    /// fp32, bf16 (weights cast once) or int8 (int8 linears, CPU only);
+    /// log-probabilities in fp32.
     #[arg(long, default_value_t = Precision::Fp32)]
     precision: Precision,
 }

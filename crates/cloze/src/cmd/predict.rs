@@ -38,8 +38,9 @@ pub struct PredictArgs {
     /// Inputs per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at
-    /// load; probabilities still computed in fp32).
+    /// Inference precision: fp32, bf16 (weights cast to bfloat16 once at load),
+    /// or int8 (linear layers on libtorch's dynamic int8 kernel, CPU only;
+    /// probabilities still computed in fp32).
     #[arg(long, default_value_t = cloze_models::Precision::Fp32)]
     pub precision: cloze_models::Precision,
 }
@@ -47,7 +48,9 @@ pub struct PredictArgs {
 /// Runs `cloze predict`.
 pub fn run(a: PredictArgs) -> Result<()> {
     let mut model = Classifier::load(&a.model, tch::Device::Cpu)?;
-    super::fill_mask::cast_for_inference(&mut model.vs, a.precision, tch::Device::Cpu)?;
+    super::fill_mask::check_inference_precision(a.precision, tch::Device::Cpu)?;
+    let packed = model.prepare_inference(a.precision)?;
+    tracing::info!(precision = %a.precision, packed, "weights ready");
     let labels = model.labels()?;
     let max_len = a.max_length.unwrap_or(model.max_positions().min(512));
     let tok = ModelTokenizer::from_dir(&a.model, max_len)?;

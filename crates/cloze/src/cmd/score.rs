@@ -35,7 +35,8 @@ pub struct ScoreArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = cloze_models::parse_device)]
     pub device: Device,
-    /// Inference precision: fp32, or bf16 (weights cast to bfloat16 once at load;
+    /// Inference precision: fp32, bf16 (weights cast to bfloat16 once at load),
+    /// or int8 (linear layers on libtorch's dynamic int8 kernel, CPU only;
     /// log-probabilities still computed and summed in fp32).
     #[arg(long, default_value_t = Precision::Fp32)]
     pub precision: Precision,

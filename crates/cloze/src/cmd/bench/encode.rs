@@ -1,8 +1,10 @@
 //! `cloze bench encode`: real (non-padding) tokens/s of sentence encoding with
 //! all-MiniLM-L6-v2 on the first N SOTU sentences, against HF's `BertModel` (the peer
 //! script `hf_encode_bench.py`) in the same run when a peer Python is given.
-//! `--precision bf16` also times our encode with bf16 weights in the same run and
-//! compares its embeddings with fp32's.
+//! `--precision bf16` (or `int8`) also times our encode with bf16 weights (or
+//! int8 linear layers) in the same run and compares its embeddings with
+//! fp32's; with `int8` and a peer Python, PyTorch's own dynamic int8
+//! quantisation of the same model is timed too (`benches/peers/hf_encode_int8.py`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,9 +19,14 @@ use tch::{Device, Kind, Tensor};
 /// cannot run in the same invocation.
 const REFERENCE_HF_TOKENS_PER_S: (f64, f64) = (2460.0, 2740.0);
 
-/// The least cosine a bf16 sentence embedding may have to its fp32 one: below it
-/// the bench fails after printing its figures (the bound of issue 21).
-const MIN_COSINE: f64 = 0.999;
+/// The least cosine a bf16 sentence embedding may have to its fp32 one: below
+/// it the bench fails after printing its figures (the bound of issue 21).
+const MIN_COSINE_BF16: f64 = 0.999;
+
+/// The cosine issue 17 asks of int8 embeddings. Dynamic int8 does not reach it
+/// on every CPU (docs/compression.md), so the bench reports whether it was met
+/// rather than failing.
+const TARGET_COSINE_INT8: f64 = 0.99;
 
 /// Arguments of `cloze bench encode`.
 #[derive(Debug, Args)]
@@ -55,10 +62,17 @@ pub struct EncodeBenchArgs {
     /// The peer script.
     #[arg(long, default_value = "../shared/peers/hf_encode_bench.py")]
     pub peer_script: PathBuf,
-    /// With `bf16`, also time our encode with the weights cast to bfloat16, in
-    /// this run on the same sentences, interleaved with the fp32 one: both
-    /// tokens/s, their ratio, and the min and mean cosine between the two sets of
-    /// sentence embeddings (the bench fails below 0.999). The peer stays fp32.
+    /// The peer script for `--precision int8`: HF's model in fp32 and after
+    /// PyTorch's dynamic int8 quantisation, in one process.
+    #[arg(long, default_value = "benches/peers/hf_encode_int8.py")]
+    pub peer_int8_script: PathBuf,
+    /// With `bf16`, also time our encode with the weights cast to bfloat16 (with
+    /// `int8`, with the linear layers on the dynamic int8 kernel), in this run
+    /// on the same sentences, interleaved with the fp32 one: both tokens/s,
+    /// their ratio, and the min and mean cosine between the two sets of
+    /// sentence embeddings (the bench fails below 0.999 for bf16; for int8 it
+    /// says whether 0.99 was reached). The bf16 peer stays fp32; the int8 peer
+    /// is PyTorch's own dynamic int8.
     #[arg(long, default_value_t = Precision::Fp32)]
     pub precision: Precision,
 }
@@ -239,8 +253,9 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
     let low = match a.precision {
         Precision::Fp32 => None,
         other => {
+            super::super::fill_mask::check_inference_precision(other, a.device)?;
             let mut q = load_encoder(&model_dir, a.device)?;
-            other.cast_weights(&mut q.vs)?;
+            other.prepare(&mut q.vs, &mut q.model)?;
             Some(q)
         }
     };
@@ -317,6 +332,45 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
         low_summary = Some((name, tps_low, speedup, min_cos, mean_cos));
     }
     match &a.peer_python {
+        Some(py) if a.precision == Precision::Int8 => {
+            let lines = super::run_peer(
+                py,
+                &a.peer_int8_script,
+                [
+                    model_dir.as_os_str(),
+                    text_path.as_os_str(),
+                    a.sentences.to_string().as_ref(),
+                    a.reps.to_string().as_ref(),
+                ],
+            )?;
+            let value = |what: &str| -> Result<f64> {
+                let line = lines
+                    .iter()
+                    .find(|v| v["what"] == what)
+                    .with_context(|| format!("the int8 peer printed no {what} line"))?;
+                println!("{line}");
+                line["value"]
+                    .as_f64()
+                    .with_context(|| format!("the peer's {what} is not a number"))
+            };
+            let hf = value("hf_encode_tokens_per_s")?;
+            let hf8 = value("hf_encode_int8_tokens_per_s")?;
+            value("hf_cosine_int8_vs_fp32")?;
+            println!(
+                "{}",
+                serde_json::json!({"what": "ratio_vs_hf_same_run", "value": round2(tps / hf)})
+            );
+            println!(
+                "{}",
+                serde_json::json!({"what": "ratio_hf_int8_vs_hf_fp32_same_run", "value": round2(hf8 / hf)})
+            );
+            if let Some((_, tps_low, ..)) = low_summary {
+                println!(
+                    "{}",
+                    serde_json::json!({"what": "ratio_int8_vs_hf_int8_same_run", "value": round2(tps_low / hf8)})
+                );
+            }
+        }
         Some(py) => {
             let hf = run_peer(&a, py, &model_dir, &text_path)?;
             println!(
@@ -348,10 +402,25 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
             tps,
             tps_low
         );
-        anyhow::ensure!(
-            min_cos >= MIN_COSINE,
-            "a {name} sentence embedding is at cosine {min_cos} to fp32, below {MIN_COSINE}"
-        );
+        if a.precision == Precision::Int8 {
+            let met = min_cos >= TARGET_COSINE_INT8;
+            println!(
+                "{}",
+                serde_json::json!({"what": "int8_cosine_target_met", "value": met,
+                    "target": TARGET_COSINE_INT8, "min": min_cos})
+            );
+            if !met {
+                tracing::warn!(
+                    "int8 embeddings reach cosine {min_cos:.4} to fp32, below the {TARGET_COSINE_INT8} \
+                     target (see docs/compression.md)"
+                );
+            }
+        } else {
+            anyhow::ensure!(
+                min_cos >= MIN_COSINE_BF16,
+                "a {name} sentence embedding is at cosine {min_cos} to fp32, below {MIN_COSINE_BF16}"
+            );
+        }
     }
     Ok(())
 }

@@ -41,6 +41,10 @@ pub fn measure_gflops(n: i64, reps: u32, precision: Precision) -> f64 {
 /// Prints the measured GEMM throughput as a JSON line.
 pub fn run(args: GemmArgs) -> Result<()> {
     tch::set_num_threads(args.threads);
+    anyhow::ensure!(
+        args.precision != Precision::Int8,
+        "bench gemm times fp32 or bf16 products; int8 linears are timed by `cloze bench encode --precision int8`"
+    );
     let g = measure_gflops(args.n, args.reps, args.precision);
     println!(
         "{}",

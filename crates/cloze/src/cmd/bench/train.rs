@@ -193,6 +193,11 @@ fn run_peer(a: &TrainArgs, python: &std::path::Path) -> Result<Vec<serde_json::V
 
 /// Runs `cloze bench train`.
 pub fn run(a: TrainArgs) -> Result<()> {
+    anyhow::ensure!(
+        a.precision.trains(),
+        "--precision {} is for inference; training runs in fp32 or bf16",
+        a.precision
+    );
     if a.rank_child {
         return super::ranks::run_rank(&a);
     }
@@ -266,6 +271,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let suffix = match a.precision {
             Precision::Fp32 => "",
             Precision::Bf16 => "_bf16",
+            // Refused at the start of `run`.
+            Precision::Int8 => anyhow::bail!("int8 is not a training precision"),
         };
         let hf = peer_value(&lines, &format!("hf_bert_mlm_train_tokens_per_s{suffix}"));
         let gathered = peer_value(
