@@ -135,6 +135,11 @@ pub struct PretrainArgs {
     /// the config's `run.threads` (see `apply_threads`).
     #[arg(skip)]
     pub global_threads: Option<usize>,
+    /// Set when `global_threads` was not given but derived from the launch
+    /// (the cores shared among a machine's ranks): then it is no override of
+    /// the user's and no warning is due.
+    #[arg(skip)]
+    pub threads_from_launch: bool,
 }
 
 /// Resolves the effective configuration from the arguments.
@@ -342,7 +347,9 @@ fn apply_threads(mut cfg: TrainConfig, a: &PretrainArgs) -> Result<TrainConfig> 
         .ok()
         .filter(|&n| n >= 1)
         .ok_or_else(|| anyhow!("--threads {n}: must be between 1 and {}", i32::MAX))?;
-    if cfg.run.threads != n {
+    if a.threads_from_launch {
+        tracing::info!(threads = n, "this rank's share of the machine's cores");
+    } else if cfg.run.threads != n {
         let whence = if a.resume.is_some() && a.config.is_none() {
             "the run's saved config.toml"
         } else {
@@ -520,6 +527,7 @@ pub fn run(mut a: PretrainArgs) -> Result<()> {
         if a.global_threads.is_none() && l.local_world_size > 1 {
             // The machine's cores are shared among its ranks.
             a.global_threads = Some(crate::cmd::dist::default_threads(l));
+            a.threads_from_launch = true;
         }
         if l.restart_count > 0 && a.resume.is_none() && l.rank == 0 {
             // A restarted job continues from its last checkpoint; one that
