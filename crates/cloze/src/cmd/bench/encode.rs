@@ -135,12 +135,19 @@ fn run_peer(a: &EncodeBenchArgs, python: &Path, model: &Path, text: &Path) -> Re
             a.sentences.to_string().as_ref(),
         ],
     )?;
+    echo_peer_value(&lines, "hf_encode_tokens_per_s")
+}
+
+/// Prints the peer's `what` line as it came and returns its value.
+fn echo_peer_value(lines: &[serde_json::Value], what: &str) -> Result<f64> {
     let line = lines
         .iter()
-        .find(|v| v["what"] == "hf_encode_tokens_per_s")
-        .context("the peer printed no hf_encode_tokens_per_s line")?;
+        .find(|v| v["what"] == what)
+        .with_context(|| format!("the peer printed no {what} line"))?;
     println!("{line}");
-    line["value"].as_f64().context("peer value is not a number")
+    line["value"]
+        .as_f64()
+        .with_context(|| format!("the peer's {what} is not a number"))
 }
 
 /// One timed encode: what the peer times (tokenize, forward, mean-pool), in seconds.
@@ -343,19 +350,9 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
                     a.reps.to_string().as_ref(),
                 ],
             )?;
-            let value = |what: &str| -> Result<f64> {
-                let line = lines
-                    .iter()
-                    .find(|v| v["what"] == what)
-                    .with_context(|| format!("the int8 peer printed no {what} line"))?;
-                println!("{line}");
-                line["value"]
-                    .as_f64()
-                    .with_context(|| format!("the peer's {what} is not a number"))
-            };
-            let hf = value("hf_encode_tokens_per_s")?;
-            let hf8 = value("hf_encode_int8_tokens_per_s")?;
-            value("hf_cosine_int8_vs_fp32")?;
+            let hf = echo_peer_value(&lines, "hf_encode_tokens_per_s")?;
+            let hf8 = echo_peer_value(&lines, "hf_encode_int8_tokens_per_s")?;
+            echo_peer_value(&lines, "hf_cosine_int8_vs_fp32")?;
             println!(
                 "{}",
                 serde_json::json!({"what": "ratio_vs_hf_same_run", "value": round2(tps / hf)})
