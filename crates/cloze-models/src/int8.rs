@@ -90,7 +90,7 @@ impl Int8Linear {
         };
         if weight.device() != Device::Cpu || bias.is_some_and(|b| b.device() != Device::Cpu) {
             return Err(Error::Int8(
-                "int8 linears run on the CPU; load the model with --device cpu".into(),
+                "int8 linears run on the CPU; the weights are on another device".into(),
             ));
         }
         if !weight.is_floating_point() {

@@ -47,7 +47,7 @@ impl Precision {
     /// Every precision, in the order `--help` lists them.
     pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::Int8];
 
-    /// The name used in configs and flags: `fp32` or `bf16`.
+    /// The name used in configs and flags: `fp32`, `bf16` or `int8`.
     pub fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",

@@ -217,7 +217,7 @@ pub(crate) fn check_inference_precision(precision: Precision, device: Device) ->
         anyhow::ensure!(
             device == Device::Cpu,
             "--precision int8 runs on the CPU (libtorch's int8 linear is a CPU kernel): \
-             drop --device or use --precision bf16 on a GPU"
+             pass --device cpu, or use --precision bf16 on a GPU"
         );
         anyhow::ensure!(
             cloze_models::int8::available(),
