@@ -425,7 +425,7 @@ fn an_unknown_precision_names_the_accepted_ones() {
             .output()
             .unwrap();
         fails_with(&out, "invalid value 'fp16' for '--precision");
-        fails_with(&out, "expected fp32 or bf16");
+        fails_with(&out, "expected fp32, bf16 or int8");
     }
 }
 
