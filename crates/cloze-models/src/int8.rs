@@ -11,6 +11,24 @@
 //!
 //! The packed weight is a copy: it does not follow later changes to the fp32
 //! variable, and it has no gradient. It is for inference, on the CPU.
+//!
+//! ```
+//! use cloze_models::Int8Linear;
+//! use tch::{Device, Kind, Tensor};
+//!
+//! # fn main() -> cloze_models::Result<()> {
+//! if !cloze_models::int8::available() {
+//!     return Ok(()); // a libtorch without fbgemm (not x86-64)
+//! }
+//! let w = Tensor::randn([16, 8], (Kind::Float, Device::Cpu));
+//! let x = Tensor::randn([4, 8], (Kind::Float, Device::Cpu));
+//! let y = Int8Linear::pack(&w, None)?.forward(&x)?;
+//! let exact = x.linear::<Tensor>(&w, None);
+//! let rel = (&y - &exact).norm().double_value(&[]) / exact.norm().double_value(&[]);
+//! assert!(rel < 0.05, "{rel}");
+//! # Ok(())
+//! # }
+//! ```
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, c_void, CStr};
