@@ -12,6 +12,7 @@
 //! Adding an experiment: a module beside [`macbert_ablation`] with its own
 //! `Args` and `run`, one variant in [`Which`].
 
+pub mod compress;
 pub mod continued;
 pub mod macbert_ablation;
 pub mod mlmlm;
@@ -61,6 +62,11 @@ pub enum Which {
     /// against frequency, DistMult and ComplEx baselines on UMLS, Nations,
     /// Kinships and a WN18RR-style graph (with a zero-shot split).
     Mlmlm(mlmlm::MlmlmArgs),
+    /// Compression of trained encoders: every model pruned (magnitude,
+    /// SparseGPT, 2:4), quantised (GPTQ 4/3-bit, RTN 4-bit) and run in int8
+    /// (with and without SmoothQuant), each variant scored by held-out MLM
+    /// loss and accuracy, embedding cosine to the dense model and size.
+    Compress(compress::CompressArgs),
 }
 
 /// Runs `cloze experiment`; `threads` is the global `--threads`, passed on
@@ -71,6 +77,7 @@ pub fn run(a: ExperimentArgs, threads: Option<usize>) -> Result<()> {
         Which::ContinuedPretraining(args) => continued::run(args, threads),
         Which::Unilmv2(args) => unilmv2::run(args, threads),
         Which::Mlmlm(args) => mlmlm::run(args, threads),
+        Which::Compress(args) => compress::run(args, threads),
     }
 }
 
