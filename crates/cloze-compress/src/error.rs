@@ -23,7 +23,8 @@ pub enum Error {
     NotPositiveDefinite(String),
     /// A method that needs calibration inputs got none.
     #[error(
-        "SparseGPT needs calibration inputs (the model's inputs on real text); none were given"
+        "this method (SparseGPT, GPTQ, int8 smoothing) needs calibration inputs (the model's \
+         inputs on real text); none were given"
     )]
     NoCalibration,
     /// The model refused an input or a layer index.

@@ -111,7 +111,7 @@ pub use hf::{
     load_encoder, load_pretrained, load_with, save_pretrained, HeadReport, HeadStatus, LoadReport,
     Pretrained,
 };
-pub use int8::{Int8Linear, QuantizeInt8};
+pub use int8::{Int8Linear, Int8Smoothing, QuantizeInt8};
 pub use precision::{autocast, Precision};
 pub use runtime::{flush_denormals, tune_cpu_allocator};
 

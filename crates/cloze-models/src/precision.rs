@@ -73,16 +73,18 @@ impl Precision {
     /// Readies a loaded model for inference in this precision: bf16 casts the
     /// weights once ([`Precision::cast_weights`]); int8 quantises and packs the
     /// model's linear layers ([`crate::int8::QuantizeInt8`]) and returns how
-    /// many; fp32 does nothing.
+    /// many, with SmoothQuant factors from `smoothing` when given (other
+    /// precisions ignore it); fp32 does nothing.
     pub fn prepare<M: crate::int8::QuantizeInt8>(
         self,
         vs: &mut tch::nn::VarStore,
         model: &mut M,
+        smoothing: Option<&crate::Int8Smoothing>,
     ) -> Result<usize> {
         match self {
             Precision::Fp32 => Ok(0),
             Precision::Bf16 => self.cast_weights(vs).map(|()| 0),
-            Precision::Int8 => model.quantize_int8(),
+            Precision::Int8 => model.quantize_int8(smoothing),
         }
     }
 

@@ -398,7 +398,10 @@ impl PretrainModel for BertPretrainer {
 impl cloze_models::QuantizeInt8 for BertPretrainer {
     /// Packs the model's linears for int8 inference (`cloze eval --precision
     /// int8`); training such a model is refused by the trainer.
-    fn quantize_int8(&mut self) -> cloze_models::Result<usize> {
-        self.model.quantize_int8()
+    fn quantize_int8(
+        &mut self,
+        smoothing: Option<&cloze_models::Int8Smoothing>,
+    ) -> cloze_models::Result<usize> {
+        self.model.quantize_int8(smoothing)
     }
 }

@@ -868,10 +868,13 @@ pub fn predict(
 }
 
 impl cloze_models::QuantizeInt8 for Head {
-    fn quantize_int8(&mut self) -> cloze_models::Result<usize> {
+    fn quantize_int8(
+        &mut self,
+        smoothing: Option<&cloze_models::Int8Smoothing>,
+    ) -> cloze_models::Result<usize> {
         match self {
-            Head::Sequence(m) => m.quantize_int8(),
-            Head::Token(m) => m.quantize_int8(),
+            Head::Sequence(m) => m.quantize_int8(smoothing),
+            Head::Token(m) => m.quantize_int8(smoothing),
         }
     }
 }
@@ -879,13 +882,15 @@ impl cloze_models::QuantizeInt8 for Head {
 impl Classifier {
     /// Readies the loaded classifier for inference in `precision`
     /// ([`cloze_models::Precision::prepare`]): bf16 casts the weights, int8
-    /// packs the encoder's linears (the classifier layer stays fp32). Returns
-    /// how many matrices were packed.
+    /// packs the encoder's linears (the classifier layer stays fp32), with the
+    /// SmoothQuant factors of `smoothing` when given. Returns how many
+    /// matrices were packed.
     pub fn prepare_inference(
         &mut self,
         precision: cloze_models::Precision,
+        smoothing: Option<&cloze_models::Int8Smoothing>,
     ) -> cloze_models::Result<usize> {
-        precision.prepare(&mut self.vs, &mut self.head)
+        precision.prepare(&mut self.vs, &mut self.head, smoothing)
     }
 }
 

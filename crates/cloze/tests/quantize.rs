@@ -1,7 +1,8 @@
 //! `cloze quantize` through the real binary: GPTQ and RTN at 4 and 3 bits
 //! on a small pretrained model, the GPTQ layout on disk, the quantised model
-//! evaluated by `cloze eval`, and the errors for bad settings and for
-//! training from a quantised model.
+//! evaluated by `cloze eval`, int8 SmoothQuant calibration run by
+//! `--precision int8`, and the errors for bad settings and for training from
+//! a quantised model.
 
 mod common;
 
@@ -10,9 +11,13 @@ use std::path::Path;
 use common::{cloze, fails_with, ok, prepare, pretrain};
 
 fn eval_json(model: &Path, data: &Path) -> serde_json::Value {
+    eval_json_in(model, data, "fp32")
+}
+
+fn eval_json_in(model: &Path, data: &Path, precision: &str) -> serde_json::Value {
     let out = ok(
         cloze()
-            .args(["eval", "--json", "--model"])
+            .args(["eval", "--json", "--precision", precision, "--model"])
             .arg(model)
             .arg("--data")
             .arg(data)
@@ -159,5 +164,79 @@ fn bad_quantize_settings_are_clear_errors() {
         "supported are 2 to 8",
     );
     fails_with(&run(&["--method", "rtn", "--bits", "5"]), "2, 3, 4 or 8");
+    fails_with(&run(&["--method", "int8"]), "needs --calibration");
+    fails_with(&run(&["--method", "int8", "--bits", "4"]), "is 8 bits");
+    fails_with(
+        &run(&["--method", "int8", "--smooth-alpha", "1.5"]),
+        "must be in (0, 1]",
+    );
+    fails_with(
+        &run(&["--method", "rtn", "--smooth-alpha", "0.5"]),
+        "--method int8 only",
+    );
     assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn int8_calibration_keeps_the_weights_and_smooths_int8_inference() {
+    if !cloze_models::int8::available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = prepare(tmp.path(), 200);
+    let run = tmp.path().join("run");
+    ok(
+        pretrain(&data, &run, 10).output().expect("spawn"),
+        "pretrain",
+    );
+    let model = run.join("model");
+    let smooth = tmp.path().join("int8");
+    let out = ok(
+        cloze()
+            .args(["quantize", "--method", "int8", "--samples", "8", "--model"])
+            .arg(&model)
+            .arg("--calibration")
+            .arg(&data)
+            .arg("--out")
+            .arg(&smooth)
+            .output()
+            .expect("spawn"),
+        "quantize int8",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("calibrated 8 linear inputs") && said.contains("alpha 0.8, 8 sequences"),
+        "{said}"
+    );
+    // The weights are the dense model's, bit for bit; the calibration sits
+    // beside them.
+    let dense_w = cloze_models::hf::read_weight_files(&model).expect("dense");
+    let kept = cloze_models::hf::read_weight_files(&smooth).expect("kept");
+    assert_eq!(dense_w.len(), kept.len());
+    for (name, t) in &dense_w {
+        assert!(t.equal(&kept[name]), "{name} changed");
+    }
+    let s = cloze_models::Int8Smoothing::load(&smooth)
+        .expect("read")
+        .expect("a calibration file");
+    assert_eq!(s.len(), 2 * 4, "two layers, four linear inputs each");
+    assert!((s.alpha() - 0.8).abs() < 1e-6);
+
+    // fp32 runs the unchanged weights; int8 with and without smoothing are
+    // close to it and differ from each other (the factors were applied).
+    let loss = |dir: &Path, p: &str| {
+        eval_json_in(dir, &data, p)["losses"]["mlm"]
+            .as_f64()
+            .expect("loss")
+    };
+    let dense = loss(&model, "fp32");
+    assert_eq!(loss(&smooth, "fp32"), dense);
+    let plain = loss(&model, "int8");
+    let smoothed = loss(&smooth, "int8");
+    assert!((plain - dense).abs() < 0.2, "dense {dense}, int8 {plain}");
+    assert!(
+        (smoothed - dense).abs() < 0.2,
+        "dense {dense}, smoothed int8 {smoothed}"
+    );
+    assert_ne!(plain, smoothed);
 }

@@ -11,7 +11,7 @@ use tch::nn::{Init, Path};
 use tch::Tensor;
 
 use super::{BertConfig, MlmInput};
-use crate::int8::Int8Linear;
+use crate::int8::{Int8Linear, Int8Smoothing};
 use crate::precision::{for_product, residual_add};
 use crate::Result;
 
@@ -59,8 +59,29 @@ impl Linear {
     /// ([`crate::int8`]); `forward` uses it from then on. Inference only: the
     /// packed copy has no gradient and does not follow later weight updates.
     pub fn quantize_int8(&mut self) -> Result<()> {
-        self.int8 = Some(Int8Linear::pack(&self.weight, Some(&self.bias))?);
+        self.quantize_int8_smoothed(None)
+    }
+
+    /// As [`Linear::quantize_int8`], with SmoothQuant factors `[in]`
+    /// ([`crate::Int8Smoothing::factors`]) when given.
+    pub fn quantize_int8_smoothed(&mut self, factors: Option<&Tensor>) -> Result<()> {
+        self.int8 = Some(Int8Linear::pack_smoothed(
+            &self.weight,
+            Some(&self.bias),
+            factors,
+        )?);
         Ok(())
+    }
+
+    /// As `forward`, except that on the int8 kernel the rows of `xs` where
+    /// `keep` (`[B, L, 1]`, 1 for real tokens and 0 for padding) is 0 are
+    /// zeroed first, so that padding never widens the input's quantisation
+    /// range. Real rows come out as `forward` gives them.
+    pub(crate) fn forward_keep(&self, xs: &Tensor, keep: Option<&Tensor>) -> Result<Tensor> {
+        match (&self.int8, keep) {
+            (Some(q), Some(k)) => q.forward(&xs.f_mul(k)?),
+            _ => self.forward(xs),
+        }
     }
 
     /// Whether `forward` runs the int8 kernel.
@@ -276,24 +297,53 @@ impl BertAttention {
     }
 
     /// Packs the fused query/key/value matrix and the output projection for
-    /// int8 inference; returns the number of matrices packed (2).
-    pub(crate) fn quantize_int8(&mut self) -> Result<usize> {
+    /// int8 inference, with layer `layer`'s factors from `smoothing` when
+    /// given; returns the number of matrices packed (2).
+    pub(crate) fn quantize_int8(
+        &mut self,
+        layer: usize,
+        smoothing: Option<&Int8Smoothing>,
+    ) -> Result<usize> {
+        use super::LinearSite;
         let weight = Tensor::f_cat(
             &[&self.query.weight, &self.key.weight, &self.value.weight],
             0,
         )?;
         let bias = Tensor::f_cat(&[&self.query.bias, &self.key.bias, &self.value.bias], 0)?;
-        self.qkv_int8 = Some(Int8Linear::pack(&weight, Some(&bias))?);
-        self.output.quantize_int8()?;
+        let qkv = match smoothing {
+            Some(s) => Some(s.factors_for(layer, LinearSite::Query, &weight)?),
+            None => None,
+        };
+        self.qkv_int8 = Some(Int8Linear::pack_smoothed(
+            &weight,
+            Some(&bias),
+            qkv.as_ref(),
+        )?);
+        let out = match smoothing {
+            Some(s) => {
+                Some(s.factors_for(layer, LinearSite::AttentionOutput, &self.output.weight)?)
+            }
+            None => None,
+        };
+        self.output.quantize_int8_smoothed(out.as_ref())?;
         Ok(2)
     }
 
-    /// Query, key and value of `xs` `[B, L, H]`, each `[B, heads, L, head_dim]`.
-    fn project(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    /// Query, key and value of `xs` `[B, L, H]`, each `[B, heads, L, head_dim]`;
+    /// `keep` as in [`Linear::forward_keep`].
+    fn project(&self, xs: &Tensor, keep: Option<&Tensor>) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, l, _) = xs.size3()?;
         if let Some(q) = &self.qkv_int8 {
+            let kept;
+            let input = match keep {
+                Some(k) => {
+                    kept = xs.f_mul(k)?;
+                    &kept
+                }
+                None => xs,
+            };
             let qkv = q
-                .forward(xs)?
+                .forward(input)?
                 .f_view([b, l, 3, self.heads, self.head_dim])?
                 .f_permute([2, 0, 3, 1, 4])?;
             return Ok((
@@ -385,23 +435,31 @@ impl BertAttention {
 
     /// Output projection, dropout and the residual LayerNorm of a context
     /// `[B, heads, L, head_dim]` computed for the queries of `xs` `[B, L, H]`.
-    fn output(&self, ctx: &Tensor, xs: &Tensor, train: bool) -> Result<Tensor> {
+    fn output(
+        &self,
+        ctx: &Tensor,
+        xs: &Tensor,
+        keep: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
         let (b, l, h) = xs.size3()?;
         let ctx = ctx.f_transpose(1, 2)?.f_reshape([b, l, h])?;
-        let out = self.output.forward(&ctx)?;
+        let out = self.output.forward_keep(&ctx, keep)?;
         let out = dropout(&out, self.hidden_dropout, train)?;
         self.layer_norm.forward(&residual_add(out, xs)?)
     }
 
+    /// The attention block; `keep` as in [`Linear::forward_keep`].
     pub(crate) fn forward_t(
         &self,
         xs: &Tensor,
         mask: Option<&Tensor>,
+        keep: Option<&Tensor>,
         train: bool,
     ) -> Result<Tensor> {
-        let (q, k, v) = self.project(xs)?;
+        let (q, k, v) = self.project(xs, keep)?;
         let ctx = self.attend(&q, &k, &v, mask, train)?;
-        self.output(&ctx, xs, train)
+        self.output(&ctx, xs, keep, train)
     }
 
     /// Eval-mode attention (no dropout) that shows `probe` the input of each
@@ -417,7 +475,7 @@ impl BertAttention {
         for site in [LinearSite::Query, LinearSite::Key, LinearSite::Value] {
             probe(site, xs)?;
         }
-        let (q, k, v) = self.project(xs)?;
+        let (q, k, v) = self.project(xs, None)?;
         let ctx = self.attend(&q, &k, &v, mask, false)?;
         let (b, l, h) = xs.size3()?;
         let merged = ctx.f_transpose(1, 2)?.f_reshape([b, l, h])?;
@@ -449,7 +507,7 @@ impl BertAttention {
         mask: Option<&Tensor>,
         past: Option<(&Tensor, &Tensor)>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (q, k, v) = self.project(xs)?;
+        let (q, k, v) = self.project(xs, None)?;
         let ctx = match past {
             Some((pk, pv)) => {
                 // A cache built under another precision scope is brought to
@@ -467,7 +525,7 @@ impl BertAttention {
             }
             None => self.attend(&q, &k, &v, mask, false)?,
         };
-        Ok((self.output(&ctx, xs, false)?, k, v))
+        Ok((self.output(&ctx, xs, None, false)?, k, v))
     }
 }
 
@@ -500,20 +558,23 @@ impl BertLayer {
         })
     }
 
+    /// The layer; `keep` (`[B, L, 1]`, 0 at padding) keeps padding out of
+    /// the int8 kernels' input ranges ([`Linear::forward_keep`]).
     pub(crate) fn forward_t(
         &self,
         xs: &Tensor,
         bias: Option<&Tensor>,
+        keep: Option<&Tensor>,
         train: bool,
     ) -> Result<Tensor> {
-        let a = self.attention.forward_t(xs, bias, train)?;
-        self.feed_forward(&a, train)
+        let a = self.attention.forward_t(xs, bias, keep, train)?;
+        self.feed_forward(&a, keep, train)
     }
 
     /// The feed-forward block and its residual LayerNorm.
-    fn feed_forward(&self, a: &Tensor, train: bool) -> Result<Tensor> {
-        let i = self.act.apply(&self.intermediate.forward(a)?)?;
-        let o = dropout(&self.output.forward(&i)?, self.dropout, train)?;
+    fn feed_forward(&self, a: &Tensor, keep: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        let i = self.act.apply(&self.intermediate.forward_keep(a, keep)?)?;
+        let o = dropout(&self.output.forward_keep(&i, keep)?, self.dropout, train)?;
         self.layer_norm.forward(&residual_add(o, a)?)
     }
 
@@ -544,11 +605,31 @@ impl BertLayer {
         }
     }
 
-    /// Packs the layer's linears for int8 inference; returns how many (4).
-    pub(crate) fn quantize_int8(&mut self) -> Result<usize> {
-        let n = self.attention.quantize_int8()?;
-        self.intermediate.quantize_int8()?;
-        self.output.quantize_int8()?;
+    /// Whether the layer's linears run the int8 kernel.
+    pub(crate) fn is_int8(&self) -> bool {
+        self.intermediate.is_int8()
+    }
+
+    /// Packs the layer's linears for int8 inference, with this layer's
+    /// (number `layer`) factors from `smoothing` when given; returns how many
+    /// matrices were packed (4).
+    pub(crate) fn quantize_int8(
+        &mut self,
+        layer: usize,
+        smoothing: Option<&Int8Smoothing>,
+    ) -> Result<usize> {
+        use super::LinearSite;
+        let n = self.attention.quantize_int8(layer, smoothing)?;
+        for (site, linear) in [
+            (LinearSite::Intermediate, &mut self.intermediate),
+            (LinearSite::Output, &mut self.output),
+        ] {
+            let factors = match smoothing {
+                Some(s) => Some(s.factors_for(layer, site, &linear.weight)?),
+                None => None,
+            };
+            linear.quantize_int8_smoothed(factors.as_ref())?;
+        }
         Ok(n + 2)
     }
 
@@ -561,7 +642,7 @@ impl BertLayer {
         past: Option<(&Tensor, &Tensor)>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (a, k, v) = self.attention.forward_cached(xs, bias, past)?;
-        Ok((self.feed_forward(&a, false)?, k, v))
+        Ok((self.feed_forward(&a, None, false)?, k, v))
     }
 }
 
@@ -660,8 +741,8 @@ mod tests {
             );
         let bias = pad.attention_bias(Kind::Float)?;
         for mask in [None, bias.as_ref()] {
-            let fused = tch::no_grad(|| attn.forward_t(&xs, mask, false))?;
-            let unfused = tch::no_grad(|| attn.forward_t(&xs, mask, true))?;
+            let fused = tch::no_grad(|| attn.forward_t(&xs, mask, None, false))?;
+            let unfused = tch::no_grad(|| attn.forward_t(&xs, mask, None, true))?;
             assert!(unfused.f_allclose(&fused, 1e-4, 1e-4, false)?);
         }
         Ok(())

@@ -113,8 +113,18 @@ impl BertModel {
         // when enabled, the relative position bias every layer shares.
         let kind = crate::precision::product_kind().unwrap_or_else(|| hidden.kind());
         let bias = self.attention_bias(input, kind)?;
+        // Int8 kernels quantise each input per tensor: padding rows (whose
+        // states in trained models carry outliers) are zeroed at their inputs
+        // so that only real tokens set the range. Real rows are unaffected:
+        // padding is masked out as a key.
+        let keep = match (&input.attention_mask, self.layers.first()) {
+            (Some(m), Some(first)) if first.is_int8() && m.dim() == 2 => {
+                Some(m.f_to_kind(hidden.kind())?.f_unsqueeze(-1)?)
+            }
+            _ => None,
+        };
         for layer in &self.layers {
-            hidden = layer.forward_t(&hidden, bias.as_ref(), train)?;
+            hidden = layer.forward_t(&hidden, bias.as_ref(), keep.as_ref(), train)?;
         }
         let pooler_output = match &self.pooler {
             Some(p) => Some(p.forward(&hidden)?),
@@ -128,10 +138,10 @@ impl BertModel {
 }
 
 impl crate::QuantizeInt8 for BertModel {
-    fn quantize_int8(&mut self) -> Result<usize> {
+    fn quantize_int8(&mut self, smoothing: Option<&crate::Int8Smoothing>) -> Result<usize> {
         let mut n = 0;
-        for layer in &mut self.layers {
-            n += layer.quantize_int8()?;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            n += layer.quantize_int8(i, smoothing)?;
         }
         if let Some(pooler) = &mut self.pooler {
             pooler.quantize_int8()?;
@@ -142,8 +152,8 @@ impl crate::QuantizeInt8 for BertModel {
 }
 
 impl crate::QuantizeInt8 for BertForPreTraining {
-    fn quantize_int8(&mut self) -> Result<usize> {
-        let n = self.bert.quantize_int8()?;
+    fn quantize_int8(&mut self, smoothing: Option<&crate::Int8Smoothing>) -> Result<usize> {
+        let n = self.bert.quantize_int8(smoothing)?;
         self.mlm.quantize_int8()?;
         Ok(n + 1)
     }

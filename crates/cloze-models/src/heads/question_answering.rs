@@ -109,7 +109,7 @@ impl BertForQuestionAnswering {
 
 impl crate::QuantizeInt8 for BertForQuestionAnswering {
     /// Packs the encoder's linears (the small output layer stays fp32).
-    fn quantize_int8(&mut self) -> crate::Result<usize> {
-        self.bert.quantize_int8()
+    fn quantize_int8(&mut self, smoothing: Option<&crate::Int8Smoothing>) -> crate::Result<usize> {
+        self.bert.quantize_int8(smoothing)
     }
 }

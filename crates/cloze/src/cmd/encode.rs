@@ -68,7 +68,13 @@ pub fn run(args: EncodeArgs) -> Result<()> {
     let mut p = load_encoder(&args.model, args.device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     tracing::info!(report = %p.report, "encoder loaded");
-    cast_for_inference(&mut p.vs, &mut p.model, args.precision, args.device)?;
+    cast_for_inference(
+        &args.model,
+        &mut p.vs,
+        &mut p.model,
+        args.precision,
+        args.device,
+    )?;
     let seqs = input.seqs();
     let opts = EncodeOptions {
         batch_size: args.batch_size,

@@ -229,6 +229,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     // Cast once for inference; `model.precision` (the training autocast) stays
     // fp32, and the blocks follow the weights' type.
     super::fill_mask::cast_for_inference(
+        &a.model,
         &mut model.vs,
         &mut model.model,
         a.precision,

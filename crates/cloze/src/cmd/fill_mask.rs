@@ -178,7 +178,7 @@ pub(crate) fn load_mlm(
         .into());
     }
     tracing::info!(report = %p.report, "model loaded");
-    cast_for_inference(&mut p.vs, &mut p.model, precision, device)?;
+    cast_for_inference(dir, &mut p.vs, &mut p.model, precision, device)?;
     Ok(p)
 }
 
@@ -189,16 +189,44 @@ pub(crate) fn load_mlm(
 /// libtorch's dynamic int8 kernel (CPU only). Heads return fp32 logits, and
 /// `cloze_eval` casts hidden states to fp32 before pooling, so every number
 /// printed or written is computed from fp32 tensors.
+///
+/// Int8 uses the SmoothQuant calibration `cloze quantize --method int8` left
+/// in the checkpoint directory `dir`, when there is one.
 pub(crate) fn cast_for_inference<M: cloze_models::QuantizeInt8>(
+    dir: &Path,
     vs: &mut tch::nn::VarStore,
     model: &mut M,
     precision: Precision,
     device: Device,
 ) -> Result<()> {
     check_inference_precision(precision, device)?;
-    let packed = precision.prepare(vs, model)?;
+    let smoothing = inference_smoothing(dir, precision)?;
+    let packed = precision.prepare(vs, model, smoothing.as_ref())?;
     tracing::info!(%precision, packed, "weights ready");
     Ok(())
+}
+
+/// The int8 smoothing calibration of the checkpoint in `dir` when
+/// `precision` is int8 (`None` when it has none, or for another precision,
+/// which runs the unchanged weights; that case is logged).
+pub(crate) fn inference_smoothing(
+    dir: &Path,
+    precision: Precision,
+) -> Result<Option<cloze_models::Int8Smoothing>> {
+    let smoothing = cloze_models::Int8Smoothing::load(dir)
+        .with_context(|| format!("reading the int8 calibration of {}", dir.display()))?;
+    match (&smoothing, precision) {
+        (Some(s), Precision::Int8) => {
+            tracing::info!(alpha = s.alpha(), "int8 with SmoothQuant calibration");
+        }
+        (Some(_), other) => tracing::info!(
+            "{} holds an int8 calibration ({}), unused in {other}: pass --precision int8 to use it",
+            dir.display(),
+            cloze_models::int8::SMOOTHING_FILE
+        ),
+        (None, _) => {}
+    }
+    Ok(smoothing.filter(|_| precision == Precision::Int8))
 }
 
 /// Refuses an inference precision this device or build cannot run, and warns

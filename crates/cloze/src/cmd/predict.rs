@@ -49,7 +49,8 @@ pub struct PredictArgs {
 pub fn run(a: PredictArgs) -> Result<()> {
     let mut model = Classifier::load(&a.model, tch::Device::Cpu)?;
     super::fill_mask::check_inference_precision(a.precision, tch::Device::Cpu)?;
-    let packed = model.prepare_inference(a.precision)?;
+    let smoothing = super::fill_mask::inference_smoothing(&a.model, a.precision)?;
+    let packed = model.prepare_inference(a.precision, smoothing.as_ref())?;
     tracing::info!(precision = %a.precision, packed, "weights ready");
     let labels = model.labels()?;
     let max_len = a.max_length.unwrap_or(model.max_positions().min(512));

@@ -262,7 +262,8 @@ pub fn run(a: EncodeBenchArgs) -> Result<()> {
         other => {
             super::super::fill_mask::check_inference_precision(other, a.device)?;
             let mut q = load_encoder(&model_dir, a.device)?;
-            other.prepare(&mut q.vs, &mut q.model)?;
+            let smoothing = super::super::fill_mask::inference_smoothing(&model_dir, other)?;
+            other.prepare(&mut q.vs, &mut q.model, smoothing.as_ref())?;
             Some(q)
         }
     };
