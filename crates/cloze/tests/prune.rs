@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cloze, fails_with, ok, prepare, pretrain};
+use common::{cloze, fails_with, ok, pretrained_model};
 
 fn weights(dir: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
     cloze_models::hf::read_safetensors(&dir.join("model.safetensors")).expect("weights")
@@ -19,13 +19,7 @@ fn is_pruned_linear(key: &str) -> bool {
 #[test]
 fn prune_sparsegpt_and_magnitude_write_loadable_sparse_checkpoints() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = prepare(tmp.path(), 200);
-    let run = tmp.path().join("run");
-    ok(
-        pretrain(&data, &run, 10).output().expect("spawn"),
-        "pretrain",
-    );
-    let model = run.join("model");
+    let (data, model) = pretrained_model(tmp.path(), 200, 10);
     let dense = weights(&model);
 
     let sparse = tmp.path().join("sparsegpt");

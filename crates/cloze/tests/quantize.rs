@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cloze, fails_with, ok, prepare, pretrain};
+use common::{cloze, fails_with, ok, pretrained_model};
 
 fn eval_json(model: &Path, data: &Path) -> serde_json::Value {
     eval_json_in(model, data, "fp32")
@@ -32,13 +32,7 @@ fn eval_json_in(model: &Path, data: &Path, precision: &str) -> serde_json::Value
 #[test]
 fn quantize_writes_the_gptq_layout_that_every_loader_reads() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = prepare(tmp.path(), 200);
-    let run = tmp.path().join("run");
-    ok(
-        pretrain(&data, &run, 10).output().expect("spawn"),
-        "pretrain",
-    );
-    let model = run.join("model");
+    let (data, model) = pretrained_model(tmp.path(), 200, 10);
     let dense = eval_json(&model, &data)["losses"]["mlm"]
         .as_f64()
         .expect("loss");
@@ -183,13 +177,7 @@ fn int8_calibration_keeps_the_weights_and_smooths_int8_inference() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = prepare(tmp.path(), 200);
-    let run = tmp.path().join("run");
-    ok(
-        pretrain(&data, &run, 10).output().expect("spawn"),
-        "pretrain",
-    );
-    let model = run.join("model");
+    let (data, model) = pretrained_model(tmp.path(), 200, 10);
     let smooth = tmp.path().join("int8");
     let out = ok(
         cloze()

@@ -127,6 +127,19 @@ pub fn pretrain(data: &Path, out: &Path, steps: u64) -> Command {
     c
 }
 
+/// Prepares data in `dir` ([`prepare`], a `vocab`-token tokenizer) and
+/// pretrains bert-tiny on it for `steps` steps; returns the data directory
+/// and the saved model.
+pub fn pretrained_model(dir: &Path, vocab: u32, steps: u64) -> (PathBuf, PathBuf) {
+    let data = prepare(dir, vocab);
+    let run = dir.join("run");
+    ok(
+        pretrain(&data, &run, steps).output().expect("spawn"),
+        "pretrain",
+    );
+    (data, run.join("model"))
+}
+
 /// Asserts that a run failed (non-zero exit) and that its stderr mentions `needle`.
 pub fn fails_with(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);

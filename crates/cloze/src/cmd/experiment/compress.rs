@@ -640,7 +640,7 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
 }
 
 /// The L2-normalised sentence embeddings of an `encode` output, in f64.
-fn unit_embeddings(path: &Path) -> Result<Tensor> {
+pub(super) fn unit_embeddings(path: &Path) -> Result<Tensor> {
     let mut t = cloze_models::hf::read_safetensors(path)?;
     let e = t
         .remove("sentence_embeddings")

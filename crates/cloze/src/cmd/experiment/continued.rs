@@ -476,17 +476,7 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
 /// often the synonym rewrite is the closer of the two.
 fn paraphrase_metrics(emb: &Path, name: &str) -> Result<(f64, f64, f64)> {
     let load = |side: &str| -> Result<Tensor> {
-        let p = emb.join(format!("{name}-{side}.safetensors"));
-        let mut t = cloze_models::hf::read_safetensors(&p)?;
-        let e = t
-            .remove("sentence_embeddings")
-            .with_context(|| format!("{} has no sentence_embeddings", p.display()))?
-            .f_to_kind(Kind::Double)?;
-        let norm = e
-            .f_square()?
-            .f_sum_dim_intlist([1i64].as_slice(), true, Kind::Double)?
-            .f_sqrt()?;
-        Ok(e.f_div(&norm.f_clamp_min(1e-12)?)?)
+        super::compress::unit_embeddings(&emb.join(format!("{name}-{side}.safetensors")))
     };
     let (a, b, c) = (load("a")?, load("b")?, load("c")?);
     let cos = |x: &Tensor| -> Result<Tensor> {
