@@ -24,16 +24,19 @@ pub enum Stream {
     Dropout,
     /// `cloze-train`: libtorch's generator when a model is initialised.
     ModelInit,
+    /// `cloze-eval`: top-k / top-p sampling of generated tokens (per source).
+    Sampling,
 }
 
 impl Stream {
     /// Every stream, for the registry test.
-    pub const ALL: [Stream; 5] = [
+    pub const ALL: [Stream; 6] = [
         Stream::Holdout,
         Stream::Instances,
         Stream::EpochOrder,
         Stream::Dropout,
         Stream::ModelInit,
+        Stream::Sampling,
     ];
 
     /// The salt folded into the seed for this stream.
@@ -44,6 +47,7 @@ impl Stream {
             Stream::EpochOrder => 0xE90C,
             Stream::Dropout => 0xD80F,
             Stream::ModelInit => 0x1417,
+            Stream::Sampling => 0x5A3B,
         }
     }
 }

@@ -99,9 +99,13 @@ pub trait StepDecoder {
     /// hypothesis).
     type State;
 
-    /// Opens a batch: one row per source, in order. Sources are token ids as
-    /// the decoder wants them (without the specials it adds itself).
-    fn start(&self, sources: &[Vec<u32>]) -> Result<Self::State>;
+    /// What one source is: token ids for sequence-to-sequence models
+    /// (`Vec<u32>`), a dialogue's context turns and speakers for a dialogue model.
+    type Source;
+
+    /// Opens a batch: one row per source, in order. Sources are given as
+    /// the decoder wants them (token ids without the specials it adds itself).
+    fn start(&self, sources: &[Self::Source]) -> Result<Self::State>;
 
     /// Log-probabilities `[N, V]` (any float kind, any device; a
     /// log-softmax, so each row's `exp` sums to 1) of the next token of each
@@ -271,7 +275,7 @@ impl Generated {
 /// results come in input order.
 pub fn greedy<D: StepDecoder + ?Sized>(
     decoder: &D,
-    sources: &[Vec<u32>],
+    sources: &[D::Source],
     options: &GenerateOptions,
 ) -> Result<Vec<Generated>> {
     options.validate()?;
@@ -289,7 +293,7 @@ pub fn greedy<D: StepDecoder + ?Sized>(
 /// a time, all their beams in one step call; results come in input order.
 pub fn beam_search<D: StepDecoder + ?Sized>(
     decoder: &D,
-    sources: &[Vec<u32>],
+    sources: &[D::Source],
     options: &GenerateOptions,
 ) -> Result<Vec<Generated>> {
     options.validate()?;
@@ -388,7 +392,7 @@ fn constrain(
 
 fn greedy_batch<D: StepDecoder + ?Sized>(
     decoder: &D,
-    sources: &[Vec<u32>],
+    sources: &[D::Source],
     options: &GenerateOptions,
 ) -> Result<Vec<Generated>> {
     let mut results: Vec<Option<Generated>> = vec![None; sources.len()];
@@ -519,7 +523,7 @@ fn row_candidates(lp: &Tensor, k: usize) -> Result<Vec<Vec<(u32, f64)>>> {
 
 fn beam_batch<D: StepDecoder + ?Sized>(
     decoder: &D,
-    sources: &[Vec<u32>],
+    sources: &[D::Source],
     options: &GenerateOptions,
 ) -> Result<Vec<Generated>> {
     if sources.is_empty() {
@@ -709,6 +713,7 @@ mod tests {
 
     impl StepDecoder for Toy {
         type State = Rows;
+        type Source = Vec<u32>;
         fn start(&self, sources: &[Vec<u32>]) -> Result<Rows> {
             self.calls.borrow_mut().push(Call::Start(sources.len()));
             Ok(Rows(
@@ -1172,6 +1177,7 @@ mod tests {
         struct Wrong;
         impl StepDecoder for Wrong {
             type State = ();
+            type Source = Vec<u32>;
             fn start(&self, _: &[Vec<u32>]) -> Result<()> {
                 Ok(())
             }

@@ -49,6 +49,7 @@
 pub mod batch;
 pub mod correct;
 pub mod csc_metrics;
+pub mod dialogue;
 pub mod encode;
 mod error;
 pub mod fill_mask;

@@ -373,6 +373,7 @@ pub struct UniLmDecoder<'m> {
 
 impl<'m> StepDecoder for UniLmDecoder<'m> {
     type State = Seq2SeqDecoder<'m>;
+    type Source = Vec<u32>;
 
     fn start(&self, sources: &[Vec<u32>]) -> Result<Self::State> {
         Seq2SeqDecoder::new(

@@ -34,6 +34,10 @@ pub struct Targets {
     /// Pseudo-token targets (UniLM-v2's partially autoregressive `[P]`
     /// positions), sorted by `(row, pos)`; empty for BERT-style schemes.
     pub pseudo: Vec<MaskedTarget>,
+    /// Left-to-right targets of a generated part (a dialogue response): the
+    /// token at `pos` predicts `target`, the token that follows it. Sorted by
+    /// `(row, pos)`; empty for schemes that generate nothing.
+    pub response: Vec<MaskedTarget>,
     /// NSP/SOP class per row, when every instance has a pair label.
     pub pair: Option<Vec<i64>>,
     /// A class label per row (sequence classification), when the data has them.
@@ -61,10 +65,6 @@ impl Span {
     /// `start..end`.
     pub fn new(start: u32, end: u32) -> Self {
         Self { start, end }
-    }
-
-    fn contains(self, pos: u32) -> bool {
-        self.start <= pos && pos < self.end
     }
 }
 
@@ -98,18 +98,30 @@ impl Visibility {
         for row in 0..batch_size {
             let pad = &attention_mask[row * l..(row + 1) * l];
             let blocks = self.rows.get(row).map(Vec::as_slice).unwrap_or_default();
-            for q in 0..l {
-                let dst = &mut out[(row * l + q) * l..(row * l + q + 1) * l];
-                let mine: Vec<&VisibleBlock> = blocks
-                    .iter()
-                    .filter(|b| b.queries.contains(q as u32))
-                    .collect();
-                for (k, d) in dst.iter_mut().enumerate() {
-                    let visible = mine.is_empty()
-                        || mine
-                            .iter()
-                            .any(|b| b.keys.iter().any(|s| s.contains(k as u32)));
-                    *d = u8::from(visible && pad[k] != 0);
+            let grid = &mut out[row * l * l..(row + 1) * l * l];
+            // Each block writes its keys into its queries' rows (time
+            // proportional to the cells it allows, not to blocks x L x L);
+            // queries no block names see every key.
+            let mut ruled = vec![false; l];
+            for b in blocks {
+                let queries = (b.queries.start as usize).min(l)..(b.queries.end as usize).min(l);
+                for q in queries {
+                    ruled[q] = true;
+                    for s in &b.keys {
+                        let keys = (s.start as usize).min(l)..(s.end as usize).min(l);
+                        grid[q * l..(q + 1) * l][keys].fill(1);
+                    }
+                }
+            }
+            for (q, &is_ruled) in ruled.iter().enumerate() {
+                let dst = &mut grid[q * l..(q + 1) * l];
+                if !is_ruled {
+                    dst.fill(1);
+                }
+                for (d, &p) in dst.iter_mut().zip(pad) {
+                    if p == 0 {
+                        *d = 0;
+                    }
                 }
             }
         }
@@ -148,6 +160,9 @@ pub struct Batch {
     pub position_ids: Option<Vec<i64>>,
     /// Attention rule beyond padding; `None` is fully bidirectional.
     pub visibility: Option<Visibility>,
+    /// Speaker role ids, `batch_size * seq_len`, 0 on padding, for models
+    /// with role embeddings (PLATO-style dialogue); `None` for every other scheme.
+    pub role_ids: Option<Vec<i64>>,
     /// What to predict.
     pub targets: Targets,
 }

@@ -70,6 +70,7 @@ pub mod batch;
 pub mod blockwise;
 pub mod config;
 pub mod corrupt;
+pub mod dialogue;
 pub mod error;
 pub mod link;
 pub mod masker;
@@ -93,6 +94,9 @@ pub use config::{
     Schedule, SelectConfig, SimilarSourceConfig, UnitsConfig,
 };
 pub use corrupt::{BertCorruptor, Corruption, CorruptionJob, Corruptor, SimilarWordCorruptor};
+pub use dialogue::{
+    DialogueAttention, DialogueBuilder, DialogueConfig, DialogueExample, DialogueRow, RoleScheme,
+};
 pub use error::{Error, Result, Word2VecProblem};
 pub use masker::{MaskedInstance, MaskedPosition, MaskedSpan, Masker, MaskerBuilder};
 pub use pseudo::{PseudoRow, Step};

@@ -275,6 +275,7 @@ pub(crate) fn collate(
         visibility: Some(Visibility {
             rows: Vec::with_capacity(b),
         }),
+        role_ids: None,
         targets: Targets {
             pair: instances
                 .iter()

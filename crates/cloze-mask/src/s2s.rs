@@ -275,6 +275,7 @@ impl Seq2SeqBuilder {
             visibility: Some(Visibility {
                 rows: Vec::with_capacity(b),
             }),
+            role_ids: None,
             targets: Targets::default(),
         };
         for (r, row) in rows.into_iter().enumerate() {

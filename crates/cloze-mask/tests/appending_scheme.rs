@@ -37,6 +37,7 @@ impl BatchBuilder for AppendPseudo {
             position_ids: Some(vec![0; rows * seq_len]),
             visibility: Some(Visibility::default()),
             targets: Targets::default(),
+            ..Batch::default()
         };
         for (r, inst) in instances.iter().enumerate() {
             let n = inst.len();

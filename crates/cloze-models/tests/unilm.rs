@@ -268,6 +268,7 @@ fn with_3d(input: &MlmInput, vis: &Tensor) -> MlmInput {
         position_ids: input.position_ids.as_ref().map(Tensor::shallow_clone),
         attention_mask: input.attention_mask.as_ref().map(Tensor::shallow_clone),
         attention_3d: Some(vis.shallow_clone()),
+        role_ids: None,
     }
 }
 

@@ -25,6 +25,11 @@ pub struct TensorBatch {
     pub targets: Tensor,
     /// Pseudo-token (`[P]`) positions and targets, when the scheme has them.
     pub pseudo: Option<PositionTargets>,
+    /// Left-to-right response targets (a dialogue's next tokens), when the
+    /// batch has them.
+    pub response: Option<PositionTargets>,
+    /// Speaker role ids `[B, L]`, when the batch has them.
+    pub role_ids: Option<Tensor>,
     /// `[B]` NSP/SOP class per row, when the batch has pair labels.
     pub pair_labels: Option<Tensor>,
     /// `[B]` class label per row, when the batch has them.
@@ -76,11 +81,15 @@ impl TensorBatch {
             })
         };
         let mlm = PositionTargets::from_targets(b, &b.targets.masked_lm, device)?;
-        let pseudo = if b.targets.pseudo.is_empty() {
-            None
-        } else {
-            Some(PositionTargets::from_targets(b, &b.targets.pseudo, device)?)
+        let group = |t: &[MaskedTarget]| -> Result<Option<PositionTargets>> {
+            if t.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(PositionTargets::from_targets(b, t, device)?))
+            }
         };
+        let pseudo = group(&b.targets.pseudo)?;
+        let response = group(&b.targets.response)?;
         let attention_3d = match &b.visibility {
             Some(v) => Some(
                 Tensor::from_slice(&v.dense(b.batch_size, b.seq_len, &b.attention_mask))
@@ -98,6 +107,8 @@ impl TensorBatch {
             masked_positions: mlm.positions,
             targets: mlm.targets,
             pseudo,
+            response,
+            role_ids: b.role_ids.as_deref().map(grid).transpose()?,
             pair_labels: labels(&b.targets.pair)?,
             class_labels: labels(&b.targets.class)?,
             token_labels: b.targets.tokens.as_deref().map(grid).transpose()?,
@@ -123,6 +134,9 @@ pub struct ModelOutput {
     /// `[N_p, V]` vocabulary logits at the batch's pseudo-token positions,
     /// when the model predicts them (UniLM-v2).
     pub pseudo_logits: Option<Tensor>,
+    /// `[N_r, V]` vocabulary logits at the batch's response positions (a
+    /// dialogue's next-token predictions), when the batch has them.
+    pub response_logits: Option<Tensor>,
     /// `[B, C]` class logits, when the model has a sequence-classification head.
     pub class_logits: Option<Tensor>,
     /// `[B, L, C]` per-position class logits, when the model has a
@@ -137,6 +151,7 @@ impl ModelOutput {
             mlm_logits,
             pair_logits: None,
             pseudo_logits: None,
+            response_logits: None,
             class_logits: None,
             token_logits: None,
         }
@@ -195,6 +210,8 @@ impl TensorBatch {
             masked_positions: positions,
             targets,
             pseudo: None,
+            response: None,
+            role_ids: None,
             pair_labels: None,
             class_labels: None,
             token_labels: None,

@@ -329,7 +329,7 @@ pub fn refuse_quantised(dir: &Path, config: &cloze_models::BertConfig) -> Result
 }
 
 /// The encoder input of a batch: ids, segments, and the padding mask, position
-/// ids and 3-D visibility when the batch has them.
+/// ids, 3-D visibility and role ids when the batch has them.
 pub fn model_input(batch: &TensorBatch) -> MlmInput {
     let mut input = MlmInput::new(batch.input_ids.shallow_clone())
         .with_token_type_ids(batch.token_type_ids.shallow_clone());
@@ -344,32 +344,55 @@ pub fn model_input(batch: &TensorBatch) -> MlmInput {
     if let Some(m) = &batch.attention_3d {
         input = input.with_attention_3d(m.shallow_clone());
     }
+    if let Some(r) = &batch.role_ids {
+        input = input.with_role_ids(r.shallow_clone());
+    }
     input
 }
 
 impl PretrainModel for BertPretrainer {
     fn forward(&self, batch: &TensorBatch, train: bool) -> Result<ModelOutput> {
         let input = model_input(batch);
-        // UniLM-v2's [P] positions go through the same gathered vocabulary
-        // projection as the [M] positions: one product, split afterwards.
-        let (positions, pseudo_n) = match &batch.pseudo {
-            Some(p) => (
-                Tensor::f_cat(&[&batch.masked_positions, &p.positions], 0)?,
-                p.positions.size()[0],
-            ),
-            None => (batch.masked_positions.shallow_clone(), 0),
+        // UniLM-v2's [P] positions and a dialogue's response positions go
+        // through the same gathered vocabulary projection as the masked
+        // positions: one product, split afterwards.
+        let extra: Vec<&Tensor> = [&batch.pseudo, &batch.response]
+            .into_iter()
+            .flatten()
+            .map(|p| &p.positions)
+            .collect();
+        let positions = if extra.is_empty() {
+            batch.masked_positions.shallow_clone()
+        } else {
+            let mut all = vec![&batch.masked_positions];
+            all.extend(extra);
+            Tensor::f_cat(&all, 0)?
         };
         let out = cloze_models::autocast(self.precision, || {
             self.model.forward_t(&input, Some(&positions), train)
         })?;
-        if batch.pseudo.is_none() {
+        if batch.pseudo.is_none() && batch.response.is_none() {
             return Ok(ModelOutput::new(out.mlm_logits).with_pair_logits(out.pair_logits));
         }
         let n = batch.num_masked();
+        let mut start = n;
+        let mut take = |group: &Option<crate::batch::PositionTargets>| -> Result<Option<Tensor>> {
+            Ok(match group {
+                Some(g) => {
+                    let len = g.positions.size()[0];
+                    let logits = out.mlm_logits.f_narrow(0, start, len)?;
+                    start += len;
+                    Some(logits)
+                }
+                None => None,
+            })
+        };
+        let pseudo = take(&batch.pseudo)?;
+        let response = take(&batch.response)?;
         let mlm = out.mlm_logits.f_narrow(0, 0, n)?;
-        let pseudo = out.mlm_logits.f_narrow(0, n, pseudo_n)?;
         let mut output = ModelOutput::new(mlm).with_pair_logits(out.pair_logits);
-        output.pseudo_logits = Some(pseudo);
+        output.pseudo_logits = pseudo;
+        output.response_logits = response;
         Ok(output)
     }
 

@@ -61,13 +61,18 @@ pub enum TaskKind {
     /// predicts an entity's tokens at a fully masked slot; the model stays
     /// an HF `BertForMaskedLM`.
     Link,
+    /// PLATO-style dialogue (`crate::dialogue`): the MLM head predicts each
+    /// response token from the context and the response before it, with
+    /// role embeddings added to the encoder; the model stays an HF
+    /// `BertForMaskedLM` (plus `role_embeddings`, which transformers ignores).
+    Dialogue,
 }
 
 impl TaskKind {
     /// Whether the task trains the masked-LM model itself rather than a
     /// classifier head.
     pub fn is_masked_lm(self) -> bool {
-        matches!(self, TaskKind::Seq2seq | TaskKind::Link)
+        matches!(self, TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue)
     }
 
     /// The HF class of a model for this task.
@@ -75,7 +80,7 @@ impl TaskKind {
         match self {
             TaskKind::Sequence => "BertForSequenceClassification",
             TaskKind::Token => "BertForTokenClassification",
-            TaskKind::Seq2seq | TaskKind::Link => "BertForMaskedLM",
+            TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue => "BertForMaskedLM",
         }
     }
 
@@ -86,6 +91,7 @@ impl TaskKind {
             TaskKind::Token => "token_classification",
             TaskKind::Seq2seq => "seq2seq",
             TaskKind::Link => "mlm",
+            TaskKind::Dialogue => "dialogue",
         }
     }
 
@@ -96,6 +102,7 @@ impl TaskKind {
             TaskKind::Token => "tag",
             TaskKind::Seq2seq => "s2s",
             TaskKind::Link => "link",
+            TaskKind::Dialogue => "response",
         }
     }
 }
@@ -118,6 +125,10 @@ pub struct FinetuneConfig {
     pub eval: FinetuneEvalConfig,
     /// Checkpoint retention (a checkpoint is written at every evaluation).
     pub checkpoint: CheckpointConfig,
+    /// Row layout of `task.kind = "dialogue"`: roles, attention, lengths,
+    /// context MLM (absent for other tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialogue: Option<cloze_mask::DialogueConfig>,
 }
 
 /// `[task]`: what is learnt from which files.
@@ -225,6 +236,10 @@ impl FinetuneConfig {
                 keep_last: 1,
                 keep_best: true,
             },
+            dialogue: (kind == TaskKind::Dialogue).then(|| cloze_mask::DialogueConfig {
+                max_context_len: 128,
+                ..cloze_mask::DialogueConfig::default()
+            }),
         }
     }
 
@@ -419,14 +434,14 @@ impl Classifier {
         if kind.is_masked_lm() {
             return Err(Error::InvalidConfig {
                 field: "task.kind",
-                problem: "seq2seq and link fine-tune the masked-LM model itself (crate::s2s, \
-                          crate::link), not a classifier"
+                problem: "seq2seq, link and dialogue fine-tune the masked-LM model itself \
+                          (crate::s2s, crate::link, crate::dialogue), not a classifier"
                     .to_owned(),
             });
         }
         let cfg = config.clone();
         let loaded = cloze_models::hf::load_with(dir, device, move |p, _| match kind {
-            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link => {
+            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue => {
                 BertForSequenceClassification::new(p, &cfg).map(Head::Sequence)
             }
             TaskKind::Token => BertForTokenClassification::new(p, &cfg).map(Head::Token),
@@ -709,7 +724,7 @@ impl LabelledEval {
             .collect::<cloze_eval::Result<Vec<_>>>()?;
         let scheme = match kind {
             TaskKind::Token => TagScheme::detect(&labels),
-            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link => None,
+            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue => None,
         };
         Ok(Self {
             batches,
@@ -723,7 +738,7 @@ impl LabelledEval {
     pub fn score(&self, model: &dyn PretrainModel, device: Device) -> Result<ClassMetrics> {
         let _guard = tch::no_grad_guard();
         let objective = match self.kind {
-            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link => ClassLoss::Sequence,
+            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue => ClassLoss::Sequence,
             TaskKind::Token => ClassLoss::Token,
         };
         let (mut loss_sum, mut gold, mut pred) = (0.0, Vec::new(), Vec::new());
@@ -859,7 +874,7 @@ pub fn predict(
         for (row, ex) in chunk.iter().enumerate() {
             let p = probs.f_get(row as i64)?;
             out.push(match model.kind() {
-                TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link => p,
+                TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue => p,
                 TaskKind::Token => p.f_narrow(0, 0, ex.input_ids.len() as i64)?,
             });
         }

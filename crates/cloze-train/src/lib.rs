@@ -61,6 +61,7 @@ pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dialogue;
 
 pub mod error;
 pub mod finetune;

@@ -173,6 +173,8 @@ impl MaskedLm for TrainedLm<'_> {
             masked_positions: flat_positions.shallow_clone(),
             targets: flat_positions.f_zeros_like()?,
             pseudo: None,
+            response: None,
+            role_ids: None,
             pair_labels: None,
             class_labels: None,
             token_labels: None,

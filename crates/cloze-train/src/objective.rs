@@ -154,6 +154,16 @@ pub const OBJECTIVES: &[ObjectiveEntry] = &[
         build: |_| Box::new(crate::s2s::Seq2SeqLoss::default()),
     },
     ObjectiveEntry {
+        name: "dialogue",
+        about: "PLATO-style dialogue: the response's next tokens given the context (plus mlm_weight x context MLM when the rows have it)",
+        pair_task: None,
+        build: |c| {
+            Box::new(crate::dialogue::DialogueLoss {
+                mlm_weight: c.mlm_weight,
+            })
+        },
+    },
+    ObjectiveEntry {
         name: "sequence_classification",
         about: "fine-tuning: cross-entropy of one class per example",
         pair_task: None,
@@ -339,6 +349,8 @@ mod tests {
             masked_positions: Tensor::from_slice(&[1i64, 5]),
             targets: Tensor::from_slice(&[2i64, 0]),
             pseudo: None,
+            response: None,
+            role_ids: None,
             pair_labels: pairs.then(|| Tensor::from_slice(&[1i64, 0])),
             class_labels: None,
             token_labels: None,

@@ -110,6 +110,15 @@ pub struct BertConfig {
     /// [`BertConfig::rel_pos_bins`] is positive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_rel_pos: Option<i64>,
+    /// Rows of the role-embedding table of PLATO-style dialogue models
+    /// (Bao et al., PLATO-2 and PLATO-XL; Knover's `role_type_size`, 128 in
+    /// PLATO-XL): a learnt vector per speaker role added to the token,
+    /// position and segment embeddings. `None` or 0 leaves the table out
+    /// (plain BERT); when set the encoder gains `embeddings.role_embeddings.weight`
+    /// `[role_type_size, hidden_size]`, which transformers' `BertModel` ignores
+    /// on load. Written back only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_type_size: Option<i64>,
     /// Every other field of the file, written back unchanged.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -137,6 +146,7 @@ impl Default for BertConfig {
             architectures: None,
             rel_pos_bins: None,
             max_rel_pos: None,
+            role_type_size: None,
             extra: serde_json::Map::new(),
         }
     }
@@ -289,6 +299,12 @@ impl BertConfig {
                     reason: format!("{v} must be positive"),
                 });
             }
+        }
+        if let Some(n) = self.role_type_size.filter(|&n| n < 0) {
+            return Err(Error::InvalidConfig {
+                field: "role_type_size",
+                reason: format!("{n} must be 0 (no role embeddings) or positive"),
+            });
         }
         if self.hidden_size % self.num_attention_heads != 0 {
             return Err(Error::InvalidConfig {

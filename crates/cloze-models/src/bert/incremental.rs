@@ -303,6 +303,7 @@ impl BertModel {
             position_ids: Some(positions.shallow_clone()),
             attention_mask: None,
             attention_3d: None,
+            role_ids: input.role_ids.as_ref().map(Tensor::shallow_clone),
         };
         let mut hidden = self.embeddings.forward_t(&embed_input, false)?;
 

@@ -26,6 +26,9 @@ pub struct MlmInput {
     pub attention_mask: Option<Tensor>,
     /// Full attention mask, `[B, L, L]`, non-zero where query `i` may attend to key `j`.
     pub attention_3d: Option<Tensor>,
+    /// Speaker role ids, `[B, L]`, for a model with a role-embedding table
+    /// ([`BertConfig::role_type_size`]); row 0 when absent.
+    pub role_ids: Option<Tensor>,
 }
 
 impl MlmInput {
@@ -37,6 +40,7 @@ impl MlmInput {
             position_ids: None,
             attention_mask: None,
             attention_3d: None,
+            role_ids: None,
         }
     }
 
@@ -64,6 +68,12 @@ impl MlmInput {
         self
     }
 
+    /// Sets the speaker role ids.
+    pub fn with_role_ids(mut self, t: Tensor) -> Self {
+        self.role_ids = Some(t);
+        self
+    }
+
     /// Moves every tensor to `device` (a no-op for tensors already there).
     pub fn to_device(&self, device: Device) -> Result<Self> {
         let mv = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
@@ -78,6 +88,7 @@ impl MlmInput {
             position_ids: mv(&self.position_ids)?,
             attention_mask: mv(&self.attention_mask)?,
             attention_3d: mv(&self.attention_3d)?,
+            role_ids: mv(&self.role_ids)?,
         })
     }
 
@@ -135,6 +146,20 @@ impl MlmInput {
             if t.size() != [b, l, l] {
                 return Err(shape_err("attention_3d", t, &format!("[{b}, {l}, {l}]")));
             }
+        }
+        if let Some(t) = &self.role_ids {
+            let roles = config.role_type_size.unwrap_or(0);
+            if roles <= 0 {
+                return Err(shape_err(
+                    "role_ids",
+                    t,
+                    "none: this model has no role embeddings (config.json sets no role_type_size)",
+                ));
+            }
+            if t.size() != [b, l] || !is_int(t.kind()) {
+                return Err(shape_err("role_ids", t, &format!("[{b}, {l}] of integers")));
+            }
+            check_range("role_ids", t, roles)?;
         }
         Ok((b, l))
     }

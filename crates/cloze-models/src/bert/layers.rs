@@ -195,6 +195,8 @@ pub struct BertEmbeddings {
     word: Tensor,
     position: Tensor,
     token_type: Tensor,
+    /// PLATO's role embeddings, when the config asks for them.
+    role: Option<Tensor>,
     layer_norm: LayerNorm,
     padding_idx: i64,
     dropout: f64,
@@ -202,7 +204,9 @@ pub struct BertEmbeddings {
 
 impl BertEmbeddings {
     /// Creates the tables under `p` (`word_embeddings`, `position_embeddings`,
-    /// `token_type_embeddings`, `LayerNorm`). The padding row starts at zero, as in HF.
+    /// `token_type_embeddings`, `LayerNorm`, and `role_embeddings` when
+    /// [`BertConfig::role_type_size`] is positive). The padding row starts at
+    /// zero, as in HF.
     pub fn new(p: &Path, config: &BertConfig) -> Result<Self> {
         let word = embedding_table(&(p / "word_embeddings"), config.vocab_size, config)?;
         let padding_idx = config.pad_token_id.unwrap_or(-1);
@@ -221,6 +225,10 @@ impl BertEmbeddings {
                 config.type_vocab_size,
                 config,
             )?,
+            role: match config.role_type_size {
+                Some(n) if n > 0 => Some(embedding_table(&(p / "role_embeddings"), n, config)?),
+                _ => None,
+            },
             layer_norm: LayerNorm::new(&(p / "LayerNorm"), config)?,
             padding_idx,
             dropout: config.hidden_dropout_prob,
@@ -253,7 +261,16 @@ impl BertEmbeddings {
             Some(tt) => Tensor::f_embedding(&self.token_type, tt, -1, false, false)?,
             None => self.token_type.f_get(0)?,
         };
-        let sum = words.f_add(&positions)?.f_add_(&types)?;
+        let mut sum = words.f_add(&positions)?.f_add_(&types)?;
+        // PLATO adds the role vector like the segment's; without role ids
+        // every token takes role 0.
+        if let Some(role) = &self.role {
+            let roles = match &input.role_ids {
+                Some(r) => Tensor::f_embedding(role, r, -1, false, false)?,
+                None => role.f_get(0)?,
+            };
+            sum = sum.f_add_(&roles)?;
+        }
         let out = self.layer_norm.forward(&sum)?;
         dropout(&out, self.dropout, train)
     }

@@ -1,0 +1,174 @@
+//! PLATO-style dialogue training on the trainer (Bao et al., PLATO-2 and
+//! PLATO-XL): rows from `cloze_mask::DialogueBuilder`, the response's
+//! next-token loss, optionally MLM on the context.
+//!
+//! - [`DialogueLoss`] (`[objective] kind = "dialogue"`): the mean negative
+//!   log-likelihood of each response token given the context and the
+//!   response before it (PLATO-XL's loss), reported as `response` with its
+//!   accuracy; plus `objective.mlm_weight` times the context MLM loss,
+//!   reported as `mlm`, when the rows have context MLM targets.
+//! - [`DialogueSource`]: a [`DataSource`] of encoded samples; example `i` of
+//!   epoch `e` is laid out from the stream `(seed, e, position in the
+//!   epoch)`, so a resumed run sees the same rows.
+//! - [`DialogueEval`]: held-out samples laid out once under a fixed seed;
+//!   the response loss per token (its exponential is the held-out
+//!   perplexity) and next-token accuracy, the loss choosing the best
+//!   checkpoint.
+
+use cloze_core::Report;
+use cloze_mask::{Batch, DialogueBuilder, DialogueExample};
+use tch::{Reduction, Tensor};
+
+use crate::batch::{ModelOutput, PretrainModel, TensorBatch};
+use crate::data::epoch_order;
+use crate::error::{Error, Result};
+use crate::objective::{accuracy, labelled, scalar, LossPart, Losses, Objective};
+use crate::trainer::{DataSource, HeldOut};
+
+/// The dialogue loss; see the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct DialogueLoss {
+    /// Weight of the context MLM loss (used only when rows have MLM targets).
+    pub mlm_weight: f64,
+}
+
+impl Objective for DialogueLoss {
+    fn name(&self) -> &str {
+        "dialogue"
+    }
+
+    fn losses(&self, out: &ModelOutput, batch: &TensorBatch) -> Result<Losses> {
+        let (Some(logits), Some(response)) = (&out.response_logits, &batch.response) else {
+            return Err(Error::DataMismatch(
+                "objective dialogue needs dialogue rows (cloze_mask::DialogueBuilder) with \
+                 response tokens to predict"
+                    .to_owned(),
+            ));
+        };
+        let loss = logits.f_cross_entropy_loss::<Tensor>(
+            &response.targets,
+            None,
+            Reduction::Mean,
+            -100,
+            0.0,
+        )?;
+        let mut report = Report::new()
+            .loss("response", scalar(&loss)?)
+            .accuracy("response", accuracy(logits, &response.targets)?)
+            .count("response", response.targets.size()[0].max(0) as u64);
+        let mut parts = vec![LossPart {
+            term: loss,
+            count: labelled(&response.targets)?,
+        }];
+        if batch.num_masked() > 0 && self.mlm_weight > 0.0 {
+            let mlm = out.mlm_logits.f_cross_entropy_loss::<Tensor>(
+                &batch.targets,
+                None,
+                Reduction::Mean,
+                -100,
+                0.0,
+            )?;
+            report = report
+                .loss("mlm", scalar(&mlm)?)
+                .accuracy("mlm", accuracy(&out.mlm_logits, &batch.targets)?)
+                .count("mlm", batch.num_masked().max(0) as u64);
+            parts.push(LossPart {
+                term: mlm.f_mul_scalar(self.mlm_weight)?,
+                count: labelled(&batch.targets)?,
+            });
+        }
+        Losses::of_parts(parts, report)
+    }
+}
+
+/// Encoded dialogue samples as training batches.
+#[derive(Debug)]
+pub struct DialogueSource {
+    examples: Vec<DialogueExample>,
+    builder: DialogueBuilder,
+    seed: u64,
+}
+
+impl DialogueSource {
+    /// Batches of `examples` laid out by `builder` under `seed`.
+    pub fn new(examples: Vec<DialogueExample>, builder: DialogueBuilder, seed: u64) -> Self {
+        Self {
+            examples,
+            builder,
+            seed,
+        }
+    }
+}
+
+impl DataSource for DialogueSource {
+    fn num_examples(&self) -> usize {
+        self.examples.len()
+    }
+
+    fn epoch_order(&self, epoch: u64) -> Result<Vec<usize>> {
+        Ok(epoch_order(self.examples.len(), self.seed, epoch))
+    }
+
+    fn batch(&self, epoch: u64, first_index: u64, indices: &[usize]) -> Result<Batch> {
+        let picked = crate::data::pick(&self.examples, indices)?;
+        Ok(self.builder.batch(&picked, self.seed, epoch, first_index))
+    }
+}
+
+/// Held-out samples as fixed batches; see the module docs.
+#[derive(Debug)]
+pub struct DialogueEval {
+    batches: Vec<Batch>,
+}
+
+impl DialogueEval {
+    /// `examples` laid out by `builder` under `seed` (epoch 0), `batch_size` a batch.
+    pub fn new(
+        examples: &[DialogueExample],
+        builder: &DialogueBuilder,
+        seed: u64,
+        batch_size: usize,
+    ) -> Self {
+        let size = batch_size.max(1);
+        let batches = examples
+            .chunks(size)
+            .enumerate()
+            .map(|(k, c)| builder.batch(c, seed, 0, (k * size) as u64))
+            .collect();
+        Self { batches }
+    }
+}
+
+impl HeldOut for DialogueEval {
+    fn evaluate(&self, model: &dyn PretrainModel, device: tch::Device) -> Result<Report> {
+        let _guard = tch::no_grad_guard();
+        let (mut nll, mut hits, mut n) = (0.0, 0.0, 0u64);
+        for b in &self.batches {
+            let tb = TensorBatch::from_batch(b, device)?;
+            let out = model.forward(&tb, false)?;
+            let (Some(logits), Some(response)) = (&out.response_logits, &tb.response) else {
+                continue;
+            };
+            let count = response.targets.size()[0].max(0) as u64;
+            let loss = logits.f_cross_entropy_loss::<Tensor>(
+                &response.targets,
+                None,
+                Reduction::Sum,
+                -100,
+                0.0,
+            )?;
+            nll += scalar(&loss)?;
+            hits += accuracy(logits, &response.targets)? * count as f64;
+            n += count;
+        }
+        let d = n.max(1) as f64;
+        Ok(Report::new()
+            .loss("response", nll / d)
+            .accuracy("response", hits / d)
+            .count("response", n))
+    }
+
+    fn primary_loss(&self) -> &str {
+        "response"
+    }
+}
