@@ -139,6 +139,11 @@ impl ModelTokenizer {
         })
     }
 
+    /// Number of ids in the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> u32 {
+        u32::try_from(self.inner.get_vocab_size(true)).unwrap_or(u32::MAX)
+    }
+
     /// The maximum sequence length, special tokens included.
     pub fn max_len(&self) -> usize {
         self.max_len

@@ -971,7 +971,7 @@ impl<'m> Trainer<'m> {
         let batch = data.batch(epoch, first, &idx)?;
         let t = &batch.targets;
         let labelled = t.class.is_some() || t.tokens.is_some();
-        if t.masked_lm.is_empty() && t.pseudo.is_empty() && !labelled {
+        if t.masked_lm.is_empty() && t.pseudo.is_empty() && t.response.is_empty() && !labelled {
             // The mean MLM loss of no token is NaN; say why instead of
             // letting it surface as a NaN loss blamed on the learning rate.
             return Err(Error::NothingMasked {

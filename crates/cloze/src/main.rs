@@ -66,6 +66,10 @@ enum Command {
     Predict(cmd::predict::PredictArgs),
     /// Sequence-to-sequence generation with a UniLM-v2 model fine-tuned for it (greedy, key/value cache).
     Generate(cmd::generate::GenerateArgs),
+    /// PLATO-style dialogue models: init from a preset, eval (perplexity, hits@1, distinct-n).
+    Dialogue(cmd::dialogue::DialogueArgs),
+    /// Talk with a dialogue model (multi-turn, several speakers; greedy, beam, top-k, top-p).
+    Chat(cmd::chat::ChatArgs),
     /// Knowledge-graph link prediction with a masked LM (MLMLM): eval, baselines, predict.
     Kg(cmd::kg::KgArgs),
     /// Reproduce a paper's claim end to end (data, pretraining, fine-tuning over seeds): a Markdown table and a PNG chart.
@@ -154,6 +158,8 @@ fn main() -> std::process::ExitCode {
         }
         Command::Predict(a) => cmd::predict::run(a),
         Command::Kg(a) => cmd::kg::run(a),
+        Command::Dialogue(a) => cmd::dialogue::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
         Command::Experiment(a) => cmd::experiment::run(a, cli.threads),
     };
     match result {

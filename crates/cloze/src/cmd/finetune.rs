@@ -67,6 +67,30 @@ pub enum TaskArg {
     /// dataset such as `umls`; its valid split is the dev set (rank the
     /// test split with `cloze kg eval`).
     Link,
+    /// PLATO-style dialogue: `cloze data dialogue` JSON lines (context turns
+    /// with speakers, the response); `--roles` and `--attention` choose the
+    /// layout (talk with `cloze chat`, score with `cloze dialogue eval`).
+    Dialogue,
+}
+
+/// `--roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RolesArg {
+    /// No role embeddings.
+    None,
+    /// Two roles alternating back from the response.
+    Alternating,
+    /// One role per speaker, the responder first.
+    Speaker,
+}
+
+/// `--attention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttentionArg {
+    /// Bidirectional context, left-to-right response.
+    Unified,
+    /// Left to right everywhere.
+    Causal,
 }
 
 impl From<TaskArg> for TaskKind {
@@ -76,6 +100,7 @@ impl From<TaskArg> for TaskKind {
             TaskArg::Token => TaskKind::Token,
             TaskArg::Seq2seq => TaskKind::Seq2seq,
             TaskArg::Link => TaskKind::Link,
+            TaskArg::Dialogue => TaskKind::Dialogue,
         }
     }
 }
@@ -147,6 +172,14 @@ pub struct FinetuneArgs {
     /// Override any setting of finetune.toml: `--set optimizer.weight_decay=0` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "resume")]
     pub overrides: Vec<String>,
+    /// Dialogue roles: `speaker` (the responder 0, others by recency),
+    /// `alternating` (two roles, Knover's default) or `none` (default speaker).
+    #[arg(long, value_enum, conflicts_with = "resume")]
+    pub roles: Option<RolesArg>,
+    /// Dialogue attention: `unified` (bidirectional context, PLATO's) or
+    /// `causal` (left to right everywhere); default unified.
+    #[arg(long, value_enum, conflicts_with = "resume")]
+    pub attention: Option<AttentionArg>,
     /// Start over in an existing fine-tuning run directory: removes what the
     /// earlier run wrote and nothing else.
     #[arg(long, conflicts_with = "resume")]
@@ -256,6 +289,40 @@ fn fresh_config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
         cfg.run.threads = i32::try_from(t).context("--threads is too large")?;
     }
     cfg.task.labels = a.labels.clone();
+    if kind == TaskKind::Dialogue {
+        // A dialogue model (`cloze dialogue init`) brings its layout; the
+        // flags below change it.
+        let base = cloze_models::hf::read_config(model)
+            .with_context(|| format!("reading the model in {}", model.display()))?;
+        if let Some(layout) = super::dialogue::stored_layout(&base)? {
+            cfg.task.max_length = layout.max_context_len;
+            cfg.dialogue = Some(layout);
+        }
+    }
+    match &mut cfg.dialogue {
+        Some(d) => {
+            if let Some(m) = a.max_length {
+                d.max_context_len = m;
+            }
+            if let Some(r) = a.roles {
+                d.roles = match r {
+                    RolesArg::None => cloze_mask::RoleScheme::None,
+                    RolesArg::Alternating => cloze_mask::RoleScheme::Alternating,
+                    RolesArg::Speaker => cloze_mask::RoleScheme::Speaker,
+                };
+            }
+            if let Some(at) = a.attention {
+                d.attention = match at {
+                    AttentionArg::Unified => cloze_mask::DialogueAttention::Unified,
+                    AttentionArg::Causal => cloze_mask::DialogueAttention::Causal,
+                };
+            }
+        }
+        None if a.roles.is_some() || a.attention.is_some() => {
+            bail!("--roles and --attention apply to --task dialogue only")
+        }
+        None => {}
+    }
     Ok(cfg.with_overrides(&a.overrides)?)
 }
 
@@ -272,8 +339,8 @@ impl Examples {
                 Self::Sequence(finetune_data::read_seq_examples(path, require_labels)?)
             }
             TaskKind::Token => Self::Token(finetune_data::read_tag_examples(path, require_labels)?),
-            TaskKind::Seq2seq | TaskKind::Link => {
-                bail!("seq2seq and link examples are read by finetune_s2s and finetune_link")
+            TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue => {
+                bail!("seq2seq, link and dialogue examples are read by their own modules")
             }
         })
     }
@@ -406,6 +473,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         };
         return match kind {
             TaskKind::Link => super::finetune_link::run(started, a.test.as_deref()),
+            TaskKind::Dialogue => super::finetune_dialogue::run(started, a.test.as_deref()),
             _ => super::finetune_s2s::run(started, a.test.as_deref()),
         };
     }

@@ -1,14 +1,17 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
 pub mod bench;
+pub mod chat;
 pub mod correct;
 pub mod data;
+pub mod dialogue;
 pub mod dist;
 pub mod encode;
 pub mod eval;
 pub mod experiment;
 pub mod fill_mask;
 pub mod finetune;
+pub mod finetune_dialogue;
 pub mod finetune_link;
 pub mod finetune_s2s;
 pub mod generate;

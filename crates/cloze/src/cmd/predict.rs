@@ -61,6 +61,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
             "{} is a link-prediction model: use `cloze kg predict`",
             a.model.display()
         ),
+        TaskKind::Dialogue => anyhow::bail!(
+            "{} is a dialogue model: use `cloze chat` or `cloze dialogue eval`",
+            a.model.display()
+        ),
         TaskKind::Seq2seq => anyhow::bail!(
             "{} is a generation model: use `cloze generate`",
             a.model.display()

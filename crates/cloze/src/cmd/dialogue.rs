@@ -1,0 +1,450 @@
+//! `cloze dialogue`: PLATO-style dialogue models. `init` writes a randomly
+//! initialised model from a preset (`configs/plato-tiny.toml`) and a
+//! tokenizer; `cloze finetune --task dialogue` trains it (or any BERT) on
+//! `cloze data dialogue` samples; `eval` scores a trained model on held-out
+//! samples (response perplexity, hits@1 among candidates, distinct-1/2 of
+//! generated responses); `cloze chat` talks with it.
+//!
+//! A dialogue model is an HF `BertForMaskedLM` directory whose `config.json`
+//! also holds `role_type_size` (the role table, when it has roles) and a
+//! `dialogue` object: the `cloze_mask::DialogueConfig` it was trained with,
+//! so every command lays out rows exactly as training did.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use cloze_core::SpecialTokens;
+use cloze_eval::dialogue::{
+    distinct, perplexity, sample, Decoding, DialogueDecoder, DialogueScorer, Sampling,
+};
+use cloze_eval::generate::{beam_search, greedy, GenerateOptions};
+use cloze_eval::ModelTokenizer;
+use cloze_mask::{DialogueBuilder, DialogueConfig, DialogueExample, RoleScheme};
+use cloze_models::{BertConfig, BertForPreTraining};
+use serde::{Deserialize, Serialize};
+
+use crate::cmd::run_dir;
+
+/// The key of the dialogue layout in a model's `config.json`.
+pub const CONFIG_KEY: &str = "dialogue";
+
+/// Dialogue samples read from `cloze data dialogue` JSON lines.
+#[derive(Debug, Default)]
+pub struct DialogueSet {
+    /// One example per line.
+    pub examples: Vec<DialogueExample>,
+    /// The dialogue (scene, conversation) of each example.
+    pub groups: Vec<String>,
+    /// The response text of each example.
+    pub responses: Vec<String>,
+}
+
+/// One line of `cloze data dialogue` output.
+#[derive(Debug, Deserialize)]
+struct Line {
+    #[serde(default)]
+    dialogue: String,
+    context: Vec<TurnLine>,
+    response: TurnLine,
+}
+
+#[derive(Debug, Deserialize)]
+struct TurnLine {
+    speaker: String,
+    text: String,
+}
+
+/// Turns `text` into token ids without `[CLS]`/`[SEP]`.
+pub fn encode_turns(tok: &ModelTokenizer, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+    Ok(tok
+        .encode_batch(texts)?
+        .into_iter()
+        .map(|v| v.get(1..v.len().saturating_sub(1)).unwrap_or(&[]).to_vec())
+        .collect())
+}
+
+/// Reads `{"dialogue", "context": [{"speaker", "text"}], "response": {...}}`
+/// lines (speakers become ids by name, per line).
+pub fn read_samples(path: &Path, tok: &ModelTokenizer) -> Result<DialogueSet> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut set = DialogueSet::default();
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l: Line = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{} line {}: not a dialogue sample (`cloze data dialogue` writes \
+                 {{\"dialogue\", \"context\": [{{\"speaker\", \"text\"}}], \"response\": {{\"speaker\", \"text\"}}}})",
+                path.display(),
+                n + 1
+            )
+        })?;
+        lines.push(l);
+    }
+    if lines.is_empty() {
+        bail!("{} holds no dialogue samples", path.display());
+    }
+    // Every turn text in one tokenizer call.
+    let mut texts: Vec<&str> = Vec::new();
+    for l in &lines {
+        texts.extend(l.context.iter().map(|t| t.text.as_str()));
+        texts.push(l.response.text.as_str());
+    }
+    let mut ids = encode_turns(tok, &texts)?.into_iter();
+    for l in lines {
+        let mut speakers: HashMap<String, u32> = HashMap::new();
+        let mut id_of = |s: &str| -> u32 {
+            let next = speakers.len() as u32;
+            *speakers.entry(s.to_owned()).or_insert(next)
+        };
+        let context: Vec<Vec<u32>> = l
+            .context
+            .iter()
+            .map(|_| ids.next().unwrap_or_default())
+            .collect();
+        let turn_speakers = l.context.iter().map(|t| id_of(&t.speaker)).collect();
+        let response = ids.next().unwrap_or_default();
+        let responder = id_of(&l.response.speaker);
+        set.examples.push(DialogueExample {
+            context,
+            speakers: turn_speakers,
+            response,
+            responder,
+        });
+        set.groups.push(l.dialogue);
+        set.responses.push(l.response.text);
+    }
+    Ok(set)
+}
+
+/// The special ids a dialogue builder needs, from the model's tokenizer.
+pub fn specials(tok: &ModelTokenizer, vocab_size: i64) -> Result<SpecialTokens> {
+    let (mask, unk) = (tok.mask_id()?, tok.token_id("[UNK]")?);
+    let mut all = vec![tok.pad, unk, tok.cls, tok.sep, mask];
+    let pseudo = tok.token_id("[PSEUDO_MASK]").ok();
+    all.extend(pseudo);
+    Ok(SpecialTokens {
+        vocab_size: u32::try_from(vocab_size).context("vocabulary size")?,
+        pad: tok.pad,
+        unk,
+        cls: tok.cls,
+        sep: tok.sep,
+        mask,
+        pseudo_mask: pseudo,
+        all_special: all,
+    })
+}
+
+/// The layout stored in a model's config, if it is a dialogue model.
+pub fn stored_layout(config: &BertConfig) -> Result<Option<DialogueConfig>> {
+    config
+        .extra
+        .get(CONFIG_KEY)
+        .map(|v| serde_json::from_value(v.clone()).context("the `dialogue` object of config.json"))
+        .transpose()
+}
+
+/// Records `layout` in `config` (and the role table it needs).
+pub fn store_layout(config: &mut BertConfig, layout: &DialogueConfig) -> Result<()> {
+    config
+        .extra
+        .insert(CONFIG_KEY.to_owned(), serde_json::to_value(layout)?);
+    if layout.roles != RoleScheme::None {
+        config.role_type_size = Some(i64::from(layout.num_roles));
+    }
+    Ok(())
+}
+
+/// A dialogue model loaded for inference, with its tokenizer and layout.
+pub struct Loaded {
+    /// Keeps the weights alive.
+    pub _vs: tch::nn::VarStore,
+    /// The model.
+    pub model: BertForPreTraining,
+    /// Its tokenizer.
+    pub tok: ModelTokenizer,
+    /// The row layout it was trained with.
+    pub builder: DialogueBuilder,
+}
+
+/// Loads `dir` as a dialogue model (refusing a model with no `dialogue` layout).
+pub fn load(dir: &Path) -> Result<Loaded> {
+    let loaded = cloze_models::load_pretrained(dir, tch::Device::Cpu)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    let Some(layout) = stored_layout(&loaded.config)? else {
+        bail!(
+            "{} is not a dialogue model (its config.json has no `dialogue` layout): train one with \
+             `cloze finetune --task dialogue`",
+            dir.display()
+        );
+    };
+    let tok = ModelTokenizer::from_dir(dir, 512)?;
+    let builder = DialogueBuilder::new(layout, specials(&tok, loaded.config.vocab_size)?)?;
+    Ok(Loaded {
+        _vs: loaded.vs,
+        model: loaded.model,
+        tok,
+        builder,
+    })
+}
+
+/// `cloze dialogue` subcommands.
+#[derive(Debug, Args)]
+pub struct DialogueArgs {
+    #[command(subcommand)]
+    command: DialogueCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DialogueCommand {
+    /// Write a randomly initialised dialogue model from a preset and a tokenizer.
+    Init(InitArgs),
+    /// Held-out response perplexity, hits@1 among candidates, distinct-1/2 of generated responses.
+    Eval(EvalArgs),
+}
+
+/// The preset file: a `[model]` shape and the role table size.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Preset {
+    model: cloze_train::config::ModelConfig,
+    #[serde(default)]
+    dialogue: Option<DialogueConfig>,
+}
+
+/// Arguments of `cloze dialogue init`.
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Preset: a TOML file with `[model]` (BERT shape) and optionally
+    /// `[dialogue]` (row layout), such as configs/plato-tiny.toml.
+    #[arg(long)]
+    config: PathBuf,
+    /// Tokenizer directory (tokenizer.json), e.g. from `cloze tokenizer train`.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Output model directory (created; an existing non-empty directory is refused
+    /// unless it is an earlier `cloze dialogue init` output and --force is given).
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the initialisation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Replace --out when it holds an earlier `cloze dialogue init` output.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Arguments of `cloze dialogue eval`.
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// The dialogue model (a `cloze finetune --task dialogue` run's RUN/model).
+    #[arg(long)]
+    model: PathBuf,
+    /// Held-out samples (`cloze data dialogue`'s valid.jsonl or test.jsonl).
+    #[arg(long)]
+    data: PathBuf,
+    /// Responses ranked per sample for hits@1 (the true one and others drawn
+    /// from other dialogues).
+    #[arg(long, default_value_t = 10)]
+    candidates: usize,
+    /// Samples whose responses are generated (greedy) for distinct-1/2; 0 skips generation.
+    #[arg(long, default_value_t = 200)]
+    generate: usize,
+    /// Longest generated response in tokens.
+    #[arg(long, default_value_t = 32)]
+    max_len: usize,
+    /// Samples scored together.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Seed of the distractor draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object instead of words.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `cloze dialogue ...`.
+pub fn run(args: DialogueArgs) -> Result<()> {
+    match args.command {
+        DialogueCommand::Init(a) => init(a),
+        DialogueCommand::Eval(a) => eval(a),
+    }
+}
+
+fn init(a: InitArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("reading {}", a.config.display()))?;
+    let preset: Preset =
+        toml::from_str(&text).with_context(|| format!("parsing {}", a.config.display()))?;
+    let tok = ModelTokenizer::from_dir(&a.tokenizer, 512)?;
+    let vocab = tok.vocab_size();
+    let mut config = cloze_train::bert::bert_config(&preset.model, vocab, tok.pad);
+    let layout = preset.dialogue.unwrap_or_default();
+    store_layout(&mut config, &layout)?;
+    config.architectures = Some(vec!["BertForMaskedLM".to_owned()]);
+    config.validate()?;
+    // Checked against the vocabulary before anything is written.
+    DialogueBuilder::new(layout, specials(&tok, config.vocab_size)?)?;
+    let kind = cloze_fs::OutputKind::new("dialogue-init", "--force");
+    let guard = cloze_fs::OutputDir::check(&a.out, &kind, &[&a.config, &a.tokenizer], a.force)?;
+    let lock = run_dir::start(&guard, &a.out, &kind, &["config.json", "model.safetensors"])?;
+    tch::manual_seed(cloze_core::rng::torch_seed(
+        a.seed,
+        cloze_core::rng::Stream::ModelInit,
+        0,
+    ));
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _model = BertForPreTraining::new_masked_lm(&vs.root(), &config)?;
+    cloze_models::save_pretrained(&vs, &config, &a.out)?;
+    super::finetune::copy_tokenizer(&a.tokenizer, &a.out)?;
+    drop(lock);
+    println!(
+        "dialogue model ({} layers, hidden {}, {} ids, roles {}, {} attention) initialised in {}",
+        config.num_hidden_layers,
+        config.hidden_size,
+        config.vocab_size,
+        layout.roles.name(),
+        layout.attention.name(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let m = load(&a.model)?;
+    let set = read_samples(&a.data, &m.tok)?;
+    let scorer = DialogueScorer {
+        model: &m.model,
+        builder: &m.builder,
+        batch_size: a.batch_size,
+    };
+    let bar = indicatif::ProgressBar::new_spinner()
+        .with_message(format!("scoring {} responses", set.examples.len()));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let scores = scorer.score(&set.examples)?;
+    let ppl = perplexity(&scores);
+    bar.set_message(format!("ranking among {} candidates", a.candidates));
+    let (hits, ranked) = scorer.hits_at_1(&set.examples, &set.groups, a.candidates, a.seed)?;
+    let n = a.generate.min(set.examples.len());
+    let (d1, d2, generated) = if n > 0 {
+        bar.set_message(format!("generating {n} responses"));
+        let decoder = DialogueDecoder {
+            model: &m.model,
+            builder: &m.builder,
+            decoding: Decoding::Cached,
+            max_len: a.max_len,
+        };
+        let options = GenerateOptions {
+            batch_size: a.batch_size,
+            ..GenerateOptions::new(m.tok.sep, a.max_len)
+        };
+        let out = greedy(&decoder, &set.examples[..n], &options)?;
+        let tokens: Vec<Vec<u32>> = out.into_iter().map(|g| g.tokens).collect();
+        (distinct(&tokens, 1), distinct(&tokens, 2), tokens)
+    } else {
+        (0.0, 0.0, Vec::new())
+    };
+    bar.finish_and_clear();
+    let tokens: usize = scores.iter().map(|s| s.tokens).sum();
+    if a.json {
+        let examples: Vec<serde_json::Value> = generated
+            .iter()
+            .take(5)
+            .enumerate()
+            .map(|(i, g)| {
+                Ok(serde_json::json!({
+                    "response": set.responses[i],
+                    "generated": m.tok.decode(g)?,
+                }))
+            })
+            .collect::<Result<_>>()?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "samples": set.examples.len(),
+                "response_tokens": tokens,
+                "perplexity": ppl,
+                "hits_at_1": hits,
+                "ranked": ranked,
+                "candidates": a.candidates,
+                "generated": n,
+                "distinct_1": d1,
+                "distinct_2": d2,
+                "examples": examples,
+            })
+        );
+    } else {
+        println!(
+            "{} samples ({tokens} response tokens): perplexity {ppl:.2}; hits@1 {:.1}% among {} \
+             candidates ({ranked} ranked; chance {:.1}%); distinct-1 {d1:.3}, distinct-2 {d2:.3} \
+             over {n} greedy responses",
+            set.examples.len(),
+            100.0 * hits,
+            a.candidates,
+            100.0 / a.candidates as f64
+        );
+    }
+    Ok(())
+}
+
+/// Generation settings shared by `cloze chat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// The most probable token at every step.
+    Greedy,
+    /// Beam search (`--beam`).
+    Beam,
+    /// Sampling from the `--top-k` most probable tokens.
+    TopK,
+    /// Nucleus sampling from the tokens holding `--top-p` of the probability.
+    TopP,
+}
+
+/// Generates one response to `ex`'s context.
+#[allow(clippy::too_many_arguments)]
+pub fn respond(
+    m: &Loaded,
+    ex: &DialogueExample,
+    strategy: Strategy,
+    beam: usize,
+    top_k: usize,
+    top_p: f64,
+    max_len: usize,
+    seed: u64,
+) -> Result<Vec<u32>> {
+    let decoder = DialogueDecoder {
+        model: &m.model,
+        builder: &m.builder,
+        decoding: Decoding::Cached,
+        max_len,
+    };
+    let options = GenerateOptions {
+        beam_size: beam.max(1),
+        ..GenerateOptions::new(m.tok.sep, max_len)
+    };
+    let src = std::slice::from_ref(ex);
+    let out = match strategy {
+        Strategy::Greedy => greedy(&decoder, src, &options)?,
+        Strategy::Beam => beam_search(&decoder, src, &options)?,
+        Strategy::TopK | Strategy::TopP => {
+            let s = Sampling {
+                top_k: if strategy == Strategy::TopK { top_k } else { 0 },
+                top_p: if strategy == Strategy::TopP {
+                    top_p
+                } else {
+                    1.0
+                },
+                seed,
+                ..Sampling::default()
+            };
+            sample(&decoder, src, &options, &s)?
+        }
+    };
+    Ok(out.into_iter().next().map(|g| g.tokens).unwrap_or_default())
+}
