@@ -72,7 +72,10 @@ impl TaskKind {
     /// Whether the task trains the masked-LM model itself rather than a
     /// classifier head.
     pub fn is_masked_lm(self) -> bool {
-        matches!(self, TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue)
+        matches!(
+            self,
+            TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue
+        )
     }
 
     /// The HF class of a model for this task.
@@ -738,7 +741,9 @@ impl LabelledEval {
     pub fn score(&self, model: &dyn PretrainModel, device: Device) -> Result<ClassMetrics> {
         let _guard = tch::no_grad_guard();
         let objective = match self.kind {
-            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue => ClassLoss::Sequence,
+            TaskKind::Sequence | TaskKind::Seq2seq | TaskKind::Link | TaskKind::Dialogue => {
+                ClassLoss::Sequence
+            }
             TaskKind::Token => ClassLoss::Token,
         };
         let (mut loss_sum, mut gold, mut pred) = (0.0, Vec::new(), Vec::new());
