@@ -220,9 +220,9 @@ struct Preset {
 /// Arguments of `cloze dialogue init`.
 #[derive(Debug, Args)]
 struct InitArgs {
-    /// Preset: a TOML file with `[model]` (BERT shape) and optionally
-    /// `[dialogue]` (row layout), such as configs/plato-tiny.toml.
-    #[arg(long)]
+    /// A preset name (plato-tiny) or a TOML file with `[model]` (BERT shape)
+    /// and optionally `[dialogue]` (row layout), like configs/plato-tiny.toml.
+    #[arg(long, default_value = "plato-tiny")]
     config: PathBuf,
     /// Tokenizer directory (tokenizer.json), e.g. from `cloze tokenizer train`.
     #[arg(long)]
@@ -277,9 +277,23 @@ pub fn run(args: DialogueArgs) -> Result<()> {
     }
 }
 
+/// The presets built into the binary.
+const PRESETS: &[(&str, &str)] = &[(
+    "plato-tiny",
+    include_str!("../../../../configs/plato-tiny.toml"),
+)];
+
 fn init(a: InitArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&a.config)
-        .with_context(|| format!("reading {}", a.config.display()))?;
+    let text = match PRESETS.iter().find(|(name, _)| Path::new(name) == a.config) {
+        Some((_, text)) if !a.config.exists() => (*text).to_owned(),
+        _ => std::fs::read_to_string(&a.config).with_context(|| {
+            format!(
+                "reading {} (a preset name is one of: {})",
+                a.config.display(),
+                PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+            )
+        })?,
+    };
     let preset: Preset =
         toml::from_str(&text).with_context(|| format!("parsing {}", a.config.display()))?;
     let tok = ModelTokenizer::from_dir(&a.tokenizer, 512)?;
@@ -292,7 +306,7 @@ fn init(a: InitArgs) -> Result<()> {
     // Checked against the vocabulary before anything is written.
     DialogueBuilder::new(layout, specials(&tok, config.vocab_size)?)?;
     let kind = cloze_fs::OutputKind::new("dialogue-init", "--force");
-    let guard = cloze_fs::OutputDir::check(&a.out, &kind, &[&a.config, &a.tokenizer], a.force)?;
+    let guard = cloze_fs::OutputDir::check(&a.out, &kind, &[&a.tokenizer], a.force)?;
     let lock = run_dir::start(&guard, &a.out, &kind, &["config.json", "model.safetensors"])?;
     tch::manual_seed(cloze_core::rng::torch_seed(
         a.seed,

@@ -14,6 +14,7 @@
 
 pub mod compress;
 pub mod continued;
+pub mod dialogue;
 pub mod macbert_ablation;
 pub mod mlmlm;
 mod report;
@@ -67,6 +68,10 @@ pub enum Which {
     /// (with and without SmoothQuant), each variant scored by held-out MLM
     /// loss and accuracy, embedding cosine to the dense model and size.
     Compress(compress::CompressArgs),
+    /// PLATO-style dialogue: no roles vs two alternating roles vs
+    /// per-speaker roles, and the unified vs a fully causal mask, on the
+    /// First-Folio plays over several seeds (perplexity, hits@1, distinct-n).
+    Dialogue(dialogue::DialogueArgs),
 }
 
 /// Runs `cloze experiment`; `threads` is the global `--threads`, passed on
@@ -78,6 +83,7 @@ pub fn run(a: ExperimentArgs, threads: Option<usize>) -> Result<()> {
         Which::Unilmv2(args) => unilmv2::run(args, threads),
         Which::Mlmlm(args) => mlmlm::run(args, threads),
         Which::Compress(args) => compress::run(args, threads),
+        Which::Dialogue(args) => dialogue::run(args, threads),
     }
 }
 
