@@ -270,6 +270,38 @@ const ALPHA_KEY: &str = "alpha";
 /// `encoder.layer.{i}.{hf name of the linear}.input_max` and `a` the
 /// one-element tensor `alpha`; the checkpoint's weights stay as they were,
 /// so the directory still loads everywhere as the dense model.
+///
+/// An input with one outlier channel, packed plainly and smoothed (`cloze
+/// quantize --method int8 --smooth-alpha 0.8` records such maxima for a
+/// whole encoder):
+///
+/// ```
+/// use cloze_models::{Int8Linear, Int8Smoothing, LinearSite};
+/// use tch::{Device, Kind, Tensor};
+///
+/// # fn main() -> cloze_models::Result<()> {
+/// if !cloze_models::int8::available() {
+///     return Ok(()); // a libtorch without fbgemm (not x86-64)
+/// }
+/// tch::manual_seed(0);
+/// let w = Tensor::randn([32, 16], (Kind::Float, Device::Cpu));
+/// // Channel 3 of the input is 60 times larger than the others.
+/// let mut scale = vec![1.0f32; 16];
+/// scale[3] = 60.0;
+/// let x = Tensor::randn([64, 16], (Kind::Float, Device::Cpu)) * Tensor::from_slice(&scale);
+/// let exact = x.linear::<Tensor>(&w, None);
+/// let error = |y: &Tensor| (y - &exact).norm().double_value(&[]) / exact.norm().double_value(&[]);
+///
+/// let mut smoothing = Int8Smoothing::new(0.8)?;
+/// smoothing.insert(0, LinearSite::Intermediate, &x.abs().amax(0, false))?;
+/// let input_max = smoothing.input_max(0, LinearSite::Intermediate).expect("recorded");
+/// let factors = smoothing.factors(input_max, &w)?;
+/// let plain = Int8Linear::pack(&w, None)?.forward(&x)?;
+/// let smoothed = Int8Linear::pack_smoothed(&w, None, Some(&factors))?.forward(&x)?;
+/// assert!(error(&smoothed) < error(&plain), "{} vs {}", error(&smoothed), error(&plain));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Int8Smoothing {
     alpha: f64,
