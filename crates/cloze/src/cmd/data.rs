@@ -1,5 +1,6 @@
 //! `cloze data`: fetch real datasets, list the cache, prepare and inspect
-//! shards, write the Chinese task splits.
+//! shards, write the Chinese task splits and the dialogue samples
+//! (`data_dialogue.rs`).
 //!
 //! `prepare` (and `tasks`, whose inputs are the cached sources) follows the `cloze-fs` output rule: its flags are checked and its
 //! `--out` is checked and locked before any work (never a file, the current
@@ -22,6 +23,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::interrupt::{self, Interrupted};
 
+#[path = "data_dialogue.rs"]
+mod data_dialogue;
+
 /// Arguments of `cloze data`.
 #[derive(Debug, Args)]
 pub struct DataArgs {
@@ -42,6 +46,9 @@ enum DataCommand {
     /// Write the fixed Chinese task splits (sentiment, word segmentation) and
     /// the pretraining corpus without their dev/test texts.
     Tasks(TasksArgs),
+    /// Write dialogue samples (context turns -> response) from Shakespeare's
+    /// plays or chatterbot conversations, split by play or file.
+    Dialogue(data_dialogue::DialogueArgs),
 }
 
 /// Arguments of `cloze data tasks`.
@@ -171,6 +178,7 @@ pub fn run(args: DataArgs) -> Result<()> {
         DataCommand::Prepare(a) => prepare(a),
         DataCommand::Inspect(a) => inspect(a),
         DataCommand::Tasks(a) => tasks(a),
+        DataCommand::Dialogue(a) => data_dialogue::run(a),
     }
 }
 
