@@ -21,10 +21,8 @@ use cloze_fetch::datasets;
 use cloze_text::Progress as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::data_dialogue;
 use super::interrupt::{self, Interrupted};
-
-#[path = "data_dialogue.rs"]
-mod data_dialogue;
 
 /// Arguments of `cloze data`.
 #[derive(Debug, Args)]

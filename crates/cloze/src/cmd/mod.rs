@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat;
 pub mod correct;
 pub mod data;
+pub mod data_dialogue;
 pub mod dialogue;
 pub mod dist;
 pub mod encode;
