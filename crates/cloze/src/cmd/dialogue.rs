@@ -307,7 +307,9 @@ fn init(a: InitArgs) -> Result<()> {
     DialogueBuilder::new(layout, specials(&tok, config.vocab_size)?)?;
     let kind = cloze_fs::OutputKind::new("dialogue-init", "--force");
     let guard = cloze_fs::OutputDir::check(&a.out, &kind, &[&a.tokenizer], a.force)?;
-    let lock = run_dir::start(&guard, &a.out, &kind, &["config.json", "model.safetensors"])?;
+    let mut files = vec!["config.json", "model.safetensors", cloze_fs::MARKER];
+    files.extend(super::finetune::TOKENIZER_FILES);
+    let lock = run_dir::start(&guard, &a.out, &kind, &files)?;
     tch::manual_seed(cloze_core::rng::torch_seed(
         a.seed,
         cloze_core::rng::Stream::ModelInit,

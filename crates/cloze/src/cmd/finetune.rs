@@ -45,7 +45,7 @@ pub const RUN_FILES: &[&str] = &[
 const TEST_METRICS: &str = "test_metrics.json";
 
 /// The tokenizer files copied from the base model next to the fine-tuned one.
-const TOKENIZER_FILES: &[&str] = &[
+pub(crate) const TOKENIZER_FILES: &[&str] = &[
     "tokenizer.json",
     "vocab.txt",
     "tokenizer_config.json",

@@ -43,7 +43,7 @@ pub struct DialogueArgs {
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
     /// Training steps of every arm.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 500)]
     pub max_steps: u64,
     /// Samples per step.
     #[arg(long, default_value_t = 16)]
@@ -246,7 +246,7 @@ pub fn run(a: DialogueArgs, threads: Option<usize>) -> Result<()> {
                         "--set".into(),
                         format!("dialogue.max_response_len={}", a.response_len),
                         "--set".into(),
-                        format!("eval.every_steps={}", a.max_steps.div_ceil(4).max(1)),
+                        format!("eval.every_steps={}", a.max_steps.div_ceil(2).max(1)),
                         "--out".into(),
                     ]));
                     v.push(run.clone().into_os_string());
