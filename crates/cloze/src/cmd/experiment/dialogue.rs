@@ -39,6 +39,13 @@ pub struct DialogueArgs {
     /// The dialogue corpus (`cloze data dialogue --corpus`).
     #[arg(long, default_value = "shakespeare")]
     pub corpus: String,
+    /// Held-out plays (or files) for the dev set, comma-separated
+    /// (`cloze data dialogue --valid`; default: that command's choice).
+    #[arg(long)]
+    pub valid: Option<String>,
+    /// Held-out plays (or files) for the test set (`cloze data dialogue --test`).
+    #[arg(long)]
+    pub test: Option<String>,
     /// Seeds (1..=N): each has its own initial model, shared by the arms.
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
@@ -60,6 +67,10 @@ pub struct DialogueArgs {
     /// Tokenizer vocabulary size.
     #[arg(long, default_value_t = 8000)]
     pub vocab_size: u32,
+    /// Responses ranked per test sample for hits@1 (the true one and others
+    /// from other scenes).
+    #[arg(long, default_value_t = 10)]
+    pub candidates: usize,
     /// Test samples generated (greedy) for distinct-1/2.
     #[arg(long, default_value_t = 200)]
     pub generate: usize,
@@ -122,7 +133,7 @@ fn kind() -> OutputKind {
 }
 
 fn settings(a: &DialogueArgs) -> Value {
-    json!({
+    let mut v = json!({
         "experiment": "dialogue",
         "corpus": a.corpus,
         "max_steps": a.max_steps,
@@ -132,7 +143,17 @@ fn settings(a: &DialogueArgs) -> Value {
         "response_len": a.response_len,
         "vocab_size": a.vocab_size,
         "generate": a.generate,
-    })
+    });
+    // Only when not the default, so the default settings read as they always have.
+    for (key, value) in [("valid", &a.valid), ("test", &a.test)] {
+        if let Some(names) = value {
+            v[key] = json!(names);
+        }
+    }
+    if a.candidates != 10 {
+        v["candidates"] = json!(a.candidates);
+    }
+    v
 }
 
 /// Runs the experiment.
@@ -169,7 +190,13 @@ pub fn run(a: DialogueArgs, threads: Option<usize>) -> Result<()> {
         "prepare",
         &data.join("train.jsonl"),
         || {
-            let mut v = os_args(["data", "dialogue", "--corpus", a.corpus.as_str(), "--out"]);
+            let mut v = os_args(["data", "dialogue", "--corpus", a.corpus.as_str()]);
+            for (flag, value) in [("--valid", &a.valid), ("--test", &a.test)] {
+                if let Some(names) = value {
+                    v.extend(os_args([flag, names.as_str()]));
+                }
+            }
+            v.push("--out".into());
             v.push(data.clone().into_os_string());
             v
         },
@@ -267,6 +294,8 @@ pub fn run(a: DialogueArgs, threads: Option<usize>) -> Result<()> {
                     v.extend(os_args([
                         "--generate".to_string(),
                         a.generate.to_string(),
+                        "--candidates".into(),
+                        a.candidates.to_string(),
                         "--seed".into(),
                         seed.to_string(),
                         "--json".into(),
@@ -301,11 +330,11 @@ fn report(
         String::from("# PLATO-style dialogue: role embeddings and the unified mask, ablated\n\n");
     text.push_str(&format!(
         "Command: `cloze experiment dialogue --corpus {} --seeds {} --max-steps {} --batch-size {} \
-         --lr {} --context-len {} --response-len {} --vocab-size {} --generate {}`. Model: \
+         --lr {} --context-len {} --response-len {} --vocab-size {} --generate {} --candidates {}`. Model: \
          plato-tiny (2 layers, hidden 128) from one `cloze dialogue init` per seed, shared by \
          the four arms, which see the same batches for the same steps. Test plays only: response \
-         perplexity, hits@1 of the true next line among 10 candidates (the other 9 from other \
-         scenes; chance 10%), distinct-1/2 of greedy responses. Mean ± sd over seeds.\n\n",
+         perplexity, hits@1 of the true next line among {} candidates (the others from other \
+         scenes; chance {:.0}%), distinct-1/2 of greedy responses. Mean ± sd over seeds.\n\n",
         a.corpus,
         seeds.len(),
         a.max_steps,
@@ -314,10 +343,39 @@ fn report(
         a.context_len,
         a.response_len,
         a.vocab_size,
-        a.generate
+        a.generate,
+        a.candidates,
+        a.candidates,
+        100.0 / a.candidates.max(1) as f64
     ));
     if let Ok(stats) = read_json(&data.join("dialogue.json")) {
-        text.push_str(&format!("Data (`cloze data dialogue`): `{stats}`\n\n"));
+        let split = |name: &str| {
+            let c = &stats["counts"][name];
+            format!(
+                "{name} {} samples from {} dialogues, {} speakers",
+                c["samples"], c["dialogues"], c["speakers"]
+            )
+        };
+        let held_out = |name: &str| -> String {
+            stats["sources"][name]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        text.push_str(&format!(
+            "Data (`cloze data dialogue`, context up to {} turns): {}; {} ({}); {} ({}).\n\n",
+            stats["max_context_turns"],
+            split("train"),
+            split("valid"),
+            held_out("valid"),
+            split("test"),
+            held_out("test"),
+        ));
     }
     let mut rows = Vec::new();
     for arm in ARMS {
