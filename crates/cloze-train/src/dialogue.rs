@@ -22,7 +22,9 @@ use tch::{Reduction, Tensor};
 use crate::batch::{ModelOutput, PretrainModel, TensorBatch};
 use crate::data::epoch_order;
 use crate::error::{Error, Result};
-use crate::objective::{accuracy, labelled, scalar, LossPart, Losses, Objective};
+use crate::objective::{
+    accuracy, held_out_positions, labelled, scalar, LossPart, Losses, Objective,
+};
 use crate::trainer::{DataSource, HeldOut};
 
 /// The dialogue loss; see the module docs.
@@ -141,31 +143,14 @@ impl DialogueEval {
 
 impl HeldOut for DialogueEval {
     fn evaluate(&self, model: &dyn PretrainModel, device: tch::Device) -> Result<Report> {
-        let _guard = tch::no_grad_guard();
-        let (mut nll, mut hits, mut n) = (0.0, 0.0, 0u64);
-        for b in &self.batches {
-            let tb = TensorBatch::from_batch(b, device)?;
-            let out = model.forward(&tb, false)?;
-            let (Some(logits), Some(response)) = (&out.response_logits, &tb.response) else {
-                continue;
-            };
-            let count = response.targets.size()[0].max(0) as u64;
-            let loss = logits.f_cross_entropy_loss::<Tensor>(
-                &response.targets,
-                None,
-                Reduction::Sum,
-                -100,
-                0.0,
-            )?;
-            nll += scalar(&loss)?;
-            hits += accuracy(logits, &response.targets)? * count as f64;
-            n += count;
-        }
-        let d = n.max(1) as f64;
-        Ok(Report::new()
-            .loss("response", nll / d)
-            .accuracy("response", hits / d)
-            .count("response", n))
+        held_out_positions(&self.batches, model, device, "response", |out, tb| {
+            match (&out.response_logits, &tb.response) {
+                (Some(logits), Some(p)) => {
+                    Some((logits.shallow_clone(), p.targets.shallow_clone()))
+                }
+                _ => None,
+            }
+        })
     }
 
     fn primary_loss(&self) -> &str {

@@ -93,6 +93,40 @@ pub fn labelled(labels: &Tensor) -> Result<f64> {
     Ok(n as f64)
 }
 
+/// Held-out cross-entropy (no smoothing) and accuracy of one group of
+/// position targets over fixed batches, reported under `name` with its
+/// count: what [`crate::s2s::Seq2SeqEval`] and
+/// [`crate::dialogue::DialogueEval`] compute. `pick` returns a batch's
+/// `(logits, targets)` of that group, `None` for a batch without it.
+pub fn held_out_positions(
+    batches: &[cloze_mask::Batch],
+    model: &dyn crate::batch::PretrainModel,
+    device: tch::Device,
+    name: &str,
+    pick: fn(&ModelOutput, &TensorBatch) -> Option<(Tensor, Tensor)>,
+) -> Result<Report> {
+    let _guard = tch::no_grad_guard();
+    let (mut nll, mut hits, mut n) = (0.0, 0.0, 0u64);
+    for b in batches {
+        let tb = TensorBatch::from_batch(b, device)?;
+        let out = model.forward(&tb, false)?;
+        let Some((logits, targets)) = pick(&out, &tb) else {
+            continue;
+        };
+        let count = targets.size()[0].max(0) as u64;
+        let loss =
+            logits.f_cross_entropy_loss::<Tensor>(&targets, None, Reduction::Sum, -100, 0.0)?;
+        nll += scalar(&loss)?;
+        hits += accuracy(&logits, &targets)? * count as f64;
+        n += count;
+    }
+    let d = n.max(1) as f64;
+    Ok(Report::new()
+        .loss(name, nll / d)
+        .accuracy(name, hits / d)
+        .count(name, n))
+}
+
 /// A training objective.
 pub trait Objective {
     /// Short name for logs (`mlm`, `mlm_sop`, ...).

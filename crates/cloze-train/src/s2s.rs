@@ -26,7 +26,7 @@ use crate::batch::PretrainModel;
 use crate::batch::{ModelOutput, TensorBatch};
 use crate::data::epoch_order;
 use crate::error::{Error, Result};
-use crate::objective::{accuracy, labelled, scalar, Losses, Objective};
+use crate::objective::{accuracy, held_out_positions, labelled, scalar, Losses, Objective};
 use crate::trainer::{DataSource, HeldOut};
 
 /// s2s-ft's label smoothing.
@@ -135,31 +135,14 @@ impl Seq2SeqEval {
 
 impl HeldOut for Seq2SeqEval {
     fn evaluate(&self, model: &dyn PretrainModel, device: tch::Device) -> Result<Report> {
-        let _guard = tch::no_grad_guard();
-        let (mut nll, mut hits, mut n) = (0.0, 0.0, 0u64);
-        for b in &self.batches {
-            let tb = TensorBatch::from_batch(b, device)?;
-            let out = model.forward(&tb, false)?;
-            let (Some(logits), Some(pseudo)) = (&out.pseudo_logits, &tb.pseudo) else {
-                continue;
-            };
-            let count = pseudo.targets.size()[0].max(0) as u64;
-            let loss = logits.f_cross_entropy_loss::<Tensor>(
-                &pseudo.targets,
-                None,
-                Reduction::Sum,
-                -100,
-                0.0,
-            )?;
-            nll += scalar(&loss)?;
-            hits += accuracy(logits, &pseudo.targets)? * count as f64;
-            n += count;
-        }
-        let d = n.max(1) as f64;
-        Ok(Report::new()
-            .loss("s2s", nll / d)
-            .accuracy("s2s", hits / d)
-            .count("s2s", n))
+        held_out_positions(&self.batches, model, device, "s2s", |out, tb| {
+            match (&out.pseudo_logits, &tb.pseudo) {
+                (Some(logits), Some(p)) => {
+                    Some((logits.shallow_clone(), p.targets.shallow_clone()))
+                }
+                _ => None,
+            }
+        })
     }
 
     fn primary_loss(&self) -> &str {

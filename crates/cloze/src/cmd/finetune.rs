@@ -224,6 +224,57 @@ pub(crate) fn export_model(
     Ok(model_dir)
 }
 
+/// What a masked-LM task's loop ([`train_and_export`]) ended with.
+pub(crate) struct Exported {
+    /// `RUN/model`.
+    pub model_dir: PathBuf,
+    /// The step and dev score of the exported checkpoint, when it was chosen
+    /// by its dev score (else the last step's checkpoint was exported).
+    pub best: Option<(u64, f64)>,
+}
+
+/// The loop of a task that trains the masked-LM model itself (seq2seq,
+/// link, dialogue): start or resume, train with Ctrl-C handling, then export
+/// the best checkpoint (by dev score when `has_dev`, else the last) as
+/// `RUN/model` with `base`'s tokenizer. Ctrl-C is the [`interrupted`] error.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_and_export(
+    model: &cloze_train::BertPretrainer,
+    loop_cfg: cloze_train::LoopConfig,
+    resuming: bool,
+    run_dir: &Path,
+    base: &Path,
+    has_dev: bool,
+    source: &dyn cloze_train::DataSource,
+    eval: Option<&dyn HeldOut>,
+) -> Result<Exported> {
+    let stop = interrupt::install("writing a checkpoint after the current step, then stopping")?;
+    let max_steps = loop_cfg.run.max_steps;
+    let mut trainer = if resuming {
+        Trainer::resume_loop(loop_cfg, model, &model.vs, run_dir, None)?
+    } else {
+        Trainer::start(loop_cfg, model, &model.vs, run_dir)?
+    };
+    let mut obs = Driver::new(max_steps, trainer.state().step, stop);
+    let outcome = trainer.run(source, eval, &mut obs);
+    obs.bar.finish_and_clear();
+    let best = trainer.state().best;
+    match outcome? {
+        RunOutcome::Interrupted { checkpoint, step } => {
+            Err(interrupted(step, &checkpoint, run_dir))
+        }
+        RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
+            let chosen = best_checkpoint(run_dir, has_dev, best)?;
+            let from = chosen.clone().unwrap_or(checkpoint);
+            let model_dir = export_model(model, run_dir, &from, base)?;
+            Ok(Exported {
+                model_dir,
+                best: chosen.and(best),
+            })
+        }
+    }
+}
+
 /// The error a fine-tuning run stopped by Ctrl-C returns (exit 130), with
 /// the command that continues it.
 pub(crate) fn interrupted(step: u64, checkpoint: &Path, run_dir: &Path) -> anyhow::Error {

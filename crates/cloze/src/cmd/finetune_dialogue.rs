@@ -21,14 +21,13 @@ use cloze_eval::ModelTokenizer;
 use cloze_mask::{DialogueBuilder, RoleScheme};
 use cloze_models::{BertForPreTraining, HeadStatus};
 use cloze_train::dialogue::{DialogueEval, DialogueSource};
-use cloze_train::trainer::{HeldOut, RunOutcome, Trainer};
+use cloze_train::trainer::HeldOut;
 use cloze_train::BertPretrainer;
 use tch::{Device, Kind, Tensor};
 
 use super::dialogue::{read_samples, specials, store_layout};
-use super::finetune::{best_checkpoint, export_model, run_kind, Started, RUN_FILES};
-use crate::cmd::interrupt;
-use crate::cmd::run_dir::{self, shell_word, Driver};
+use super::finetune::{run_kind, train_and_export, Started, RUN_FILES};
+use crate::cmd::run_dir::{self, shell_word};
 
 /// Loads `base` for dialogue training under `layout`: adds a zero role
 /// table when the layout has roles and the checkpoint has none.
@@ -138,7 +137,6 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
     if let Some(guard) = &out_guard {
         lock = Some(run_dir::start(guard, &run_dir, &run_kind(), RUN_FILES)?);
     }
-    let stop = interrupt::install("writing a checkpoint after the current step, then stopping")?;
     eprintln!(
         "training a dialogue model on {} samples for {} steps (roles {}, {} attention, context up \
          to {} tokens, responses up to {})",
@@ -149,40 +147,32 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
         layout.max_context_len,
         layout.max_response_len
     );
-    let max_steps = loop_cfg.run.max_steps;
-    let mut trainer = if resuming {
-        Trainer::resume_loop(loop_cfg, &model, &model.vs, &run_dir, None)?
-    } else {
-        Trainer::start(loop_cfg, &model, &model.vs, &run_dir)?
-    };
     let eval = dev
         .as_ref()
         .map(|d| DialogueEval::new(&d.examples, &builder, cfg.run.seed, cfg.eval.batch_size));
     let source = DialogueSource::new(train.examples, builder, cfg.run.seed);
-    let mut obs = Driver::new(max_steps, trainer.state().step, stop);
-    let outcome = trainer.run(&source, eval.as_ref().map(|e| e as &dyn HeldOut), &mut obs);
-    obs.bar.finish_and_clear();
-    let best = trainer.state().best;
-    let result = match outcome? {
-        RunOutcome::Interrupted { checkpoint, step } => {
-            Err(super::finetune::interrupted(step, &checkpoint, &run_dir))
-        }
-        RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
-            let chosen = best_checkpoint(&run_dir, cfg.task.dev.is_some(), best)?;
-            let from = chosen.clone().unwrap_or(checkpoint);
-            let model_dir = export_model(&model, &run_dir, &from, &base)?;
-            match (&chosen, best) {
-                (Some(_), Some((step, loss))) => println!(
-                    "lowest dev response loss {loss:.4} (perplexity {:.2}) at step {step}; dialogue \
-                     model: {}",
-                    loss.exp(),
-                    model_dir.display()
-                ),
-                _ => println!("dialogue model of the last step: {}", model_dir.display()),
-            }
-            Ok(())
-        }
-    };
+    let result = train_and_export(
+        &model,
+        loop_cfg,
+        resuming,
+        &run_dir,
+        &base,
+        cfg.task.dev.is_some(),
+        &source,
+        eval.as_ref().map(|e| e as &dyn HeldOut),
+    )
+    .map(|done| match done.best {
+        Some((step, loss)) => println!(
+            "lowest dev response loss {loss:.4} (perplexity {:.2}) at step {step}; dialogue \
+             model: {}",
+            loss.exp(),
+            done.model_dir.display()
+        ),
+        None => println!(
+            "dialogue model of the last step: {}",
+            done.model_dir.display()
+        ),
+    });
     drop(lock);
     drop(out_guard);
     result

@@ -23,12 +23,11 @@ use cloze_eval::ModelTokenizer;
 use cloze_mask::link::SlotLayout;
 use cloze_text::kg::KnowledgeGraph;
 use cloze_train::link::{LinkEval, LinkExample, LinkSource};
-use cloze_train::trainer::{HeldOut, RunOutcome, Trainer};
+use cloze_train::trainer::HeldOut;
 use cloze_train::BertPretrainer;
 
-use super::finetune::{best_checkpoint, export_model, run_kind, Started, RUN_FILES};
-use crate::cmd::interrupt;
-use crate::cmd::run_dir::{self, shell_word, Driver};
+use super::finetune::{run_kind, train_and_export, Started, RUN_FILES};
+use crate::cmd::run_dir::{self, shell_word};
 
 /// Valid triples ranked at each evaluation during training (the first ones
 /// in file order): enough to choose a checkpoint, few enough that scoring a
@@ -133,7 +132,6 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
     if let Some(guard) = &out_guard {
         lock = Some(run_dir::start(guard, &run_dir, &run_kind(), RUN_FILES)?);
     }
-    let stop = interrupt::install("writing a checkpoint after the current step, then stopping")?;
     if !resuming {
         for n in init.notices() {
             eprintln!("{n}");
@@ -151,45 +149,36 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
         loop_cfg.run.max_steps,
         g.graph.valid.len().min(DEV_TRIPLES)
     );
-    let max_steps = loop_cfg.run.max_steps;
-    let mut trainer = if resuming {
-        Trainer::resume_loop(loop_cfg, &model, &model.vs, &run_dir, None)?
-    } else {
-        Trainer::start(loop_cfg, &model, &model.vs, &run_dir)?
-    };
     let source = LinkSource::new(examples, g.texts, g.layout, cfg.run.seed);
-    let mut obs = Driver::new(max_steps, trainer.state().step, stop);
-    let outcome = trainer.run(&source, Some(&eval as &dyn HeldOut), &mut obs);
-    obs.bar.finish_and_clear();
-    let best = trainer.state().best;
-    let result = match outcome? {
-        RunOutcome::Interrupted { checkpoint, step } => {
-            Err(super::finetune::interrupted(step, &checkpoint, &run_dir))
+    let result = train_and_export(
+        &model,
+        loop_cfg,
+        resuming,
+        &run_dir,
+        &base,
+        true,
+        &source,
+        Some(&eval as &dyn HeldOut),
+    )
+    .map(|done| {
+        match done.best {
+            Some((step, score)) => println!(
+                "best valid filtered MRR {:.4} at step {step}; model (HuggingFace \
+                 BertForMaskedLM, with tokenizer): {}",
+                -score,
+                done.model_dir.display()
+            ),
+            None => println!(
+                "model of the last step (HuggingFace BertForMaskedLM, with tokenizer): {}",
+                done.model_dir.display()
+            ),
         }
-        RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
-            let chosen = best_checkpoint(&run_dir, true, best)?;
-            let from = chosen.clone().unwrap_or(checkpoint);
-            let model_dir = export_model(&model, &run_dir, &from, &base)?;
-            match (&chosen, best) {
-                (Some(_), Some((step, score))) => println!(
-                    "best valid filtered MRR {:.4} at step {step}; model (HuggingFace \
-                     BertForMaskedLM, with tokenizer): {}",
-                    -score,
-                    model_dir.display()
-                ),
-                _ => println!(
-                    "model of the last step (HuggingFace BertForMaskedLM, with tokenizer): {}",
-                    model_dir.display()
-                ),
-            }
-            println!(
-                "rank the test split with: cloze kg eval --model {} --graph {}",
-                shell_word(&model_dir),
-                shell_word(&cfg.task.train)
-            );
-            Ok(())
-        }
-    };
+        println!(
+            "rank the test split with: cloze kg eval --model {} --graph {}",
+            shell_word(&done.model_dir),
+            shell_word(&cfg.task.train)
+        );
+    });
     drop(lock);
     drop(out_guard);
     result

@@ -16,12 +16,11 @@ use cloze_eval::ModelTokenizer;
 use cloze_mask::{Seq2SeqBuilder, Seq2SeqConfig, Seq2SeqExample};
 use cloze_models::HeadStatus;
 use cloze_train::s2s::{Seq2SeqEval, Seq2SeqSource};
-use cloze_train::trainer::{HeldOut, RunOutcome, Trainer};
+use cloze_train::trainer::HeldOut;
 use cloze_train::BertPretrainer;
 
-use super::finetune::{best_checkpoint, export_model, run_kind, Started, RUN_FILES};
-use crate::cmd::interrupt;
-use crate::cmd::run_dir::{self, shell_word, Driver};
+use super::finetune::{run_kind, train_and_export, Started, RUN_FILES};
+use crate::cmd::run_dir::{self, shell_word};
 
 /// The longest target, its final `[SEP]` included (s2s-ft's default
 /// `--max_target_seq_length`); the source gets `task.max_length`.
@@ -147,49 +146,37 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
     if let Some(guard) = &out_guard {
         lock = Some(run_dir::start(guard, &run_dir, &run_kind(), RUN_FILES)?);
     }
-    let stop = interrupt::install("writing a checkpoint after the current step, then stopping")?;
     eprintln!(
         "fine-tuning for generation on {} pairs for {} steps (sources up to {max_source} tokens, \
          targets up to {MAX_TARGET_LEN})",
         train.len(),
         loop_cfg.run.max_steps
     );
-    let max_steps = loop_cfg.run.max_steps;
-    let mut trainer = if resuming {
-        Trainer::resume_loop(loop_cfg, &model, &model.vs, &run_dir, None)?
-    } else {
-        Trainer::start(loop_cfg, &model, &model.vs, &run_dir)?
-    };
     let eval = dev
         .as_ref()
         .map(|d| Seq2SeqEval::new(d, &builder, cfg.run.seed, cfg.eval.batch_size));
     let source = Seq2SeqSource::new(train, builder, cfg.run.seed);
-    let mut obs = Driver::new(max_steps, trainer.state().step, stop);
-    let outcome = trainer.run(&source, eval.as_ref().map(|e| e as &dyn HeldOut), &mut obs);
-    obs.bar.finish_and_clear();
-    let best = trainer.state().best;
-    let result = match outcome? {
-        RunOutcome::Interrupted { checkpoint, step } => {
-            Err(super::finetune::interrupted(step, &checkpoint, &run_dir))
-        }
-        RunOutcome::Finished { checkpoint, .. } | RunOutcome::EarlyStopped { checkpoint, .. } => {
-            let chosen = best_checkpoint(&run_dir, cfg.task.dev.is_some(), best)?;
-            let from = chosen.clone().unwrap_or(checkpoint);
-            let model_dir = export_model(&model, &run_dir, &from, &base)?;
-            match (&chosen, best) {
-                (Some(_), Some((step, loss))) => println!(
-                    "lowest dev loss {loss:.4} at step {step}; model (HuggingFace BertForMaskedLM, \
-                     with tokenizer): {}",
-                    model_dir.display()
-                ),
-                _ => println!(
-                    "model of the last step (HuggingFace BertForMaskedLM, with tokenizer): {}",
-                    model_dir.display()
-                ),
-            }
-            Ok(())
-        }
-    };
+    let result = train_and_export(
+        &model,
+        loop_cfg,
+        resuming,
+        &run_dir,
+        &base,
+        cfg.task.dev.is_some(),
+        &source,
+        eval.as_ref().map(|e| e as &dyn HeldOut),
+    )
+    .map(|done| match done.best {
+        Some((step, loss)) => println!(
+            "lowest dev loss {loss:.4} at step {step}; model (HuggingFace BertForMaskedLM, \
+             with tokenizer): {}",
+            done.model_dir.display()
+        ),
+        None => println!(
+            "model of the last step (HuggingFace BertForMaskedLM, with tokenizer): {}",
+            done.model_dir.display()
+        ),
+    });
     drop(lock);
     drop(out_guard);
     result
