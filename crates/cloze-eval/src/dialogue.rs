@@ -196,6 +196,22 @@ impl DialogueScorer<'_> {
         candidates: usize,
         seed: u64,
     ) -> Result<(f64, usize)> {
+        let all: Vec<usize> = (0..examples.len()).collect();
+        self.hits_at_1_of(examples, groups, &all, candidates, seed)
+    }
+
+    /// [`DialogueScorer::hits_at_1`] ranking only the samples `which`
+    /// (distractors still come from every sample of other groups, and
+    /// sample `i` draws them from its own stream, so a sample ranks the same
+    /// whichever others are ranked).
+    pub fn hits_at_1_of(
+        &self,
+        examples: &[DialogueExample],
+        groups: &[String],
+        which: &[usize],
+        candidates: usize,
+        seed: u64,
+    ) -> Result<(f64, usize)> {
         if groups.len() != examples.len() {
             return Err(invalid(
                 "groups",
@@ -209,9 +225,12 @@ impl DialogueScorer<'_> {
             ));
         }
         let n = examples.len();
+        if let Some(&bad) = which.iter().find(|&&i| i >= n) {
+            return Err(invalid("which", format!("sample {bad} of {n}")));
+        }
         let mut pairs = Vec::new();
         let mut ranked = 0usize;
-        for i in 0..n {
+        for &i in which {
             let mut rng = rng_for(seed, Stream::Sampling, i as u64);
             let mut picks = Vec::with_capacity(candidates - 1);
             // Bounded tries: a set with too few other dialogues ranks fewer samples.
@@ -833,6 +852,11 @@ mod tests {
         let (h, n) = scorer.hits_at_1(&examples, &groups, 3, 0)?;
         assert_eq!(n, 3);
         assert!((0.0..=1.0).contains(&h));
+        // A subset ranks its samples exactly as the full ranking does.
+        let (h0, n0) = scorer.hits_at_1_of(&examples, &groups, &[0], 3, 0)?;
+        assert_eq!(n0, 1);
+        assert!(h0 == 0.0 || h0 == 1.0);
+        assert!(scorer.hits_at_1_of(&examples, &groups, &[3], 3, 0).is_err());
         // Identical responses everywhere: every ranking is a tie, so no hit.
         let same: Vec<DialogueExample> = examples
             .iter()

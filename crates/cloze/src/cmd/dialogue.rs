@@ -252,6 +252,10 @@ struct EvalArgs {
     /// from other dialogues).
     #[arg(long, default_value_t = 10)]
     candidates: usize,
+    /// Rank only this many samples for hits@1, evenly spaced through the
+    /// file (0: every sample); perplexity always covers every sample.
+    #[arg(long, default_value_t = 0)]
+    rank_samples: usize,
     /// Samples whose responses are generated (greedy) for distinct-1/2; 0 skips generation.
     #[arg(long, default_value_t = 200)]
     generate: usize,
@@ -346,7 +350,15 @@ fn eval(a: EvalArgs) -> Result<()> {
     let scores = scorer.score(&set.examples)?;
     let ppl = perplexity(&scores);
     bar.set_message(format!("ranking among {} candidates", a.candidates));
-    let (hits, ranked) = scorer.hits_at_1(&set.examples, &set.groups, a.candidates, a.seed)?;
+    let n_all = set.examples.len();
+    let which: Vec<usize> = match a.rank_samples {
+        0 => (0..n_all).collect(),
+        k => (0..k.min(n_all))
+            .map(|i| i * n_all / k.min(n_all))
+            .collect(),
+    };
+    let (hits, ranked) =
+        scorer.hits_at_1_of(&set.examples, &set.groups, &which, a.candidates, a.seed)?;
     let n = a.generate.min(set.examples.len());
     let (d1, d2, generated) = if n > 0 {
         bar.set_message(format!("generating {n} responses"));

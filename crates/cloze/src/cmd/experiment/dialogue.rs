@@ -71,6 +71,9 @@ pub struct DialogueArgs {
     /// from other scenes).
     #[arg(long, default_value_t = 10)]
     pub candidates: usize,
+    /// Test samples ranked for hits@1 (evenly spaced; perplexity covers all).
+    #[arg(long, default_value_t = 500)]
+    pub rank_samples: usize,
     /// Test samples generated (greedy) for distinct-1/2.
     #[arg(long, default_value_t = 200)]
     pub generate: usize,
@@ -152,6 +155,9 @@ fn settings(a: &DialogueArgs) -> Value {
     }
     if a.candidates != 10 {
         v["candidates"] = json!(a.candidates);
+    }
+    if a.rank_samples != 500 {
+        v["rank_samples"] = json!(a.rank_samples);
     }
     v
 }
@@ -296,6 +302,8 @@ pub fn run(a: DialogueArgs, threads: Option<usize>) -> Result<()> {
                         a.generate.to_string(),
                         "--candidates".into(),
                         a.candidates.to_string(),
+                        "--rank-samples".into(),
+                        a.rank_samples.to_string(),
                         "--seed".into(),
                         seed.to_string(),
                         "--json".into(),
@@ -329,12 +337,14 @@ fn report(
     let mut text =
         String::from("# PLATO-style dialogue: role embeddings and the unified mask, ablated\n\n");
     text.push_str(&format!(
-        "Command: `cloze experiment dialogue --corpus {} --seeds {} --max-steps {} --batch-size {} \
-         --lr {} --context-len {} --response-len {} --vocab-size {} --generate {} --candidates {}`. Model: \
-         plato-tiny (2 layers, hidden 128) from one `cloze dialogue init` per seed, shared by \
-         the four arms, which see the same batches for the same steps. Test plays only: response \
-         perplexity, hits@1 of the true next line among {} candidates (the others from other \
-         scenes; chance {:.0}%), distinct-1/2 of greedy responses. Mean ± sd over seeds.\n\n",
+        "Command: `cloze experiment dialogue --corpus {} --seeds {} --max-steps {} \
+         --batch-size {} --lr {} --context-len {} --response-len {} --vocab-size {} \
+         --generate {} --candidates {} --rank-samples {}`. Model: plato-tiny (2 layers, \
+         hidden 128) from one `cloze dialogue init` per seed, shared by the four arms, which \
+         see the same batches for the same steps. Test plays only: response perplexity (every \
+         test sample), hits@1 of the true next line among {} candidates (the others from \
+         other scenes; chance {:.0}%; {} evenly spaced test samples ranked), distinct-1/2 of \
+         greedy responses. Mean ± sd over seeds.\n\n",
         a.corpus,
         seeds.len(),
         a.max_steps,
@@ -345,8 +355,10 @@ fn report(
         a.vocab_size,
         a.generate,
         a.candidates,
+        a.rank_samples,
         a.candidates,
-        100.0 / a.candidates.max(1) as f64
+        100.0 / a.candidates.max(1) as f64,
+        a.rank_samples
     ));
     if let Ok(stats) = read_json(&data.join("dialogue.json")) {
         let split = |name: &str| {
