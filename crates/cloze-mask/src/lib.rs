@@ -68,6 +68,7 @@
 
 pub mod batch;
 pub mod blockwise;
+pub mod code;
 pub mod config;
 pub mod corrupt;
 pub mod dialogue;
@@ -89,6 +90,7 @@ pub use batch::{
     Batch, BatchBuilder, MaskedTarget, Span, Targets, Visibility, VisibleBlock, IGNORED_LABEL,
 };
 pub use blockwise::BlockwiseSelector;
+pub use code::{CodeBuilder, CodeChunk, CodeConfig, CodeRow, CodeRowKind, CodeSequence};
 pub use config::{
     CollateConfig, CorruptConfig, Granularity, Layout, LengthsConfig, MaskingConfig, PadTo,
     Schedule, SelectConfig, SimilarSourceConfig, UnitsConfig,
