@@ -103,9 +103,9 @@ pub use bert::{
 pub use device::parse_device;
 pub use error::{Error, Result};
 pub use heads::{
-    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, HeadSpec,
-    MlmHead, PairHead, QaLogits, QuestionAnsweringHead, SequenceClassificationHead,
-    TokenClassificationHead,
+    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
+    CategoryHead, HeadSpec, MlmHead, PairHead, QaLogits, QuestionAnsweringHead,
+    SequenceClassificationHead, TokenClassificationHead,
 };
 pub use hf::{
     load_encoder, load_pretrained, load_with, save_pretrained, HeadReport, HeadStatus, LoadReport,

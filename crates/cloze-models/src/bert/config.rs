@@ -119,6 +119,11 @@ pub struct BertConfig {
     /// on load. Written back only when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_type_size: Option<i64>,
+    /// Number of syntactic token categories of code-aware models (CugLM's
+    /// type head, [`crate::CategoryHead`]); not an HF field, written back
+    /// only when set, and ignored by transformers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_category_size: Option<i64>,
     /// Every other field of the file, written back unchanged.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -147,6 +152,7 @@ impl Default for BertConfig {
             rel_pos_bins: None,
             max_rel_pos: None,
             role_type_size: None,
+            code_category_size: None,
             extra: serde_json::Map::new(),
         }
     }
@@ -214,6 +220,20 @@ impl BertConfig {
             return Err(bad(format!("{n} labels: a classifier needs at least one")));
         }
         Ok(n)
+    }
+
+    /// The number of token categories of a code-aware model
+    /// ([`BertConfig::code_category_size`]), which must be positive.
+    pub fn code_categories(&self) -> Result<i64> {
+        match self.code_category_size {
+            Some(n) if n > 0 => Ok(n),
+            other => Err(Error::InvalidConfig {
+                field: "code_category_size",
+                reason: format!(
+                    "{other:?}: a model with a token-category head needs a positive number of categories"
+                ),
+            }),
+        }
     }
 
     /// Sets the number of classes the way transformers writes it: `id2label`

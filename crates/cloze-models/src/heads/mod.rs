@@ -24,12 +24,14 @@ use tch::nn::Path;
 
 use crate::{BertConfig, Result};
 
+pub mod category;
 pub mod masked_lm;
 pub mod pair;
 pub mod question_answering;
 pub mod sequence_classification;
 pub mod token_classification;
 
+pub use category::CategoryHead;
 pub use masked_lm::MlmHead;
 pub use pair::PairHead;
 pub use question_answering::{BertForQuestionAnswering, QaLogits, QuestionAnsweringHead};
@@ -46,6 +48,7 @@ pub const HEADS: &[HeadSpec] = &[
     SequenceClassificationHead::SPEC,
     TokenClassificationHead::SPEC,
     QuestionAnsweringHead::SPEC,
+    CategoryHead::SPEC,
 ];
 
 /// A head's variables: `(name under the prefix, shape)` pairs.
@@ -174,6 +177,7 @@ mod tests {
             ..BertConfig::default()
         };
         c.set_num_labels(3);
+        c.code_category_size = Some(4);
         c
     }
 
@@ -194,6 +198,7 @@ mod tests {
             }
             "classifier" => TokenClassificationHead::new(&root, config).map(|_| ()),
             "qa_outputs" => QuestionAnsweringHead::new(&root, config).map(|_| ()),
+            "cls.category" => CategoryHead::new(&root, config).map(|_| ()),
             other => panic!("a table row without a test: {other}"),
         }
         .unwrap();
@@ -252,7 +257,8 @@ mod tests {
                 "cls.predictions",
                 "cls.seq_relationship",
                 "classifier",
-                "qa_outputs"
+                "qa_outputs",
+                "cls.category"
             ]
         );
     }
