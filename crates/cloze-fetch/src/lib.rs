@@ -42,6 +42,7 @@
 //! ```
 
 mod archive;
+pub mod code;
 pub mod datasets;
 pub mod dialogue;
 pub mod error;
@@ -49,5 +50,7 @@ pub mod poetry;
 pub mod tasks;
 pub mod wordnet_graph;
 
-pub use datasets::{Dataset, FetchOptions, FetchRecord, Fetched, Listed, Source};
+pub use datasets::{
+    ArchiveRecord, Dataset, Download, FetchOptions, FetchRecord, Fetched, Listed, Source,
+};
 pub use error::{Error, Result};

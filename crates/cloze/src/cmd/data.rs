@@ -209,7 +209,7 @@ fn list() -> Result<()> {
             "{:<11} {:<7} {:<45} {}",
             row.dataset.name,
             state,
-            row.dataset.source.to_string(),
+            row.dataset.sources(),
             row.dataset.description
         );
     }
