@@ -47,6 +47,7 @@
 //! ```
 
 pub mod batch;
+pub mod code;
 pub mod correct;
 pub mod csc_metrics;
 pub mod dialogue;

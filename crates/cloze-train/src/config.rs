@@ -235,6 +235,12 @@ pub struct ObjectiveConfig {
     /// only; equation 7 of the paper uses 1, with `mlm_weight` as `l_AE`).
     #[serde(default = "one")]
     pub par_weight: f64,
+    /// Weight of the left-to-right LM loss (`cuglm` only).
+    #[serde(default = "one")]
+    pub lm_weight: f64,
+    /// Weight of the token-category (type) head's loss (`cuglm` only).
+    #[serde(default = "one")]
+    pub category_weight: f64,
 }
 
 fn one() -> f64 {
@@ -252,6 +258,8 @@ impl Default for ObjectiveConfig {
             mlm_weight: 1.0,
             pair_weight: 1.0,
             par_weight: 1.0,
+            lm_weight: 1.0,
+            category_weight: 1.0,
         }
     }
 }

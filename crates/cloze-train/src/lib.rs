@@ -59,6 +59,7 @@ pub mod batch;
 pub mod bench;
 pub mod bert;
 pub mod checkpoint;
+pub mod code;
 pub mod config;
 pub mod data;
 pub mod dialogue;
