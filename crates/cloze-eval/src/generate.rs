@@ -59,6 +59,7 @@
 //! struct Bigram;
 //! impl StepDecoder for Bigram {
 //!     type State = usize; // live rows
+//!     type Source = Vec<u32>;
 //!     fn start(&self, sources: &[Vec<u32>]) -> Result<usize> {
 //!         Ok(sources.len())
 //!     }
