@@ -338,16 +338,25 @@ pub struct CodeEval {
 }
 
 impl CodeEval {
-    /// `builder`'s examples, `batch_size` a batch, laid out under `seed`.
-    pub fn new(builder: &CodeBuilder, objective: CodeLoss, seed: u64, batch_size: usize) -> Self {
-        let size = batch_size.max(1) as u64;
+    /// `builder`'s examples, `batch_size` a batch, laid out under `seed`;
+    /// at most `max_examples` of them (0: all), spread evenly over the corpus.
+    pub fn new(
+        builder: &CodeBuilder,
+        objective: CodeLoss,
+        seed: u64,
+        batch_size: usize,
+        max_examples: usize,
+    ) -> Self {
         let n = builder.len() as u64;
-        let batches = (0..n)
-            .step_by(size as usize)
-            .map(|start| {
-                let indices: Vec<u64> = (start..(start + size).min(n)).collect();
-                builder.batch(&indices, seed, 0)
-            })
+        let k = if max_examples == 0 {
+            n
+        } else {
+            n.min(max_examples as u64)
+        };
+        let picked: Vec<u64> = (0..k).map(|i| i * n / k.max(1)).collect();
+        let batches = picked
+            .chunks(batch_size.max(1))
+            .map(|indices| builder.batch(indices, seed, 0))
             .collect();
         let cfg = builder.config();
         let primary = if cfg.lm {

@@ -38,6 +38,10 @@ pub struct TrainConfig {
     pub eval: EvalConfig,
     /// Checkpoint cadence and retention.
     pub checkpoint: CheckpointConfig,
+    /// CugLM's code rows (`cuglm` and `cuglm_complete` objectives only; the
+    /// data is then a `cloze data code` directory and `masking` is unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<cloze_mask::CodeConfig>,
 }
 
 /// What to do when a batch's loss is NaN or infinite.
@@ -443,6 +447,14 @@ pub const PRESETS: &[(&str, &str)] = &[
         "unilmv2-tiny",
         include_str!("../../../configs/unilmv2-tiny.toml"),
     ),
+    (
+        "cuglm-tiny",
+        include_str!("../../../configs/cuglm-tiny.toml"),
+    ),
+    (
+        "cuglm-complete",
+        include_str!("../../../configs/cuglm-complete.toml"),
+    ),
 ];
 
 impl TrainConfig {
@@ -464,7 +476,8 @@ impl TrainConfig {
 
     /// A shipped preset by name (`bert-tiny`, `bert-mini`, `bert-small`,
     /// `bert-base`, and the Chinese ablation's `bert-zh-tiny`, `bert-zh-wwm`,
-    /// `bert-zh-wwm-ngram`, `macbert-zh-tiny`, and UniLM-v2's `unilmv2-tiny`).
+    /// `bert-zh-wwm-ngram`, `macbert-zh-tiny`, UniLM-v2's `unilmv2-tiny`, and
+    /// CugLM's `cuglm-tiny` and `cuglm-complete`).
     pub fn preset(name: &str) -> Option<Self> {
         PRESETS
             .iter()
@@ -483,7 +496,7 @@ impl TrainConfig {
         match PRESETS.iter().find(|(n, _)| *n == spec) {
             Some((n, text)) => Self::from_toml(text, Path::new(&format!("configs/{n}.toml"))),
             None => Err(Error::Io {
-                op: "reading config (not a file, nor a preset: bert-tiny, bert-mini, bert-small, bert-base, bert-zh-tiny, bert-zh-wwm, bert-zh-wwm-ngram, macbert-zh-tiny, unilmv2-tiny)",
+                op: "reading config (not a file, nor a preset: bert-tiny, bert-mini, bert-small, bert-base, bert-zh-tiny, bert-zh-wwm, bert-zh-wwm-ngram, macbert-zh-tiny, unilmv2-tiny, cuglm-tiny, cuglm-complete)",
                 path: path.to_owned(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             }),
@@ -598,10 +611,43 @@ impl TrainConfig {
                 ),
             ));
         }
+        let code_objective = self.objective.kind.starts_with("cuglm");
+        match (&self.code, code_objective) {
+            (Some(c), true) if c.max_len as i64 > m.max_position_embeddings => {
+                return Err(bad(
+                    "code.max_len",
+                    format!(
+                        "{} exceeds model.max_position_embeddings {}",
+                        c.max_len, m.max_position_embeddings
+                    ),
+                ));
+            }
+            (None, true) => {
+                return Err(bad(
+                    "code",
+                    format!(
+                        "objective {:?} needs a [code] section (see configs/cuglm-tiny.toml)",
+                        self.objective.kind
+                    ),
+                ));
+            }
+            (Some(_), false) => {
+                return Err(bad(
+                    "code",
+                    format!(
+                        "a [code] section goes with the cuglm objectives, not {:?}",
+                        self.objective.kind
+                    ),
+                ));
+            }
+            _ => {}
+        }
         for (field, w) in [
             ("objective.mlm_weight", self.objective.mlm_weight),
             ("objective.pair_weight", self.objective.pair_weight),
             ("objective.par_weight", self.objective.par_weight),
+            ("objective.lm_weight", self.objective.lm_weight),
+            ("objective.category_weight", self.objective.category_weight),
         ] {
             if !(w.is_finite() && w >= 0.0) {
                 return Err(bad(field, format!("must be finite and >= 0, got {w}")));

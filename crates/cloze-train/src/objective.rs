@@ -211,6 +211,19 @@ pub const OBJECTIVES: &[ObjectiveEntry] = &[
         },
     },
     ObjectiveEntry {
+        name: "cuglm_complete",
+        about: "CugLM completion fine-tuning: type-then-token left-to-right LM + token-category head",
+        pair_task: None,
+        build: |c| {
+            Box::new(crate::code::CodeLoss {
+                mlm_weight: c.mlm_weight,
+                ncp_weight: c.pair_weight,
+                lm_weight: c.lm_weight,
+                category_weight: c.category_weight,
+            })
+        },
+    },
+    ObjectiveEntry {
         name: "sequence_classification",
         about: "fine-tuning: cross-entropy of one class per example",
         pair_task: None,

@@ -214,7 +214,7 @@ fn a_short_run_lowers_the_held_out_losses() -> anyhow::Result<()> {
     bc.code_category_size = Some(CATEGORIES);
     let m = CodePretrainer::new(bc, 1, Device::Cpu)?;
     let held = builder(CodeConfig::default(), 4);
-    let eval = CodeEval::new(&held, CodeLoss::default(), 0, 8);
+    let eval = CodeEval::new(&held, CodeLoss::default(), 0, 8, 0);
     let before = eval.evaluate(&m, Device::Cpu)?;
     let source = CodeSource::new(builder(CodeConfig::default(), 40), cfg.run.seed);
     let mut t = Trainer::new(cfg, &m, &m.vs, dir.path())?;
