@@ -243,10 +243,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ngram_model_prefers_the_longest_seen_context() {
+    fn the_ngram_model_prefers_the_longest_seen_context() -> Result<()> {
         let a: &[u32] = &[1, 2, 3, 1, 2, 3, 1, 2, 4];
         let b: &[u32] = &[5, 2, 6, 5, 2, 6];
-        let m = NgramModel::train(3, [a, b]).unwrap();
+        let m = NgramModel::train(3, [a, b])?;
         // After (1, 2): 3 twice, 4 once.
         assert_eq!(m.predict(&[9, 1, 2], 2), vec![3, 4]);
         // After (5, 2): 6; then the bigram context (2) adds 3 before 4.
@@ -254,17 +254,17 @@ mod tests {
         // An unseen context falls back to frequency: 2 is the most common.
         assert_eq!(m.predict(&[7, 7], 1), vec![2]);
         // Order 1 is the frequency baseline.
-        let f = NgramModel::train(1, [a, b]).unwrap();
+        let f = NgramModel::train(1, [a, b])?;
         assert_eq!(f.predict(&[1, 2], 2), vec![2, 1]);
         assert!(NgramModel::train(0, [a]).is_err());
+        Ok(())
     }
 
     #[test]
-    fn scores_count_top1_top5_identifiers_and_categories() {
+    fn scores_count_top1_top5_identifiers_and_categories() -> Result<()> {
         let mut s = CompletionScores::default();
         let ranked = vec![vec![7, 1, 2], vec![1, 2, 3, 4, 9, 8], vec![3]];
-        s.tally_ranked(&ranked, &[7, 9, 8], &[2, 2, 0], |c| c == 2)
-            .unwrap();
+        s.tally_ranked(&ranked, &[7, 9, 8], &[2, 2, 0], |c| c == 2)?;
         assert_eq!(
             s.all,
             Hits {
@@ -293,7 +293,7 @@ mod tests {
 
         let logits = Tensor::from_slice(&[0.1f32, 0.9, 0.0, 0.5, 0.2, 0.3]).view([2, 3]);
         let mut t = CompletionScores::default();
-        t.tally_logits(&logits, &[1, 2], &[1, 1], |_| true).unwrap();
+        t.tally_logits(&logits, &[1, 2], &[1, 1], |_| true)?;
         assert_eq!(
             t.all,
             Hits {
@@ -305,5 +305,6 @@ mod tests {
         s.merge(&t);
         assert_eq!(s.all.n, 5);
         assert!((t.all.top1_rate() - 0.5).abs() < 1e-12);
+        Ok(())
     }
 }

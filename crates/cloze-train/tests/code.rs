@@ -33,8 +33,7 @@ fn specials() -> SpecialTokens {
 /// 10..30, category 2 or 3) and punctuation is category 1.
 fn file(seed: u32, statements: usize) -> CodeSequence {
     let mut f = CodeSequence::default();
-    let mut ident = 0u32;
-    for s in 0..statements {
+    for (s, ident) in (0..statements).zip(0u32..) {
         let kw = 6 + (seed + s as u32 * 3) % 4;
         let push = |f: &mut CodeSequence, id: u32, cat: u8, ident: u32| {
             f.ids.push(id);
@@ -43,10 +42,9 @@ fn file(seed: u32, statements: usize) -> CodeSequence {
         };
         push(&mut f, kw, 0, NO_WORD);
         push(&mut f, 30, 1, NO_WORD);
-        let cat = if kw % 2 == 0 { 2 } else { 3 };
+        let cat = if kw.is_multiple_of(2) { 2 } else { 3 };
         push(&mut f, 10 + (kw - 6) * 5, cat, ident);
         push(&mut f, 11 + (kw - 6) * 5, cat, ident);
-        ident += 1;
         push(&mut f, 31, 1, NO_WORD);
         push(&mut f, 32, 1, NO_WORD);
     }

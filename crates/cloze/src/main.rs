@@ -72,6 +72,10 @@ enum Command {
     Chat(cmd::chat::ChatArgs),
     /// Knowledge-graph link prediction with a masked LM (MLMLM): eval, baselines, predict.
     Kg(cmd::kg::KgArgs),
+    /// Code models (CugLM): next-token accuracy of a model or a count baseline on a code split.
+    Code(cmd::code::CodeArgs),
+    /// The next tokens at a place in a Java or TypeScript file, with their predicted category.
+    Complete(cmd::code::CompleteArgs),
     /// Reproduce a paper's claim end to end (data, pretraining, fine-tuning over seeds): a Markdown table and a PNG chart.
     Experiment(cmd::experiment::ExperimentArgs),
 }
@@ -158,6 +162,8 @@ fn main() -> std::process::ExitCode {
         }
         Command::Predict(a) => cmd::predict::run(a),
         Command::Kg(a) => cmd::kg::run(a),
+        Command::Code(a) => cmd::code::run(a),
+        Command::Complete(a) => cmd::code::complete(a),
         Command::Dialogue(a) => cmd::dialogue::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Experiment(a) => cmd::experiment::run(a, cli.threads),

@@ -1,6 +1,6 @@
 //! `cloze data`: fetch real datasets, list the cache, prepare and inspect
-//! shards, write the Chinese task splits and the dialogue samples
-//! (`data_dialogue.rs`).
+//! shards, write the Chinese task splits, the dialogue samples
+//! (`data_dialogue.rs`) and lexed code (`data_code.rs`).
 //!
 //! `prepare` (and `tasks`, whose inputs are the cached sources) follows the `cloze-fs` output rule: its flags are checked and its
 //! `--out` is checked and locked before any work (never a file, the current
@@ -21,8 +21,8 @@ use cloze_fetch::datasets;
 use cloze_text::Progress as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::data_dialogue;
 use super::interrupt::{self, Interrupted};
+use super::{data_code, data_dialogue};
 
 /// Arguments of `cloze data`.
 #[derive(Debug, Args)]
@@ -47,6 +47,10 @@ enum DataCommand {
     /// Write dialogue samples (context turns -> response) from Shakespeare's
     /// plays or chatterbot conversations, split by play or file.
     Dialogue(data_dialogue::DialogueArgs),
+    /// Lex Java or TypeScript sources with tree-sitter (syntactic identifier
+    /// categories), split them by file and by package, and train a code
+    /// tokenizer.
+    Code(data_code::CodeArgs),
 }
 
 /// Arguments of `cloze data tasks`.
@@ -177,6 +181,7 @@ pub fn run(args: DataArgs) -> Result<()> {
         DataCommand::Inspect(a) => inspect(a),
         DataCommand::Tasks(a) => tasks(a),
         DataCommand::Dialogue(a) => data_dialogue::run(a),
+        DataCommand::Code(a) => data_code::run(a),
     }
 }
 

@@ -2,8 +2,11 @@
 
 pub mod bench;
 pub mod chat;
+pub mod code;
+pub mod code_data;
 pub mod correct;
 pub mod data;
+pub mod data_code;
 pub mod data_dialogue;
 pub mod dialogue;
 pub mod dist;
@@ -24,6 +27,7 @@ pub mod mask_demo;
 pub mod plot;
 pub mod predict;
 pub mod pretrain;
+pub mod pretrain_code;
 pub mod prune;
 pub mod quantize;
 pub mod run_dir;

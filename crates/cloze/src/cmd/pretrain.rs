@@ -313,7 +313,10 @@ fn added_token_rows(dir: &Path, ckpt_vocab: i64, data: &PreparedData) -> Result<
 /// the `config.json` saved with the checkpoint it resumes from (the newest
 /// one whose config reads, or `--from-checkpoint`'s), so that resuming does
 /// not need the original checkpoint directory any more.
-fn resumed_model_config(a: &PretrainArgs, run: &Path) -> Result<cloze_models::BertConfig> {
+pub(crate) fn resumed_model_config(
+    a: &PretrainArgs,
+    run: &Path,
+) -> Result<cloze_models::BertConfig> {
     let candidates = match &a.from_checkpoint {
         Some(spec) => vec![cloze_train::checkpoint::resolve(run, spec)?],
         None => cloze_train::checkpoint::list(run)?
@@ -455,7 +458,7 @@ fn check_out(a: &PretrainArgs, cfg: &TrainConfig) -> Result<OutputDir> {
 
 /// Makes the checked `--out` a fresh pretraining run directory (see
 /// [`run_dir::start`]).
-fn start_run_dir(guard: &OutputDir, run: &Path) -> Result<DirLock> {
+pub(crate) fn start_run_dir(guard: &OutputDir, run: &Path) -> Result<DirLock> {
     run_dir::start(guard, run, &run_kind(), RUN_FILES)
 }
 
@@ -568,6 +571,15 @@ pub fn run(mut a: PretrainArgs) -> Result<()> {
         let guard = check_out(&a, &cfg)?;
         (cfg, Some(guard), None)
     };
+
+    // Code models (CugLM) read `cloze data code` directories: their own path
+    // from here on, with the same run-directory guarantees.
+    if crate::cmd::pretrain_code::is_code(&cfg) {
+        if job.is_some() {
+            bail!("the cuglm objectives train in one process (no data-parallel run yet)");
+        }
+        return crate::cmd::pretrain_code::run(&a, cfg, resuming, &run_dir, out_guard, run_lock);
+    }
 
     // 2. The data must fit the model and the masking scheme, still before the
     //    run directory is created or an earlier run removed.

@@ -12,6 +12,7 @@
 //! Adding an experiment: a module beside [`macbert_ablation`] with its own
 //! `Args` and `run`, one variant in [`Which`].
 
+pub mod code;
 pub mod compress;
 pub mod continued;
 pub mod dialogue;
@@ -72,6 +73,10 @@ pub enum Which {
     /// per-speaker roles, and the unified vs a fully causal mask, on the
     /// First-Folio plays over several seeds (perplexity, hits@1, distinct-n).
     Dialogue(dialogue::DialogueArgs),
+    /// CugLM for code completion: identifier MLM, next-code-segment
+    /// prediction and the type head ablated against a plain left-to-right LM
+    /// and count baselines, on Java (or TypeScript) over several seeds.
+    Code(code::CodeArgs),
 }
 
 /// Runs `cloze experiment`; `threads` is the global `--threads`, passed on
@@ -84,6 +89,7 @@ pub fn run(a: ExperimentArgs, threads: Option<usize>) -> Result<()> {
         Which::Mlmlm(args) => mlmlm::run(args, threads),
         Which::Compress(args) => compress::run(args, threads),
         Which::Dialogue(args) => dialogue::run(args, threads),
+        Which::Code(args) => code::run(args, threads),
     }
 }
 
