@@ -381,6 +381,26 @@ export const map: {
         .take(3)
         .collect();
     assert_eq!(line8, ["<", "A", ","]);
+
+    // An escaped backtick in a template literal type; the literal keeps it.
+    let source = "type Hint<T extends string> = `use \\`${T}\\``\nexport const x = 1\n";
+    let lexemes = lex(source, Language::TypeScript).unwrap();
+    let tail: Vec<(&str, CodeCategory)> = lexemes
+        .iter()
+        .filter(|l| l.line == 1)
+        .skip(8)
+        .map(|l| (l.text.as_str(), l.category))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("`use \\`", Literal),
+            ("${", Punctuation),
+            ("T", TypeName),
+            ("}", Punctuation),
+            ("\\``", Literal),
+        ]
+    );
 }
 
 #[test]

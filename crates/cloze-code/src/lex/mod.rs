@@ -13,8 +13,8 @@
 //! else `punctuation` (`{`, `>>>=`, `@`). Literal nodes (strings,
 //! characters, numbers, `true`/`false`, `null`, TypeScript's `undefined` and
 //! regular expressions) are one `literal` lexeme each; a TypeScript template
-//! string is a `literal` for each stretch of text between its `${..}`
-//! substitutions, whose contents are lexed as code. Zero-width tokens (an
+//! string (or template literal type) is a `literal` for each stretch of
+//! text between its `${..}` substitutions, whose contents are lexed as code. Zero-width tokens (an
 //! automatic semicolon) are dropped.
 //!
 //! **Java** (`identifier`, `type_identifier`):
@@ -67,11 +67,13 @@
 //! **Gaps of the TypeScript grammar.** `tree-sitter-typescript` 0.23 parses
 //! neither variance annotations (`interface Effect<out A>`, TypeScript 4.7)
 //! nor a call signature that starts a line after an object-type member
-//! without `;` (the overload objects of `effect`'s `dual`): on `ts-src`
-//! 197 of 855 files fail for these two reasons alone. When a TypeScript file
-//! does not parse, the lexer tries once more on a copy of the same length
-//! in which the `in`/`out` of such type parameter lists are blanked and a
-//! `;` takes the first indentation space of such a signature line; if that
+//! without `;` (the overload objects of `effect`'s `dual`), nor an escaped
+//! backtick in a template literal type: on `ts-src` 200 of 855 files fail
+//! for these reasons alone. When a TypeScript file does not parse, the
+//! lexer tries once more on a copy of the same length in which the
+//! `in`/`out` of such type parameter lists are blanked, a `;` takes the
+//! first indentation space of such a signature line and escaped backticks
+//! are blanked; if that
 //! copy parses cleanly, its lexemes are given with the original's text (the
 //! variance words back as keywords, the added `;` left out), else the
 //! original error stands. Java files get no second try.
@@ -518,13 +520,13 @@ impl<'s> Walker<'s> {
             return None;
         }
         let parent = frames.last().map(|f| f.node);
-        if let Some(p) = parent.filter(|p| p.kind() == "template_string") {
-            if kind != "template_substitution" {
+        if let Some(p) = parent.filter(|p| is_template(p.kind())) {
+            if !matches!(kind, "template_substitution" | "template_type") {
                 self.template_piece(p.id(), node);
                 return None;
             }
         }
-        if named && kind == "template_string" {
+        if named && is_template(kind) {
             return Some(false);
         }
         if named && is_literal(self.language, kind) {
@@ -632,6 +634,12 @@ impl<'s> Walker<'s> {
         self.emit(node, CodeCategory::Literal);
         self.template_tail = Some((template, self.out.len() - 1));
     }
+}
+
+/// A template string (`` `a${b}` ``) or template literal type; its text
+/// outside substitutions is literal.
+fn is_template(kind: &str) -> bool {
+    matches!(kind, "template_string" | "template_literal_type")
 }
 
 fn is_comment(language: Language, kind: &str) -> bool {

@@ -271,7 +271,10 @@ fn word_before(bytes: &[u8], end: usize) -> (usize, &[u8]) {
 ///   without `;` (`<A>(self: A): B` below `(f: F): (self: A) => B`, the
 ///   overloads of `dual`): the first indentation space of such a line
 ///   becomes `;` when the previous line of code ends like a type (a name,
-///   `>`, `)`, `]`) and the line starts with `<` or `(`.
+///   `>`, `)`, `]`) and the line starts with `<` or `(`;
+/// - an escaped backtick in a template literal type (`` `a \`b\`` ``):
+///   every escaped backtick of the file becomes two spaces (the lexemes'
+///   text comes from the original, so a literal keeps its escapes).
 ///
 /// `None` when neither applies.
 pub(super) fn repair(source: &str) -> Option<Repaired> {
@@ -352,7 +355,8 @@ pub(super) fn repair(source: &str) -> Option<Repaired> {
         }
     }
     let semicolons = signature_semicolons(&mut bytes);
-    if blanked.is_empty() && semicolons.is_empty() {
+    let escapes = blank_escaped_backticks(&mut bytes);
+    if blanked.is_empty() && semicolons.is_empty() && escapes == 0 {
         return None;
     }
     let text = String::from_utf8(bytes).ok()?;
@@ -361,6 +365,26 @@ pub(super) fn repair(source: &str) -> Option<Repaired> {
         blanked,
         semicolons,
     })
+}
+
+/// The third repair of [`repair`]: every escaped backtick becomes two
+/// spaces; returns how many.
+fn blank_escaped_backticks(bytes: &mut [u8]) -> usize {
+    let mut count = 0;
+    let mut backslashes = 0;
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b'\\' => backslashes += 1,
+            b'`' if backslashes % 2 == 1 => {
+                bytes[i - 1] = b' ';
+                bytes[i] = b' ';
+                count += 1;
+                backslashes = 0;
+            }
+            _ => backslashes = 0,
+        }
+    }
+    count
 }
 
 /// The second repair of [`repair`]; returns where `;` was put.
