@@ -74,11 +74,13 @@ pub const RUN_FILES: &[&str] = &[
 pub struct PretrainArgs {
     /// A config file, or a preset name: bert-tiny (the default), bert-mini,
     /// bert-small, bert-base, and for Chinese bert-zh-tiny, bert-zh-wwm,
-    /// bert-zh-wwm-ngram, macbert-zh-tiny. With --resume: only to check that
-    /// it matches the run.
+    /// bert-zh-wwm-ngram, macbert-zh-tiny; unilmv2-tiny; for code cuglm-tiny
+    /// and cuglm-complete (with a `cloze data code` directory as --data).
+    /// With --resume: only to check that it matches the run.
     #[arg(long)]
     pub config: Option<String>,
-    /// Prepared data directory (`cloze data prepare` output); overrides `data.dir`.
+    /// Prepared data directory (`cloze data prepare` output; `cloze data
+    /// code` output for the cuglm presets); overrides `data.dir`.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Run directory (config, metrics, checkpoints, final model). An existing
