@@ -157,15 +157,16 @@ type Context = Vec<u32>;
 #[derive(Debug, Clone)]
 pub struct NgramModel {
     order: usize,
-    /// `tables[k]`: for contexts of length `k`, the next-token counts.
-    tables: Vec<HashMap<Context, HashMap<u32, u64>>>,
-    /// The most frequent tokens overall, best first (the order-1 ranking).
-    unigram: Vec<u32>,
-    /// How many candidates a prediction keeps at each context length.
-    keep: usize,
+    /// `tables[k]`: for contexts of length `k`, the most frequent next
+    /// tokens, best first (at most [`NgramModel::KEEP`]), ranked once at
+    /// training time so that a prediction is a few lookups.
+    tables: Vec<HashMap<Context, Vec<u32>>>,
 }
 
 impl NgramModel {
+    /// Candidates kept per context: enough for top-5 accuracy.
+    pub const KEEP: usize = 8;
+
     /// Counts every `order`-gram of `sequences` (each sequence on its own:
     /// no n-gram crosses two). `order` 1 is the frequency baseline.
     pub fn train<'a>(order: usize, sequences: impl IntoIterator<Item = &'a [u32]>) -> Result<Self> {
@@ -175,10 +176,10 @@ impl NgramModel {
                 reason: "an n-gram model needs an order of at least 1".into(),
             });
         }
-        let mut tables: Vec<HashMap<Context, HashMap<u32, u64>>> = vec![HashMap::new(); order];
+        let mut counts: Vec<HashMap<Context, HashMap<u32, u64>>> = vec![HashMap::new(); order];
         for seq in sequences {
             for (i, &next) in seq.iter().enumerate() {
-                for (k, table) in tables.iter_mut().enumerate() {
+                for (k, table) in counts.iter_mut().enumerate() {
                     if k > i {
                         break;
                     }
@@ -187,17 +188,21 @@ impl NgramModel {
                 }
             }
         }
-        let mut unigram: Vec<(u32, u64)> = tables[0]
-            .get(&Vec::new())
-            .map(|m| m.iter().map(|(&t, &c)| (t, c)).collect())
-            .unwrap_or_default();
-        unigram.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(Self {
-            order,
-            tables,
-            unigram: unigram.into_iter().map(|(t, _)| t).collect(),
-            keep: 5,
-        })
+        let tables = counts
+            .into_iter()
+            .map(|table| {
+                table
+                    .into_iter()
+                    .map(|(ctx, next)| {
+                        let mut c: Vec<(u32, u64)> = next.into_iter().collect();
+                        c.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                        c.truncate(Self::KEEP);
+                        (ctx, c.into_iter().map(|(t, _)| t).collect())
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Self { order, tables })
     }
 
     /// The model's order.
@@ -205,18 +210,18 @@ impl NgramModel {
         self.order
     }
 
-    /// The `k` most likely next tokens after `context` (its last `order - 1`
-    /// tokens count), best first: the longest seen context's counts, then
-    /// shorter contexts' for the places left.
+    /// The `k` (at most [`NgramModel::KEEP`]) most likely next tokens
+    /// after `context` (its last `order - 1` tokens count), best first: the
+    /// longest seen context's counts, then shorter contexts' for the places
+    /// left, then the most frequent tokens.
     pub fn predict(&self, context: &[u32], k: usize) -> Vec<u32> {
+        let k = k.min(Self::KEEP);
         let mut out: Vec<u32> = Vec::with_capacity(k);
         let longest = (self.order - 1).min(context.len());
-        for len in (1..=longest).rev() {
+        for len in (0..=longest).rev() {
             let ctx = &context[context.len() - len..];
-            if let Some(counts) = self.tables[len].get(ctx) {
-                let mut c: Vec<(u32, u64)> = counts.iter().map(|(&t, &n)| (t, n)).collect();
-                c.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-                for (t, _) in c.into_iter().take(k.max(self.keep)) {
+            if let Some(ranked) = self.tables[len].get(ctx) {
+                for &t in ranked {
                     if out.len() == k {
                         return out;
                     }
@@ -224,14 +229,6 @@ impl NgramModel {
                         out.push(t);
                     }
                 }
-            }
-        }
-        for &t in &self.unigram {
-            if out.len() == k {
-                break;
-            }
-            if !out.contains(&t) {
-                out.push(t);
             }
         }
         out
