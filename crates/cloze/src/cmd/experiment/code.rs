@@ -352,9 +352,19 @@ fn report(
         a.vocab_size,
     ));
     if let Ok(stats) = read_json(&data.join("code.json")) {
+        let split = |name: &str| {
+            let s = &stats["splits"][name];
+            format!("{name} {} files / {} tokens", s["files"], s["tokens"])
+        };
         text.push_str(&format!(
-            "Data (`cloze data code`): {}\n\n",
-            serde_json::to_string(&stats["files"]).unwrap_or_default()
+            "Data (`cloze data code`): {}; {}; {}; {} (held-out package {}); {} files skipped \
+             as unparseable.\n\n",
+            split("train"),
+            split("valid"),
+            split("test"),
+            split("test-package"),
+            stats["heldout_package"],
+            stats["skipped"],
         ));
     }
     let header = [
