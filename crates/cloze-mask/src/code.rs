@@ -349,16 +349,28 @@ impl CodeBuilder {
     fn left_to_right(&self, c: CodeChunk) -> CodeRow {
         let file = &self.files[c.file as usize];
         let span = c.start as usize..c.end as usize;
-        let mut input_ids = Vec::with_capacity(span.len() + 1);
-        input_ids.push(self.specials.cls);
-        input_ids.extend_from_slice(&file.ids[span.clone()]);
-        let len = input_ids.len() as u32;
-        let next_targets = (0..len - 1)
-            .map(|p| (p, input_ids[p as usize + 1]))
-            .collect();
-        let categories = span
+        let mut row = self.prompt(&file.ids[span.clone()]);
+        // The last position predicts nothing: the chunk ends there.
+        row.next_targets.pop();
+        row.categories = span
             .enumerate()
             .map(|(k, t)| (k as u32, file.categories[t]))
+            .collect();
+        row
+    }
+
+    /// The left-to-right row a decoder reads for the code `ids` (without
+    /// specials): `[CLS] ids` under the causal mask, every position
+    /// predicting the token after it; the last position's target (the
+    /// token to complete, unknown here) is a placeholder 0, and no
+    /// categories are given.
+    pub fn prompt(&self, ids: &[u32]) -> CodeRow {
+        let mut input_ids = Vec::with_capacity(ids.len() + 1);
+        input_ids.push(self.specials.cls);
+        input_ids.extend_from_slice(ids);
+        let len = input_ids.len() as u32;
+        let next_targets = (0..len)
+            .map(|p| (p, input_ids.get(p as usize + 1).copied().unwrap_or(0)))
             .collect();
         let blocks = (0..len)
             .map(|q| VisibleBlock {
@@ -373,7 +385,7 @@ impl CodeBuilder {
             blocks,
             mlm_targets: Vec::new(),
             next_targets,
-            categories,
+            categories: Vec::new(),
             pair: None,
         }
     }

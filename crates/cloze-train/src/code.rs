@@ -58,6 +58,18 @@ impl Default for CodeLoss {
     }
 }
 
+impl CodeLoss {
+    /// The weights of an `[objective]` section (`pair_weight` is NCP's).
+    pub fn from_config(c: &crate::config::ObjectiveConfig) -> Self {
+        Self {
+            mlm_weight: c.mlm_weight,
+            ncp_weight: c.pair_weight,
+            lm_weight: c.lm_weight,
+            category_weight: c.category_weight,
+        }
+    }
+}
+
 /// Accuracy over the labels that are not `-100`.
 pub fn labelled_accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     let n = labelled(labels)?;

@@ -201,27 +201,13 @@ pub const OBJECTIVES: &[ObjectiveEntry] = &[
         name: "cuglm",
         about: "CugLM code pretraining: identifier MLM + next-code-segment prediction + left-to-right LM + token-category head",
         pair_task: None,
-        build: |c| {
-            Box::new(crate::code::CodeLoss {
-                mlm_weight: c.mlm_weight,
-                ncp_weight: c.pair_weight,
-                lm_weight: c.lm_weight,
-                category_weight: c.category_weight,
-            })
-        },
+        build: |c| Box::new(crate::code::CodeLoss::from_config(c)),
     },
     ObjectiveEntry {
         name: "cuglm_complete",
         about: "CugLM completion fine-tuning: type-then-token left-to-right LM + token-category head",
         pair_task: None,
-        build: |c| {
-            Box::new(crate::code::CodeLoss {
-                mlm_weight: c.mlm_weight,
-                ncp_weight: c.pair_weight,
-                lm_weight: c.lm_weight,
-                category_weight: c.category_weight,
-            })
-        },
+        build: |c| Box::new(crate::code::CodeLoss::from_config(c)),
     },
     ObjectiveEntry {
         name: "sequence_classification",

@@ -177,16 +177,15 @@ fn eval(a: EvalArgs) -> Result<()> {
                     let tb = TensorBatch::from_batch(&batch, Device::Cpu)?;
                     let out = m.forward(&tb, false)?;
                     let logits = out.response_logits.context("the model gave no LM logits")?;
-                    let (t, c): (Vec<u32>, Vec<u8>) = {
-                        let mut t = Vec::new();
-                        let mut c = Vec::new();
-                        for row in chunk {
-                            let (rt, rc) = row_targets(row);
-                            t.extend(rt);
-                            c.extend(rc);
-                        }
-                        (t, c)
-                    };
+                    let (t, c): (Vec<u32>, Vec<u8>) = chunk
+                        .iter()
+                        .flat_map(|row| {
+                            row.next_targets
+                                .iter()
+                                .map(|t| t.1)
+                                .zip(row.categories.iter().map(|c| c.1))
+                        })
+                        .unzip();
                     scores.tally_logits(&logits, &t, &c, is_identifier)?;
                 }
                 (None, Some(ngram)) => {
@@ -336,25 +335,11 @@ pub fn complete(a: CompleteArgs) -> Result<()> {
     let seq = data.encode(&lexemes)?;
     let keep = info.max_len.saturating_sub(1).max(1);
     let start = seq.ids.len().saturating_sub(keep);
-    let mut input = vec![i64::from(data.specials.cls)];
-    input.extend(seq.ids[start..].iter().map(|&i| i64::from(i)));
-    let len = input.len() as i64;
-    let row = cloze_mask::CodeRow {
-        kind: cloze_mask::CodeRowKind::LeftToRight,
-        input_ids: input.iter().map(|&i| i as u32).collect(),
-        segment_ids: vec![0; input.len()],
-        blocks: (0..len as u32)
-            .map(|q| cloze_mask::VisibleBlock {
-                queries: cloze_mask::Span::new(q, q + 1),
-                keys: vec![cloze_mask::Span::new(0, q + 1)],
-            })
-            .collect(),
-        mlm_targets: Vec::new(),
-        next_targets: vec![(len as u32 - 1, 0)],
-        categories: Vec::new(),
-        pair: None,
-    };
     let b = lm_builder(&data, Vec::new(), info.max_len)?;
+    // Only the last position is scored: it predicts the token to complete.
+    let mut row = b.prompt(&seq.ids[start..]);
+    row.next_targets.drain(..row.next_targets.len() - 1);
+    let len = row.input_ids.len() as i64;
     let batch = b.collate(vec![row]);
     let tb = TensorBatch::from_batch(&batch, Device::Cpu)?;
     let _guard = tch::no_grad_guard();

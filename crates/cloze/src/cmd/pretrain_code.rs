@@ -28,17 +28,6 @@ pub fn is_code(cfg: &TrainConfig) -> bool {
     cfg.objective.kind.starts_with("cuglm")
 }
 
-/// The objective's weights as [`CodeLoss`].
-pub fn code_loss(cfg: &TrainConfig) -> CodeLoss {
-    let o = &cfg.objective;
-    CodeLoss {
-        mlm_weight: o.mlm_weight,
-        ncp_weight: o.pair_weight,
-        lm_weight: o.lm_weight,
-        category_weight: o.category_weight,
-    }
-}
-
 /// Held-out rows: the valid split's examples, at most `max_examples` of
 /// them spread evenly, under the eval seed.
 fn held_out(data: &CodeData, code: CodeConfig, cfg: &TrainConfig) -> Result<Option<CodeEval>> {
@@ -50,7 +39,7 @@ fn held_out(data: &CodeData, code: CodeConfig, cfg: &TrainConfig) -> Result<Opti
     let builder = CodeBuilder::new(code, data.specials.clone(), files)?;
     Ok(Some(CodeEval::new(
         &builder,
-        code_loss(cfg),
+        CodeLoss::from_config(&cfg.objective),
         cfg.eval.mask_seed,
         cfg.eval.batch_size,
         cfg.eval.max_examples,
