@@ -68,4 +68,7 @@ pub use corpus::{
 };
 pub use error::{Error, Result};
 pub use lex::{lex, lex_prefix, Language, Lexeme, Lexer};
-pub use tokenizer::{split_identifier, CodeTokenizer, CodeTokenizerOptions, EncodedCode};
+pub use tokenizer::{
+    continues_identifier, is_identifier_text, split_identifier, CodeTokenizer,
+    CodeTokenizerOptions, EncodedCode,
+};

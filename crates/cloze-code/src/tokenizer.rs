@@ -92,6 +92,45 @@ pub fn split_identifier(identifier: &str) -> Vec<&str> {
     pieces
 }
 
+/// True when `text` could be (part of) an identifier: non-empty, letters,
+/// digits, `_` and `$` only.
+pub fn is_identifier_text(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+}
+
+/// True when the vocabulary token `token` (`##` marking a WordPiece
+/// continuation) can carry on the identifier spelled `word` so far: a
+/// WordPiece continuation always can; any other token only if it is
+/// identifier text that [`split_identifier`] would cut off `word + token`
+/// as a piece of its own (`get` + `Name`, `HTTP` + `Server`, `x` + `1`,
+/// `foo` + `_`), which is how the tokenizer would have written that
+/// identifier. `get` + `name` is no continuation (`getname` is one piece),
+/// so after `get` a lowercase word starts the next lexeme. Token ids carry
+/// no identifier boundary, so this rule is the only one there is; it
+/// cannot tell `Name` in `getName` from a new identifier `Name` after
+/// `get` (which code rarely writes: two identifiers are separated by
+/// punctuation or a keyword, or differ in category).
+pub fn continues_identifier(word: &str, token: &str) -> bool {
+    if !is_identifier_text(word) {
+        return false;
+    }
+    if let Some(rest) = token.strip_prefix("##") {
+        return is_identifier_text(rest);
+    }
+    if !is_identifier_text(token) {
+        return false;
+    }
+    let joined = format!("{word}{token}");
+    let before = split_identifier(word);
+    let after = split_identifier(&joined);
+    after.len() == before.len() + 1
+        && after[..before.len()] == before[..]
+        && after[before.len()] == token
+}
+
 /// Settings of [`CodeTokenizer::train`].
 #[derive(Debug, Clone)]
 pub struct CodeTokenizerOptions {
@@ -395,6 +434,35 @@ fn training_text(lexemes: &[Lexeme]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_continues_an_identifier_only_where_the_split_would_cut() {
+        for (word, token) in [
+            ("get", "Name"),
+            ("HTTP", "Server"),
+            ("x", "1"),
+            ("foo", "_"),
+            ("foo_", "bar"),
+            ("Buf", "##fer"),
+            ("MAX_", "VALUE"),
+        ] {
+            assert!(continues_identifier(word, token), "{word} + {token}");
+        }
+        for (word, token) in [
+            ("get", "name"),    // `getname` is one piece
+            ("URL", "S"),       // `URLS` is one piece
+            ("x", "("),         // punctuation
+            ("", "foo"),        // nothing to continue
+            ("foo", "##"),      // an empty continuation
+            ("a.b", "C"),       // not an identifier so far
+            ("HTTPS", "erver"), // re-cuts the word: `HTTP` + `Server`
+        ] {
+            assert!(!continues_identifier(word, token), "{word} + {token}");
+        }
+        assert!(is_identifier_text("$foo_1"));
+        assert!(!is_identifier_text("a-b"));
+        assert!(!is_identifier_text(""));
+    }
 
     #[test]
     fn identifiers_split_at_case_digit_and_underscore_boundaries() {

@@ -202,8 +202,49 @@ fn data_pretrain_resume_complete_and_score() {
             .unwrap(),
         "complete",
     ));
-    assert_eq!(done["candidates"].as_array().unwrap().len(), 3);
+    let candidates = done["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 3);
     assert!(done["category"].as_str().is_some());
+    assert_eq!(done["prefix"], "");
+    let mut last = 1.0;
+    for c in candidates {
+        // Whole identifiers: the pieces glued (`##` dropped) spell the text.
+        let glued: String = c["pieces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().trim_start_matches("##").to_string())
+            .collect();
+        assert_eq!(c["text"].as_str().unwrap(), glued);
+        let p = c["probability"].as_f64().unwrap();
+        assert!(p > 0.0 && p <= last, "{done}");
+        last = p;
+    }
+    // A word touching the cursor is completed: `public int ge|`.
+    let (line, col) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find("int get").map(|c| (i + 1, c + 1 + "int ge".len())))
+        .unwrap();
+    let typed = json_line(&ok(
+        cloze()
+            .args(["complete", "--model"])
+            .arg(ft.join("model"))
+            .arg("--file")
+            .arg(&file)
+            .args(["--line", &line.to_string(), "--col", &col.to_string()])
+            .args(["--top-k", "4", "--json"])
+            .output()
+            .unwrap(),
+        "complete a prefix",
+    ));
+    assert_eq!(typed["prefix"], "ge");
+    let candidates = typed["candidates"].as_array().unwrap();
+    assert!(!candidates.is_empty(), "{typed}");
+    for c in candidates {
+        assert!(c["text"].as_str().unwrap().starts_with("ge"), "{typed}");
+        assert_eq!(c["word"], true);
+    }
     fails_with(
         &cloze()
             .args(["complete", "--model"])

@@ -1,7 +1,8 @@
 //! `cloze code eval`: next-token accuracy of a code model (`cloze pretrain
 //! --config cuglm-tiny` or `cuglm-complete`) or of a count baseline on a
-//! split of a `cloze data code` directory; and `cloze complete`: the next
-//! tokens at a place in a source file, with their predicted category.
+//! split of a `cloze data code` directory; and `cloze complete`: the most
+//! likely next identifiers (whole, through `complete_words`) or tokens at a
+//! place in a source file, with the predicted category (docs/code.md).
 //!
 //! Accuracy is counted per token of the code tokenizer (an identifier split
 //! into pieces counts each piece), over every token of every file of the
@@ -15,8 +16,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use cloze_code::Language;
-use cloze_eval::code::{CompletionScores, NgramModel};
+use cloze_code::{continues_identifier, is_identifier_text, Language};
+use cloze_eval::code::{complete_words, CompletionScores, NgramModel, WordPieces, WordSearch};
 use cloze_mask::{CodeBuilder, CodeConfig, CodeRow};
 use cloze_train::code::CodePretrainer;
 use cloze_train::{PretrainModel, TensorBatch};
@@ -258,9 +259,12 @@ pub struct CompleteArgs {
     /// 1-based column (in characters) of the place to complete.
     #[arg(long, requires = "line")]
     col: Option<usize>,
-    /// Candidates to print.
+    /// Candidates to print (and the beam width of the word search).
     #[arg(long, default_value_t = 5)]
     top_k: usize,
+    /// Most tokens of one proposed identifier.
+    #[arg(long, default_value_t = 8)]
+    max_pieces: usize,
     /// Print one JSON object (one line).
     #[arg(long)]
     json: bool,
@@ -287,8 +291,51 @@ fn offset_of(text: &str, line: usize, col: usize) -> Result<usize> {
 /// One completion candidate.
 #[derive(Debug, Serialize)]
 struct Candidate {
-    token: String,
+    /// The identifier (or keyword, or single token) as typed.
+    text: String,
+    /// Its tokens.
+    pieces: Vec<String>,
+    /// Its probability under the model (pieces and the word's end).
     probability: f64,
+    /// False for a token that cannot open an identifier (punctuation, literal).
+    word: bool,
+}
+
+/// The code tokenizer's vocabulary as [`WordPieces`] (texts of the
+/// non-special tokens, identifier rules of the code layer).
+struct WordVocab {
+    texts: Vec<Option<String>>,
+}
+
+impl WordVocab {
+    fn new(data: &CodeData) -> Self {
+        let special = &data.specials.all_special;
+        let texts = (0..data.tokenizer.vocab_size())
+            .map(|i| {
+                if special.contains(&i) {
+                    None
+                } else {
+                    data.tokenizer.token_text(i)
+                }
+            })
+            .collect();
+        Self { texts }
+    }
+}
+
+impl WordPieces for WordVocab {
+    fn vocab_size(&self) -> usize {
+        self.texts.len()
+    }
+    fn text(&self, id: u32) -> Option<String> {
+        self.texts.get(id as usize).cloned().flatten()
+    }
+    fn starts_word(&self, token: &str) -> bool {
+        is_identifier_text(token)
+    }
+    fn continues_word(&self, word: &str, token: &str) -> bool {
+        continues_identifier(word, token)
+    }
 }
 
 /// Runs `cloze complete`.
@@ -330,44 +377,86 @@ pub fn complete(a: CompleteArgs) -> Result<()> {
     let data = CodeData::open(&a.model)?;
     let model = CodePretrainer::load(&a.model, Device::Cpu)?.with_typed(info.typed);
     // The prefix up to the place, lexed leniently: an unfinished statement
-    // still gives its lexemes.
-    let lexemes = cloze_code::lex_prefix(&text[..cut], language)?;
+    // still gives its lexemes. A word touching the cursor is being typed:
+    // it leaves the prompt and every candidate must start with it.
+    let mut lexemes = cloze_code::lex_prefix(&text[..cut], language)?;
+    let typed = match lexemes.last() {
+        Some(l) if l.end as usize == cut && is_identifier_text(&l.text) => {
+            lexemes.pop().map(|l| l.text).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
     let seq = data.encode(&lexemes)?;
     let keep = info.max_len.saturating_sub(1).max(1);
-    let start = seq.ids.len().saturating_sub(keep);
     let b = lm_builder(&data, Vec::new(), info.max_len)?;
-    // Only the last position is scored: it predicts the token to complete.
-    let mut row = b.prompt(&seq.ids[start..]);
-    row.next_targets.drain(..row.next_targets.len() - 1);
-    let len = row.input_ids.len() as i64;
-    let batch = b.collate(vec![row]);
-    let tb = TensorBatch::from_batch(&batch, Device::Cpu)?;
+    let vocab = WordVocab::new(&data);
     let _guard = tch::no_grad_guard();
-    let out = model.forward(&tb, false)?;
-    let logits = out.response_logits.context("the model gave no LM logits")?;
-    let cat_logits = out
-        .token_logits
-        .context("the model gave no category logits")?;
-    let cat_probs = cat_logits.get(0).get(len - 1).f_softmax(-1, Kind::Float)?;
-    let cat_probs: Vec<f64> = Vec::<f64>::try_from(cat_probs.f_to_kind(Kind::Double)?)?;
-    let (best_cat, best_p) =
-        cat_probs.iter().enumerate().fold(
-            (0usize, 0.0f64),
-            |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc },
-        );
-    let probs = logits.get(0).f_softmax(-1, Kind::Float)?;
-    let (vals, idx) = probs.f_topk(a.top_k.max(1) as i64, -1, true, true)?;
-    let vals: Vec<f64> = Vec::<f64>::try_from(vals.f_to_kind(Kind::Double)?)?;
-    let idx: Vec<i64> = Vec::<i64>::try_from(idx)?;
-    let candidates: Vec<Candidate> = idx
-        .iter()
-        .zip(&vals)
-        .map(|(&i, &p)| Candidate {
-            token: data
-                .tokenizer
-                .token_text(i as u32)
-                .unwrap_or_else(|| format!("<{i}>")),
-            probability: p,
+    // Category of the next token (the same prompt for every candidate).
+    let mut best_cat = (0usize, 0.0f64);
+    let mut first_call = true;
+    let next = |continuations: &[Vec<u32>]| -> cloze_eval::Result<Vec<Vec<f32>>> {
+        let mut run = || -> Result<Vec<Vec<f32>>> {
+            let rows = continuations
+                .iter()
+                .map(|more| {
+                    let mut ids = seq.ids.clone();
+                    ids.extend_from_slice(more);
+                    let start = ids.len().saturating_sub(keep);
+                    // Only the last position is scored: it predicts the next token.
+                    let mut row = b.prompt(&ids[start..]);
+                    row.next_targets.drain(..row.next_targets.len() - 1);
+                    row
+                })
+                .collect::<Vec<_>>();
+            let last = rows[0].input_ids.len() as i64 - 1;
+            let tb = TensorBatch::from_batch(&b.collate(rows), Device::Cpu)?;
+            let out = model.forward(&tb, false)?;
+            let logits = out.response_logits.context("the model gave no LM logits")?;
+            if first_call {
+                first_call = false;
+                let cat = out
+                    .token_logits
+                    .context("the model gave no category logits")?
+                    .get(0)
+                    .get(last)
+                    .f_softmax(-1, Kind::Double)?;
+                let cat: Vec<f64> = Vec::<f64>::try_from(cat)?;
+                for (i, &p) in cat.iter().enumerate() {
+                    if p > best_cat.1 {
+                        best_cat = (i, p);
+                    }
+                }
+            }
+            let probs = logits.f_softmax(-1, Kind::Float)?;
+            Ok(Vec::<Vec<f32>>::try_from(probs)?)
+        };
+        run().map_err(|e| cloze_eval::Error::InvalidOption {
+            name: "model",
+            reason: format!("{e:#}"),
+        })
+    };
+    let search = WordSearch {
+        k: a.top_k.max(1),
+        max_pieces: a.max_pieces,
+        prefix: typed.clone(),
+    };
+    let found = complete_words(&vocab, &search, next)?;
+    let (best_cat, best_p) = best_cat;
+    let candidates: Vec<Candidate> = found
+        .into_iter()
+        .map(|c| Candidate {
+            pieces: c
+                .pieces
+                .iter()
+                .map(|&i| {
+                    data.tokenizer
+                        .token_text(i)
+                        .unwrap_or_else(|| format!("<{i}>"))
+                })
+                .collect(),
+            probability: c.probability(),
+            word: c.word,
+            text: c.text,
         })
         .collect();
     let category = category_name(best_cat as u8);
@@ -378,6 +467,7 @@ pub fn complete(a: CompleteArgs) -> Result<()> {
                 "category": category,
                 "category_probability": best_p,
                 "typed": info.typed,
+                "prefix": typed,
                 "candidates": candidates,
             }))?
         );
@@ -389,8 +479,19 @@ pub fn complete(a: CompleteArgs) -> Result<()> {
         "the model is not type-then-token: tokens do not depend on it"
     };
     println!("next category: {category} ({:.1}%; {note})", 100.0 * best_p);
+    if !typed.is_empty() {
+        println!("completing `{typed}`");
+    }
+    if candidates.is_empty() {
+        println!("  (no candidate within --max-pieces tokens)");
+    }
     for c in &candidates {
-        println!("  {:<24} {:>5.1}%", c.token, 100.0 * c.probability);
+        println!(
+            "  {:<28} {:>5.1}%  {}",
+            c.text,
+            100.0 * c.probability,
+            c.pieces.join(" ")
+        );
     }
     Ok(())
 }
