@@ -338,6 +338,15 @@ impl WordPieces for WordVocab {
     }
 }
 
+/// A probability as a percentage, with significant digits even when tiny.
+fn percent(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{:.1}%", 100.0 * p)
+    } else {
+        format!("{:.1e}%", 100.0 * p)
+    }
+}
+
 /// Runs `cloze complete`.
 pub fn complete(a: CompleteArgs) -> Result<()> {
     let (text, language) = match a.file.as_ref().filter(|p| p.as_os_str() != "-") {
@@ -487,9 +496,9 @@ pub fn complete(a: CompleteArgs) -> Result<()> {
     }
     for c in &candidates {
         println!(
-            "  {:<28} {:>5.1}%  {}",
+            "  {:<28} {:>9}  {}",
             c.text,
-            100.0 * c.probability,
+            percent(c.probability),
             c.pieces.join(" ")
         );
     }
