@@ -12,7 +12,10 @@
 //!   dialogues, each scored by its mean log-likelihood per token; hits@1 is
 //!   the share where the true response scores highest (ties count against
 //!   it), as PLATO's and ConvAI2's hits@1 among 20 and Knover's ranking do
-//!   with their own scorers.
+//!   with their own scorers. The candidates come from one seeded draw,
+//!   [`draw_candidates`], and any [`CandidateScorer`] ranks them through
+//!   [`hits_at_1_with`], so the baselines of [`crate::dialogue_baselines`]
+//!   rank exactly the candidate sets the network ranks.
 //! - [`DialogueDecoder`]: a [`StepDecoder`] for [`crate::generate`]'s greedy
 //!   and beam search and for [`sample`] (top-k / top-p): the context is
 //!   encoded once into a key/value cache ([`Decoding::Cached`]), then each
@@ -203,7 +206,8 @@ impl DialogueScorer<'_> {
     /// [`DialogueScorer::hits_at_1`] ranking only the samples `which`
     /// (distractors still come from every sample of other groups, and
     /// sample `i` draws them from its own stream, so a sample ranks the same
-    /// whichever others are ranked).
+    /// whichever others are ranked). The candidates are those of
+    /// [`draw_candidates`], ranked by [`hits_at_1_with`].
     pub fn hits_at_1_of(
         &self,
         examples: &[DialogueExample],
@@ -212,69 +216,154 @@ impl DialogueScorer<'_> {
         candidates: usize,
         seed: u64,
     ) -> Result<(f64, usize)> {
-        if groups.len() != examples.len() {
-            return Err(invalid(
-                "groups",
-                format!("{} groups for {} samples", groups.len(), examples.len()),
-            ));
-        }
-        if candidates < 2 {
-            return Err(invalid(
-                "candidates",
-                format!("{candidates}: ranking needs at least 2"),
-            ));
-        }
-        let n = examples.len();
-        if let Some(&bad) = which.iter().find(|&&i| i >= n) {
-            return Err(invalid("which", format!("sample {bad} of {n}")));
-        }
-        let mut pairs = Vec::new();
-        let mut ranked = 0usize;
-        for &i in which {
-            let mut rng = rng_for(seed, Stream::Sampling, i as u64);
-            let mut picks = Vec::with_capacity(candidates - 1);
-            // Bounded tries: a set with too few other dialogues ranks fewer samples.
-            for _ in 0..candidates * 50 {
-                if picks.len() + 1 == candidates {
-                    break;
-                }
-                let j = rng.random_range(0..n);
-                if groups[j] != groups[i] && !picks.contains(&j) {
-                    picks.push(j);
-                }
-            }
-            if picks.len() + 1 < candidates {
-                continue;
-            }
-            ranked += 1;
-            let mut true_first = vec![i];
-            true_first.extend(picks);
-            for j in true_first {
-                pairs.push(DialogueExample {
-                    response: examples[j].response.clone(),
-                    ..examples[i].clone()
-                });
-            }
-        }
-        if ranked == 0 {
-            return Err(invalid(
-                "groups",
-                format!(
-                    "no sample has {} responses from other dialogues to rank against",
-                    candidates - 1
-                ),
-            ));
-        }
-        let scores = self.score(&pairs)?;
-        let hits = scores
-            .chunks(candidates)
-            .filter(|c| {
-                let truth = c[0].mean();
-                c[1..].iter().all(|d| d.mean() < truth)
-            })
-            .count();
-        Ok((hits as f64 / ranked as f64, ranked))
+        hits_at_1_with(self, examples, groups, which, candidates, seed)
     }
+}
+
+impl CandidateScorer for DialogueScorer<'_> {
+    /// Each pair's mean log-likelihood per response token.
+    fn score_candidates(&self, pairs: &[DialogueExample]) -> Result<Vec<f64>> {
+        Ok(self.score(pairs)?.iter().map(ResponseScore::mean).collect())
+    }
+}
+
+/// The tokens [`DialogueScorer::score`] predicts for `ex`, in order: the
+/// response's words as the builder lays out a training row (cut to
+/// `max_response_len - 1`), then the closing `[SEP]` when the cut keeps it.
+/// Baselines count and score exactly these, so their perplexities are over
+/// the network's tokens.
+pub fn target_tokens(builder: &DialogueBuilder, ex: &DialogueExample) -> Vec<u32> {
+    builder
+        .row(ex, 0, 0, 0)
+        .response_targets
+        .iter()
+        .map(|&(_, t)| t)
+        .collect()
+}
+
+/// Scores candidate responses in a sample's context for hits@1 (the
+/// network by mean log-likelihood per token, baselines by their own
+/// measure); higher ranks first.
+pub trait CandidateScorer {
+    /// One score per pair: `pairs[k]` is a sample (its context, speakers
+    /// and responder) with a candidate response in place of its own.
+    fn score_candidates(&self, pairs: &[DialogueExample]) -> Result<Vec<f64>>;
+}
+
+/// One sample's candidates for hits@1: the samples whose responses are
+/// ranked in the context of `sample`, the true one (`sample` itself) first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CandidateSet {
+    /// The sample whose context the responses are ranked in.
+    pub sample: usize,
+    /// `sample`, then the samples (of other groups) lending a distractor.
+    pub responses: Vec<usize>,
+}
+
+/// Draws the candidates of the samples `which` (the one draw every scorer
+/// ranks, network and baselines alike): sample `i` draws `candidates - 1`
+/// distinct samples of groups other than `groups[i]` from its own stream
+/// `rng_for(seed, Stream::Sampling, i)`, with `candidates * 50` tries; a
+/// sample that finds too few is left out. Errors: fewer than 2 candidates, a
+/// sample index out of range, no sample left to rank.
+pub fn draw_candidates(
+    groups: &[String],
+    which: &[usize],
+    candidates: usize,
+    seed: u64,
+) -> Result<Vec<CandidateSet>> {
+    if candidates < 2 {
+        return Err(invalid(
+            "candidates",
+            format!("{candidates}: ranking needs at least 2"),
+        ));
+    }
+    let n = groups.len();
+    if let Some(&bad) = which.iter().find(|&&i| i >= n) {
+        return Err(invalid("which", format!("sample {bad} of {n}")));
+    }
+    let mut sets = Vec::new();
+    for &i in which {
+        let mut rng = rng_for(seed, Stream::Sampling, i as u64);
+        let mut picks = Vec::with_capacity(candidates - 1);
+        // Bounded tries: a set with too few other dialogues ranks fewer samples.
+        for _ in 0..candidates * 50 {
+            if picks.len() + 1 == candidates {
+                break;
+            }
+            let j = rng.random_range(0..n);
+            if groups[j] != groups[i] && !picks.contains(&j) {
+                picks.push(j);
+            }
+        }
+        if picks.len() + 1 < candidates {
+            continue;
+        }
+        let mut responses = vec![i];
+        responses.extend(picks);
+        sets.push(CandidateSet {
+            sample: i,
+            responses,
+        });
+    }
+    if sets.is_empty() {
+        return Err(invalid(
+            "groups",
+            format!(
+                "no sample has {} responses from other dialogues to rank against",
+                candidates - 1
+            ),
+        ));
+    }
+    Ok(sets)
+}
+
+/// Whether the true response (`scores[0]`) scores strictly above every
+/// other: a tie counts against it.
+pub fn is_hit(scores: &[f64]) -> bool {
+    scores
+        .split_first()
+        .is_some_and(|(truth, rest)| rest.iter().all(|d| d < truth))
+}
+
+/// Hits@1 of `scorer` over the samples `which` (see the module docs): the
+/// candidates of [`draw_candidates`], each paired with the sample's context
+/// and scored together, a hit by [`is_hit`]. Returns the share of hits and
+/// the number of samples ranked.
+pub fn hits_at_1_with(
+    scorer: &dyn CandidateScorer,
+    examples: &[DialogueExample],
+    groups: &[String],
+    which: &[usize],
+    candidates: usize,
+    seed: u64,
+) -> Result<(f64, usize)> {
+    if groups.len() != examples.len() {
+        return Err(invalid(
+            "groups",
+            format!("{} groups for {} samples", groups.len(), examples.len()),
+        ));
+    }
+    let sets = draw_candidates(groups, which, candidates, seed)?;
+    let pairs: Vec<DialogueExample> = sets
+        .iter()
+        .flat_map(|set| {
+            let i = set.sample;
+            set.responses.iter().map(move |&j| DialogueExample {
+                response: examples[j].response.clone(),
+                ..examples[i].clone()
+            })
+        })
+        .collect();
+    let scores = scorer.score_candidates(&pairs)?;
+    if scores.len() != pairs.len() {
+        return Err(invalid(
+            "scorer",
+            format!("{} scores for {} candidates", scores.len(), pairs.len()),
+        ));
+    }
+    let hits = scores.chunks(candidates).filter(|c| is_hit(c)).count();
+    Ok((hits as f64 / sets.len() as f64, sets.len()))
 }
 
 /// A dialogue model as a [`StepDecoder`]: a source is a [`DialogueExample`]

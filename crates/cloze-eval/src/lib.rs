@@ -51,6 +51,7 @@ pub mod code;
 pub mod correct;
 pub mod csc_metrics;
 pub mod dialogue;
+pub mod dialogue_baselines;
 pub mod encode;
 mod error;
 pub mod fill_mask;
