@@ -1,7 +1,8 @@
 //! The dialogue flow end to end on hand-made samples: `cloze dialogue init`
 //! from the plato-tiny preset, `cloze finetune --task dialogue` (roles,
-//! attention, resume-safe run directory), `cloze dialogue eval`, and
-//! `cloze chat --json` fed from standard input.
+//! attention, resume-safe run directory), `cloze dialogue eval` (of the
+//! model, and of the unigram and retrieval baselines), and `cloze chat
+//! --json` fed from standard input.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -203,4 +204,151 @@ fn init_train_eval_and_chat() {
         .output()
         .unwrap();
     fails_with(&not_dialogue, "not a dialogue model");
+}
+
+/// `cloze dialogue eval --baseline unigram|retrieval`: fitted on the
+/// training samples, scored in the tokens and layout of a dialogue model
+/// (here a fresh `cloze dialogue init`, whose weights a baseline never reads).
+#[test]
+fn baselines_score_in_the_models_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (train, test) = (d.join("train.jsonl"), d.join("test.jsonl"));
+    write_samples(&train, 12, 0);
+    write_samples(&test, 4, 100);
+    let corpus = d.join("corpus.txt");
+    std::fs::write(
+        &corpus,
+        "what news my lord\nthe king doth wake tonight\nis it a custom\nay marry is it\nlook where it comes again\n".repeat(5),
+    )
+    .unwrap();
+    let tok = d.join("tok");
+    train_tokenizer_on(&corpus, &tok, 120);
+    let model = d.join("init");
+    ok(
+        cloze()
+            .args(["dialogue", "init", "--config"])
+            .arg(preset())
+            .arg("--tokenizer")
+            .arg(&tok)
+            .arg("--out")
+            .arg(&model)
+            .output()
+            .unwrap(),
+        "dialogue init",
+    );
+    let vocab = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(model.join("config.json")).unwrap(),
+    )
+    .unwrap()["vocab_size"]
+        .as_f64()
+        .unwrap();
+    let eval = |baseline: &str, json: bool| {
+        let mut c = cloze();
+        c.args(["dialogue", "eval", "--baseline", baseline, "--train"])
+            .arg(&train)
+            .arg("--model")
+            .arg(&model)
+            .arg("--data")
+            .arg(&test)
+            .args(["--candidates", "3", "--seed", "1"]);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let json = |baseline: &str| -> serde_json::Value {
+        let out = ok(eval(baseline, true), baseline);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    let u = json("unigram");
+    assert_eq!(u["baseline"], "unigram");
+    assert_eq!(u["train_samples"], 48);
+    assert_eq!(u["samples"], 16);
+    assert_eq!(u["ranked"], 16);
+    assert_eq!(u["candidates"], 3);
+    let ppl = u["perplexity"].as_f64().unwrap();
+    // The test lines are the training lines: far below a uniform guess.
+    assert!(ppl.is_finite() && ppl > 1.0 && ppl < vocab, "{u}");
+    assert!(u["response_tokens"].as_u64().unwrap() >= 16, "{u}");
+    assert!((0.0..=1.0).contains(&u["hits_at_1"].as_f64().unwrap()));
+    assert!(
+        u["distinct_1"].is_null() && u["distinct_2"].is_null(),
+        "{u}"
+    );
+    assert_eq!(u["generated"], 0);
+
+    let r = json("retrieval");
+    assert_eq!(r["baseline"], "retrieval");
+    assert!(
+        r.get("perplexity").is_some() && r["perplexity"].is_null(),
+        "no perplexity for a ranker: {r}"
+    );
+    assert_eq!(r["ranked"], 16);
+    assert!((0.0..=1.0).contains(&r["hits_at_1"].as_f64().unwrap()));
+    assert!(r["distinct_1"].is_null());
+    // The same seed draws the same candidates: a second run agrees exactly.
+    assert_eq!(json("retrieval")["hits_at_1"], r["hits_at_1"]);
+
+    let words = ok(eval("retrieval", false), "retrieval, words");
+    let words = String::from_utf8_lossy(&words.stdout);
+    assert!(words.contains("perplexity n/a"), "{words}");
+    assert!(words.contains("hits@1"), "{words}");
+
+    // Bad input is refused clearly.
+    let base = || {
+        let mut c = cloze();
+        c.args(["dialogue", "eval", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&test);
+        c
+    };
+    fails_with(
+        &base().args(["--baseline", "unigram"]).output().unwrap(),
+        "--train",
+    );
+    fails_with(
+        &base()
+            .args(["--baseline", "bigram", "--train"])
+            .arg(&train)
+            .output()
+            .unwrap(),
+        "invalid value 'bigram'",
+    );
+    fails_with(
+        &base().arg("--train").arg(&train).output().unwrap(),
+        "--baseline",
+    );
+    fails_with(
+        &base()
+            .args(["--baseline", "unigram", "--generate", "5", "--train"])
+            .arg(&train)
+            .output()
+            .unwrap(),
+        "cannot be used with",
+    );
+    let empty = d.join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    fails_with(
+        &base()
+            .args(["--baseline", "retrieval", "--train"])
+            .arg(&empty)
+            .output()
+            .unwrap(),
+        "holds no dialogue samples",
+    );
+    fails_with(
+        &cloze()
+            .args(["dialogue", "eval", "--baseline", "unigram", "--train"])
+            .arg(&train)
+            .arg("--model")
+            .arg(common::fixture())
+            .arg("--data")
+            .arg(&test)
+            .output()
+            .unwrap(),
+        "not a dialogue model",
+    );
 }

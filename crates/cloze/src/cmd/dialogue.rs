@@ -3,7 +3,10 @@
 //! tokenizer; `cloze finetune --task dialogue` trains it (or any BERT) on
 //! `cloze data dialogue` samples; `eval` scores a trained model on held-out
 //! samples (response perplexity, hits@1 among candidates, distinct-1/2 of
-//! generated responses); `cloze chat` talks with it.
+//! generated responses), or with `--baseline unigram|retrieval --train
+//! TRAIN.jsonl` a baseline fitted on the training samples
+//! (`cloze_eval::dialogue_baselines`) in the model's tokens and layout, on
+//! the same candidate sets; `cloze chat` talks with it.
 //!
 //! A dialogue model is an HF `BertForMaskedLM` directory whose `config.json`
 //! also holds `role_type_size` (the role table, when it has roles) and a
@@ -14,11 +17,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use cloze_core::SpecialTokens;
 use cloze_eval::dialogue::{
-    distinct, perplexity, sample, Decoding, DialogueDecoder, DialogueScorer, Sampling,
+    distinct, hits_at_1_with, perplexity, sample, Decoding, DialogueDecoder, DialogueScorer,
+    Sampling,
 };
+use cloze_eval::dialogue_baselines::{RetrievalBaseline, UnigramBaseline};
 use cloze_eval::generate::{beam_search, greedy, GenerateOptions};
 use cloze_eval::ModelTokenizer;
 use cloze_mask::{DialogueBuilder, DialogueConfig, DialogueExample, RoleScheme};
@@ -176,7 +181,19 @@ pub struct Loaded {
 pub fn load(dir: &Path) -> Result<Loaded> {
     let loaded = cloze_models::load_pretrained(dir, tch::Device::Cpu)
         .with_context(|| format!("loading {}", dir.display()))?;
-    let Some(layout) = stored_layout(&loaded.config)? else {
+    let (tok, builder) = layout_of(dir, &loaded.config)?;
+    Ok(Loaded {
+        _vs: loaded.vs,
+        model: loaded.model,
+        tok,
+        builder,
+    })
+}
+
+/// The tokenizer and row layout of the dialogue model in `dir` whose
+/// configuration is `config` (refusing a model with no `dialogue` layout).
+fn layout_of(dir: &Path, config: &BertConfig) -> Result<(ModelTokenizer, DialogueBuilder)> {
+    let Some(layout) = stored_layout(config)? else {
         bail!(
             "{} is not a dialogue model (its config.json has no `dialogue` layout): train one with \
              `cloze finetune --task dialogue`",
@@ -184,13 +201,8 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         );
     };
     let tok = ModelTokenizer::from_dir(dir, 512)?;
-    let builder = DialogueBuilder::new(layout, specials(&tok, loaded.config.vocab_size)?)?;
-    Ok(Loaded {
-        _vs: loaded.vs,
-        model: loaded.model,
-        tok,
-        builder,
-    })
+    let builder = DialogueBuilder::new(layout, specials(&tok, config.vocab_size)?)?;
+    Ok((tok, builder))
 }
 
 /// `cloze dialogue` subcommands.
@@ -239,12 +251,42 @@ struct InitArgs {
     force: bool,
 }
 
+/// A baseline of `cloze dialogue eval --baseline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Baseline {
+    /// Context-free unigram counts of the training responses' target tokens,
+    /// add-one smoothed over the vocabulary (perplexity and hits@1).
+    Unigram,
+    /// TF-IDF cosine of the context against each candidate response (hits@1
+    /// only: not a language model).
+    Retrieval,
+}
+
+impl Baseline {
+    /// The name on the command line and in the JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Baseline::Unigram => "unigram",
+            Baseline::Retrieval => "retrieval",
+        }
+    }
+}
+
 /// Arguments of `cloze dialogue eval`.
 #[derive(Debug, Args)]
 struct EvalArgs {
-    /// The dialogue model (a `cloze finetune --task dialogue` run's RUN/model).
+    /// The dialogue model (a `cloze finetune --task dialogue` run's RUN/model);
+    /// with --baseline only its tokenizer and row layout are read.
     #[arg(long)]
     model: PathBuf,
+    /// Score a baseline fitted on --train instead of the model (its weights
+    /// are not loaded): the same samples, tokens and candidate sets.
+    #[arg(long, value_enum, requires = "train")]
+    baseline: Option<Baseline>,
+    /// Training samples a --baseline is fitted on (`cloze data dialogue`'s
+    /// train.jsonl).
+    #[arg(long, requires = "baseline")]
+    train: Option<PathBuf>,
     /// Held-out samples (`cloze data dialogue`'s valid.jsonl or test.jsonl).
     #[arg(long)]
     data: PathBuf,
@@ -256,11 +298,12 @@ struct EvalArgs {
     /// file (0: every sample); perplexity always covers every sample.
     #[arg(long, default_value_t = 0)]
     rank_samples: usize,
-    /// Samples whose responses are generated (greedy) for distinct-1/2; 0 skips generation.
-    #[arg(long, default_value_t = 200)]
+    /// Samples whose responses are generated (greedy) for distinct-1/2; 0 skips
+    /// generation (a baseline generates nothing).
+    #[arg(long, default_value_t = 200, conflicts_with = "baseline")]
     generate: usize,
     /// Longest generated response in tokens.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, conflicts_with = "baseline")]
     max_len: usize,
     /// Samples scored together.
     #[arg(long, default_value_t = 32)]
@@ -336,7 +379,21 @@ fn init(a: InitArgs) -> Result<()> {
     Ok(())
 }
 
+/// The samples `--rank-samples` asks to rank among `n_all`: every one (0),
+/// or that many evenly spaced.
+fn ranked_samples(rank_samples: usize, n_all: usize) -> Vec<usize> {
+    match rank_samples {
+        0 => (0..n_all).collect(),
+        k => (0..k.min(n_all))
+            .map(|i| i * n_all / k.min(n_all))
+            .collect(),
+    }
+}
+
 fn eval(a: EvalArgs) -> Result<()> {
+    if let Some(baseline) = a.baseline {
+        return eval_baseline(&a, baseline);
+    }
     let m = load(&a.model)?;
     let set = read_samples(&a.data, &m.tok)?;
     let scorer = DialogueScorer {
@@ -350,13 +407,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     let scores = scorer.score(&set.examples)?;
     let ppl = perplexity(&scores);
     bar.set_message(format!("ranking among {} candidates", a.candidates));
-    let n_all = set.examples.len();
-    let which: Vec<usize> = match a.rank_samples {
-        0 => (0..n_all).collect(),
-        k => (0..k.min(n_all))
-            .map(|i| i * n_all / k.min(n_all))
-            .collect(),
-    };
+    let which = ranked_samples(a.rank_samples, set.examples.len());
     let (hits, ranked) =
         scorer.hits_at_1_of(&set.examples, &set.groups, &which, a.candidates, a.seed)?;
     let n = a.generate.min(set.examples.len());
@@ -412,6 +463,78 @@ fn eval(a: EvalArgs) -> Result<()> {
             "{} samples ({tokens} response tokens): perplexity {ppl:.2}; hits@1 {:.1}% among {} \
              candidates ({ranked} ranked; chance {:.1}%); distinct-1 {d1:.3}, distinct-2 {d2:.3} \
              over {n} greedy responses",
+            set.examples.len(),
+            100.0 * hits,
+            a.candidates,
+            100.0 / a.candidates as f64
+        );
+    }
+    Ok(())
+}
+
+/// `cloze dialogue eval --baseline`: the baseline fitted on `--train` and
+/// scored on `--data` in the tokens and row layout of `--model` (whose
+/// weights are not read), on the candidate sets the model would rank; the
+/// fields of the model's evaluation, with what a baseline lacks as null.
+fn eval_baseline(a: &EvalArgs, baseline: Baseline) -> Result<()> {
+    let Some(train_path) = &a.train else {
+        bail!("--baseline needs --train (the training samples it is fitted on)");
+    };
+    let config = cloze_models::hf::read_config(&a.model)
+        .with_context(|| format!("reading the configuration of {}", a.model.display()))?;
+    let (tok, builder) = layout_of(&a.model, &config)?;
+    let train = read_samples(train_path, &tok)?;
+    let set = read_samples(&a.data, &tok)?;
+    let which = ranked_samples(a.rank_samples, set.examples.len());
+    // (perplexity and its tokens, hits@1 and samples ranked, what it was fitted on)
+    let (ppl, tokens, (hits, ranked), fitted) = match baseline {
+        Baseline::Unigram => {
+            let vocab = usize::try_from(config.vocab_size).context("vocabulary size")?;
+            let u = UnigramBaseline::train(&builder, vocab, &train.examples)?;
+            let scores = u.score(&set.examples)?;
+            let tokens: usize = scores.iter().map(|s| s.tokens).sum();
+            let ranking =
+                hits_at_1_with(&u, &set.examples, &set.groups, &which, a.candidates, a.seed)?;
+            let fitted = format!("{} target tokens", u.total());
+            (Some(perplexity(&scores)), Some(tokens), ranking, fitted)
+        }
+        Baseline::Retrieval => {
+            let r = RetrievalBaseline::train(&train.examples)?;
+            let ranking =
+                hits_at_1_with(&r, &set.examples, &set.groups, &which, a.candidates, a.seed)?;
+            (None, None, ranking, format!("{} documents", r.documents()))
+        }
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "baseline": baseline.name(),
+                "model": a.model,
+                "train_samples": train.examples.len(),
+                "samples": set.examples.len(),
+                "response_tokens": tokens,
+                "perplexity": ppl,
+                "hits_at_1": hits,
+                "ranked": ranked,
+                "candidates": a.candidates,
+                "generated": 0,
+                "distinct_1": null,
+                "distinct_2": null,
+            })
+        );
+    } else {
+        let ppl = match (ppl, tokens) {
+            (Some(p), Some(t)) => format!("{t} response tokens: perplexity {p:.2}"),
+            _ => "perplexity n/a: not a language model".to_owned(),
+        };
+        println!(
+            "{} baseline (fitted on {} training samples, {fitted}; tokens and layout of {}): \
+             {} samples ({ppl}); hits@1 {:.1}% among {} candidates ({ranked} ranked; chance \
+             {:.1}%); distinct-1/2 n/a (a baseline generates nothing)",
+            baseline.name(),
+            train.examples.len(),
+            a.model.display(),
             set.examples.len(),
             100.0 * hits,
             a.candidates,
