@@ -1,7 +1,7 @@
 //! `cloze experiment dialogue` end to end at toy size: five small plays with
 //! several speakers, one seed, a few steps per arm. Every arm is trained and
-//! scored, the report has a row per arm with numbers, and a second run
-//! finds everything done.
+//! scored, the report has a row per arm with numbers and a row per
+//! baseline, and a second run finds everything done.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -91,6 +91,39 @@ fn four_arms_train_score_and_report() {
         let ppl: f64 = cells[3].parse().unwrap_or_else(|_| panic!("{row}"));
         assert!(ppl > 1.0 && ppl.is_finite(), "{row}");
     }
+    // The baselines' rows: the unigram model has a perplexity, the ranker none.
+    let baseline = |label: &str| -> Vec<String> {
+        let row = report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label} |")))
+            .unwrap_or_else(|| panic!("no row for {label}:\n{report}"));
+        row.split('|').map(|c| c.trim().to_string()).collect()
+    };
+    let unigram = baseline("baseline: unigram (add-one), no context");
+    assert_eq!(unigram[2], "1");
+    let ppl: f64 = unigram[3].parse().unwrap_or_else(|_| panic!("{unigram:?}"));
+    assert!(ppl > 1.0 && ppl.is_finite(), "{unigram:?}");
+    assert_eq!(unigram[5], "n/a", "no distinct-1: {unigram:?}");
+    let retrieval = baseline("baseline: TF-IDF retrieval (ranks only)");
+    assert_eq!(retrieval[3], "n/a", "no perplexity: {retrieval:?}");
+    let hits: f64 = retrieval[4]
+        .parse()
+        .unwrap_or_else(|_| panic!("{retrieval:?}"));
+    assert!((0.0..=100.0).contains(&hits), "{retrieval:?}");
+    for b in ["unigram", "retrieval"] {
+        let eval: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(out.join(format!("results/eval-{b}-seed1.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(eval["output"]["baseline"], b, "{eval}");
+    }
+    let baseline_results: std::collections::HashMap<&str, String> = ["unigram", "retrieval"]
+        .into_iter()
+        .map(|b| {
+            let path = out.join(format!("results/eval-{b}-seed1.json"));
+            (b, fs::read_to_string(path).unwrap())
+        })
+        .collect();
     for arm in [
         "none-unified",
         "alternating-unified",
@@ -118,4 +151,12 @@ fn four_arms_train_score_and_report() {
     let again = ok(run(), "experiment dialogue, again");
     let log = String::from_utf8_lossy(&again.stderr);
     assert!(!log.contains("] train "), "nothing retrained:\n{log}");
+    for b in ["unigram", "retrieval"] {
+        let path = out.join(format!("results/eval-{b}-seed1.json"));
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            baseline_results[b],
+            "{b} scored again"
+        );
+    }
 }

@@ -18,6 +18,14 @@
 //! Each model is scored on the test plays (`cloze dialogue eval`):
 //! response perplexity, hits@1 of the true next line among 10 candidates
 //! drawn from other scenes, and distinct-1/2 of greedy responses.
+//!
+//! The bar the arms must clear: two baselines fitted on the training
+//! samples (`cloze dialogue eval --baseline unigram|retrieval`), in the
+//! tokens and layout of the seed's PLATO arm (every arm has the same
+//! tokenizer and lengths). They train nothing and draw nothing but the
+//! hits@1 candidates, which use each seed's evaluation seed, so they rank
+//! the very candidate sets the arms of that seed rank; the unigram
+//! perplexity is the same for every seed.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -104,6 +112,15 @@ struct Arm {
     attention: &'static str,
 }
 
+/// The baselines (`cloze dialogue eval --baseline NAME`) and their labels.
+const BASELINES: &[(&str, &str)] = &[
+    ("unigram", "baseline: unigram (add-one), no context"),
+    ("retrieval", "baseline: TF-IDF retrieval (ranks only)"),
+];
+
+/// The arm whose model lends the baselines its tokenizer and row layout.
+const LAYOUT_ARM: &str = "speaker-unified";
+
 const ARMS: &[Arm] = &[
     Arm {
         name: "none-unified",
@@ -172,7 +189,7 @@ pub fn run(a: DialogueArgs, threads: Option<usize>) -> Result<()> {
     let report_path = a.report.clone().unwrap_or_else(|| out.join("report.md"));
     let _lock = super::claim_dir(&out, &kind(), FILES, &settings(&a), a.force)?;
     let seeds: Vec<u64> = (1..=a.seeds).collect();
-    let total = 3 + seeds.len() * (1 + 2 * ARMS.len());
+    let total = 3 + seeds.len() * (1 + 2 * ARMS.len() + BASELINES.len());
     let mut steps = Steps::new(&out.join("logs"), threads, total)?;
     let results = out.join("results");
     let data = out.join("data");
@@ -312,6 +329,35 @@ pub fn run(a: DialogueArgs, threads: Option<usize>) -> Result<()> {
                 },
             )?;
         }
+        let layout = out
+            .join("runs")
+            .join(format!("{LAYOUT_ARM}-seed{seed}"))
+            .join("model");
+        for &(baseline, _) in BASELINES {
+            capture_once(
+                &mut steps,
+                &format!("eval {baseline}-seed{seed}"),
+                &results.join(format!("eval-{baseline}-seed{seed}.json")),
+                || {
+                    let mut v = os_args(["dialogue", "eval", "--baseline", baseline, "--train"]);
+                    v.push(data.join("train.jsonl").into_os_string());
+                    v.push("--model".into());
+                    v.push(layout.clone().into_os_string());
+                    v.push("--data".into());
+                    v.push(data.join("test.jsonl").into_os_string());
+                    v.extend(os_args([
+                        "--candidates".to_string(),
+                        a.candidates.to_string(),
+                        "--rank-samples".into(),
+                        a.rank_samples.to_string(),
+                        "--seed".into(),
+                        seed.to_string(),
+                        "--json".into(),
+                    ]));
+                    v
+                },
+            )?;
+        }
     }
 
     // 3. The report.
@@ -344,7 +390,10 @@ fn report(
          see the same batches for the same steps. Test plays only: response perplexity (every \
          test sample), hits@1 of the true next line among {} candidates (the others from \
          other scenes; chance {:.0}%; {} evenly spaced test samples ranked), distinct-1/2 of \
-         greedy responses. Mean ± sd over seeds.\n\n",
+         greedy responses. Mean ± sd over seeds. The baseline rows are fitted on the \
+         training samples (`cloze dialogue eval --baseline unigram|retrieval`) and rank the \
+         same candidate sets as the arms of each seed; n/a: a measure the baseline does not \
+         have.\n\n",
         a.corpus,
         seeds.len(),
         a.max_steps,
@@ -416,6 +465,27 @@ fn report(
             cell(&vals("distinct_1"), 1.0, 3),
             cell(&vals("distinct_2"), 1.0, 3),
             cell(&train, 1.0, 0),
+        ]);
+    }
+    for (baseline, label) in BASELINES {
+        let evals: Vec<Value> = seeds
+            .iter()
+            .filter_map(|s| read_json(&results.join(format!("eval-{baseline}-seed{s}.json"))).ok())
+            .collect();
+        let vals = |k: &str| -> Vec<f64> {
+            evals
+                .iter()
+                .filter_map(|v| v["output"][k].as_f64())
+                .collect()
+        };
+        rows.push(vec![
+            label.to_string(),
+            evals.len().to_string(),
+            cell(&vals("perplexity"), 1.0, 2),
+            cell(&vals("hits_at_1"), 100.0, 1),
+            cell(&vals("distinct_1"), 1.0, 3),
+            cell(&vals("distinct_2"), 1.0, 3),
+            cell(&[], 1.0, 0),
         ]);
     }
     text.push_str(&markdown_table(
