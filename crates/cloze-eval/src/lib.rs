@@ -1,8 +1,8 @@
 //! `cloze-eval`: the evaluation and inference layer. Fill-mask, pseudo-log-likelihood
 //! scoring and sentence encoding over `cloze-models`' BERT; MLM accuracy/perplexity
 //! metrics for the trainer (`mlm_eval`); the inputs and scores of fine-tuning
-//! ([`finetune_data`], [`metrics`]); MLM as spelling correction ([`correct`],
-//! [`csc_metrics`]).
+//! ([`finetune_data`], [`metrics`]); MLM as spelling correction ([`mod@correct`],
+//! [`mod@csc_metrics`]).
 //!
 //! Neighbours: below it `cloze-models` (models, checkpoints) and the tokenizer of a
 //! checkpoint directory ([`text`]); above it the `cloze` driver (`cloze fill-mask`,
