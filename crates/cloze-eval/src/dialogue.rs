@@ -227,6 +227,44 @@ impl CandidateScorer for DialogueScorer<'_> {
     }
 }
 
+/// Ranks candidates by their pointwise mutual information with the context
+/// (Li et al. 2016's maximum mutual information ranking, the "anti-LM"
+/// form): a candidate's log-likelihood given the context minus its
+/// log-likelihood with no context at all (the responder speaking first),
+/// per response token. Plain likelihood prefers candidates made of frequent
+/// words whatever the context; this asks how much the context raised each
+/// candidate's likelihood. The no-context rows are outside what the model
+/// was trained on (every training sample has a context); they stand in for
+/// the response's prior.
+#[derive(Debug, Clone, Copy)]
+pub struct PmiScorer<'s, 'm>(pub &'s DialogueScorer<'m>);
+
+impl CandidateScorer for PmiScorer<'_, '_> {
+    fn score_candidates(&self, pairs: &[DialogueExample]) -> Result<Vec<f64>> {
+        let given = self.0.score(pairs)?;
+        let bare: Vec<DialogueExample> = pairs
+            .iter()
+            .map(|p| DialogueExample {
+                context: Vec::new(),
+                speakers: Vec::new(),
+                ..p.clone()
+            })
+            .collect();
+        let alone = self.0.score(&bare)?;
+        Ok(given
+            .iter()
+            .zip(&alone)
+            .map(|(g, a)| {
+                if g.tokens == 0 {
+                    f64::NEG_INFINITY
+                } else {
+                    (g.log_likelihood - a.log_likelihood) / g.tokens as f64
+                }
+            })
+            .collect())
+    }
+}
+
 /// The tokens [`DialogueScorer::score`] predicts for `ex`, in order: the
 /// response's words as the builder lays out a training row (cut to
 /// `max_response_len - 1`), then the closing `[SEP]` when the cut keeps it.
@@ -958,6 +996,24 @@ mod tests {
         // Too few other dialogues to draw from is an error, not a silent 0.
         let one_group = vec!["a".to_string(); 3];
         assert!(scorer.hits_at_1(&examples, &one_group, 3, 0).is_err());
+
+        // PMI: the likelihood given the context minus that given none, per token.
+        let pmi = PmiScorer(&scorer).score_candidates(&examples)?;
+        for (i, e) in examples.iter().enumerate() {
+            let bare = DialogueExample {
+                context: Vec::new(),
+                speakers: Vec::new(),
+                ..e.clone()
+            };
+            let alone = scorer.score(std::slice::from_ref(&bare))?[0];
+            let want = (together[i].log_likelihood - alone.log_likelihood) / 3.0;
+            assert!((pmi[i] - want).abs() < 1e-4, "{} vs {want}", pmi[i]);
+            // Not the plain mean: the no-context likelihood is subtracted.
+            assert!((pmi[i] - together[i].mean()).abs() > 1e-6);
+        }
+        let (hp, np) = hits_at_1_with(&PmiScorer(&scorer), &examples, &groups, &[0, 1, 2], 3, 0)?;
+        assert_eq!(np, 3);
+        assert!((0.0..=1.0).contains(&hp));
         Ok(())
     }
 

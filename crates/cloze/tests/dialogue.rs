@@ -157,6 +157,33 @@ fn init_train_eval_and_chat() {
     assert_eq!(v["ranked"], 16);
     assert!((0.0..=1.0).contains(&v["hits_at_1"].as_f64().unwrap()));
     assert_eq!(v["generated"], 4);
+    assert_eq!(v["rank_by"], "likelihood");
+    // Ranking by PMI: the same perplexity; nothing generated, so no distinct-n.
+    let pmi = ok(
+        cloze()
+            .args(["dialogue", "eval", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&valid)
+            .args([
+                "--candidates",
+                "3",
+                "--generate",
+                "0",
+                "--rank-by",
+                "pmi",
+                "--json",
+            ])
+            .output()
+            .unwrap(),
+        "dialogue eval --rank-by pmi",
+    );
+    let p: serde_json::Value = serde_json::from_slice(&pmi.stdout).unwrap();
+    assert_eq!(p["rank_by"], "pmi");
+    assert_eq!(p["perplexity"], v["perplexity"]);
+    assert_eq!(p["ranked"], 16);
+    assert!((0.0..=1.0).contains(&p["hits_at_1"].as_f64().unwrap()));
+    assert!(p["distinct_1"].is_null());
 
     let mut child = cloze()
         .args(["chat", "--model"])

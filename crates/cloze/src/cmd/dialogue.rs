@@ -21,7 +21,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use cloze_core::SpecialTokens;
 use cloze_eval::dialogue::{
     distinct, hits_at_1_with, perplexity, sample, Decoding, DialogueDecoder, DialogueScorer,
-    Sampling,
+    PmiScorer, Sampling,
 };
 use cloze_eval::dialogue_baselines::{RetrievalBaseline, UnigramBaseline};
 use cloze_eval::generate::{beam_search, greedy, GenerateOptions};
@@ -251,6 +251,26 @@ struct InitArgs {
     force: bool,
 }
 
+/// How `cloze dialogue eval` ranks hits@1 candidates with the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RankBy {
+    /// Mean log-likelihood per token given the context.
+    Likelihood,
+    /// That minus the same with no context (`cloze_eval::dialogue::PmiScorer`).
+    Pmi,
+}
+
+impl RankBy {
+    /// The name on the command line and in the JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            RankBy::Likelihood => "likelihood",
+            RankBy::Pmi => "pmi",
+        }
+    }
+}
+
 /// A baseline of `cloze dialogue eval --baseline`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Baseline {
@@ -305,6 +325,11 @@ struct EvalArgs {
     /// Longest generated response in tokens.
     #[arg(long, default_value_t = 32, conflicts_with = "baseline")]
     max_len: usize,
+    /// How the model ranks hits@1 candidates: `likelihood` (mean
+    /// log-likelihood per token given the context) or `pmi` (that minus the
+    /// same without the context: how much the context raised it).
+    #[arg(long, value_enum, default_value_t = RankBy::Likelihood, conflicts_with = "baseline")]
+    rank_by: RankBy,
     /// Samples scored together.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -408,8 +433,19 @@ fn eval(a: EvalArgs) -> Result<()> {
     let ppl = perplexity(&scores);
     bar.set_message(format!("ranking among {} candidates", a.candidates));
     let which = ranked_samples(a.rank_samples, set.examples.len());
-    let (hits, ranked) =
-        scorer.hits_at_1_of(&set.examples, &set.groups, &which, a.candidates, a.seed)?;
+    let (hits, ranked) = match a.rank_by {
+        RankBy::Likelihood => {
+            scorer.hits_at_1_of(&set.examples, &set.groups, &which, a.candidates, a.seed)?
+        }
+        RankBy::Pmi => hits_at_1_with(
+            &PmiScorer(&scorer),
+            &set.examples,
+            &set.groups,
+            &which,
+            a.candidates,
+            a.seed,
+        )?,
+    };
     let n = a.generate.min(set.examples.len());
     let (d1, d2, generated) = if n > 0 {
         bar.set_message(format!("generating {n} responses"));
@@ -425,9 +461,13 @@ fn eval(a: EvalArgs) -> Result<()> {
         };
         let out = greedy(&decoder, &set.examples[..n], &options)?;
         let tokens: Vec<Vec<u32>> = out.into_iter().map(|g| g.tokens).collect();
-        (distinct(&tokens, 1), distinct(&tokens, 2), tokens)
+        (
+            Some(distinct(&tokens, 1)),
+            Some(distinct(&tokens, 2)),
+            tokens,
+        )
     } else {
-        (0.0, 0.0, Vec::new())
+        (None, None, Vec::new())
     };
     bar.finish_and_clear();
     let tokens: usize = scores.iter().map(|s| s.tokens).sum();
@@ -450,6 +490,7 @@ fn eval(a: EvalArgs) -> Result<()> {
                 "response_tokens": tokens,
                 "perplexity": ppl,
                 "hits_at_1": hits,
+                "rank_by": a.rank_by,
                 "ranked": ranked,
                 "candidates": a.candidates,
                 "generated": n,
@@ -461,12 +502,17 @@ fn eval(a: EvalArgs) -> Result<()> {
     } else {
         println!(
             "{} samples ({tokens} response tokens): perplexity {ppl:.2}; hits@1 {:.1}% among {} \
-             candidates ({ranked} ranked; chance {:.1}%); distinct-1 {d1:.3}, distinct-2 {d2:.3} \
-             over {n} greedy responses",
+             candidates by {} ({ranked} ranked; chance {:.1}%); {}",
             set.examples.len(),
             100.0 * hits,
             a.candidates,
-            100.0 / a.candidates as f64
+            a.rank_by.name(),
+            100.0 / a.candidates as f64,
+            match (d1, d2) {
+                (Some(d1), Some(d2)) =>
+                    format!("distinct-1 {d1:.3}, distinct-2 {d2:.3} over {n} greedy responses"),
+                _ => "distinct-1/2 n/a (--generate 0)".to_string(),
+            }
         );
     }
     Ok(())
