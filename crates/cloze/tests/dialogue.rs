@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::{cloze, fails_with, ok, train_tokenizer_on};
@@ -48,13 +48,13 @@ fn preset() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/plato-tiny.toml")
 }
 
-#[test]
-fn init_train_eval_and_chat() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (train, valid) = (d.join("train.jsonl"), d.join("valid.jsonl"));
+/// Under `d`: 12 training and 4 held-out samples, a tokenizer trained on
+/// their lines and a fresh `cloze dialogue init` model; returns (train,
+/// held-out, tokenizer, model).
+fn small_plays(d: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let (train, heldout) = (d.join("train.jsonl"), d.join("heldout.jsonl"));
     write_samples(&train, 12, 0);
-    write_samples(&valid, 4, 100);
+    write_samples(&heldout, 4, 100);
     let corpus = d.join("corpus.txt");
     std::fs::write(
         &corpus,
@@ -63,7 +63,6 @@ fn init_train_eval_and_chat() {
     .unwrap();
     let tok = d.join("tok");
     train_tokenizer_on(&corpus, &tok, 120);
-
     let init = d.join("init");
     ok(
         cloze()
@@ -77,6 +76,14 @@ fn init_train_eval_and_chat() {
             .unwrap(),
         "dialogue init",
     );
+    (train, heldout, tok, init)
+}
+
+#[test]
+fn init_train_eval_and_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (train, valid, tok, init) = small_plays(d);
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(init.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["role_type_size"], 16);
@@ -240,30 +247,7 @@ fn init_train_eval_and_chat() {
 fn baselines_score_in_the_models_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (train, test) = (d.join("train.jsonl"), d.join("test.jsonl"));
-    write_samples(&train, 12, 0);
-    write_samples(&test, 4, 100);
-    let corpus = d.join("corpus.txt");
-    std::fs::write(
-        &corpus,
-        "what news my lord\nthe king doth wake tonight\nis it a custom\nay marry is it\nlook where it comes again\n".repeat(5),
-    )
-    .unwrap();
-    let tok = d.join("tok");
-    train_tokenizer_on(&corpus, &tok, 120);
-    let model = d.join("init");
-    ok(
-        cloze()
-            .args(["dialogue", "init", "--config"])
-            .arg(preset())
-            .arg("--tokenizer")
-            .arg(&tok)
-            .arg("--out")
-            .arg(&model)
-            .output()
-            .unwrap(),
-        "dialogue init",
-    );
+    let (train, test, _tok, model) = small_plays(d);
     let vocab = serde_json::from_str::<serde_json::Value>(
         &std::fs::read_to_string(model.join("config.json")).unwrap(),
     )

@@ -243,6 +243,18 @@ pub fn run(a: DialogueArgs, threads: Option<usize>) -> Result<()> {
     )?;
 
     // 2. Per seed: one initial model, every arm from it, each scored.
+    // How every eval of a seed ranks: the same candidates, samples and draws.
+    let ranking = |seed: u64| {
+        os_args([
+            "--candidates".to_string(),
+            a.candidates.to_string(),
+            "--rank-samples".into(),
+            a.rank_samples.to_string(),
+            "--seed".into(),
+            seed.to_string(),
+            "--json".into(),
+        ])
+    };
     for &seed in &seeds {
         let init = out.join("runs").join(format!("init-seed{seed}"));
         step_once(
@@ -314,17 +326,8 @@ pub fn run(a: DialogueArgs, threads: Option<usize>) -> Result<()> {
                     v.push(run.join("model").into_os_string());
                     v.push("--data".into());
                     v.push(data.join("test.jsonl").into_os_string());
-                    v.extend(os_args([
-                        "--generate".to_string(),
-                        a.generate.to_string(),
-                        "--candidates".into(),
-                        a.candidates.to_string(),
-                        "--rank-samples".into(),
-                        a.rank_samples.to_string(),
-                        "--seed".into(),
-                        seed.to_string(),
-                        "--json".into(),
-                    ]));
+                    v.extend(os_args(["--generate".to_string(), a.generate.to_string()]));
+                    v.extend(ranking(seed));
                     v
                 },
             )?;
@@ -345,15 +348,7 @@ pub fn run(a: DialogueArgs, threads: Option<usize>) -> Result<()> {
                     v.push(layout.clone().into_os_string());
                     v.push("--data".into());
                     v.push(data.join("test.jsonl").into_os_string());
-                    v.extend(os_args([
-                        "--candidates".to_string(),
-                        a.candidates.to_string(),
-                        "--rank-samples".into(),
-                        a.rank_samples.to_string(),
-                        "--seed".into(),
-                        seed.to_string(),
-                        "--json".into(),
-                    ]));
+                    v.extend(ranking(seed));
                     v
                 },
             )?;
