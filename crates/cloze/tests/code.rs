@@ -185,23 +185,27 @@ fn data_pretrain_resume_complete_and_score() {
     // Completion at a place in a file (the cursor after `return this.`).
     let file = src.join("alpha/Point0.java");
     let text = std::fs::read_to_string(&file).unwrap();
-    let (line, col) = text
-        .lines()
-        .enumerate()
-        .find_map(|(i, l)| l.find("this.").map(|c| (i + 1, c + 1 + "this.".len())))
-        .unwrap();
-    let done = json_line(&ok(
-        cloze()
-            .args(["complete", "--model"])
-            .arg(ft.join("model"))
-            .arg("--file")
-            .arg(&file)
-            .args(["--line", &line.to_string(), "--col", &col.to_string()])
-            .args(["--top-k", "3", "--json"])
-            .output()
-            .unwrap(),
-        "complete",
-    ));
+    // `cloze complete --json` with the cursor just after the first `after`.
+    let complete_after = |after: &str, top_k: &str| {
+        let (line, col) = text
+            .lines()
+            .enumerate()
+            .find_map(|(i, l)| l.find(after).map(|c| (i + 1, c + 1 + after.len())))
+            .unwrap();
+        json_line(&ok(
+            cloze()
+                .args(["complete", "--model"])
+                .arg(ft.join("model"))
+                .arg("--file")
+                .arg(&file)
+                .args(["--line", &line.to_string(), "--col", &col.to_string()])
+                .args(["--top-k", top_k, "--json"])
+                .output()
+                .unwrap(),
+            &format!("complete after {after}"),
+        ))
+    };
+    let done = complete_after("this.", "3");
     let candidates = done["candidates"].as_array().unwrap();
     assert_eq!(candidates.len(), 3);
     assert!(done["category"].as_str().is_some());
@@ -221,23 +225,7 @@ fn data_pretrain_resume_complete_and_score() {
         last = p;
     }
     // A word touching the cursor is completed: `public int ge|`.
-    let (line, col) = text
-        .lines()
-        .enumerate()
-        .find_map(|(i, l)| l.find("int get").map(|c| (i + 1, c + 1 + "int ge".len())))
-        .unwrap();
-    let typed = json_line(&ok(
-        cloze()
-            .args(["complete", "--model"])
-            .arg(ft.join("model"))
-            .arg("--file")
-            .arg(&file)
-            .args(["--line", &line.to_string(), "--col", &col.to_string()])
-            .args(["--top-k", "4", "--json"])
-            .output()
-            .unwrap(),
-        "complete a prefix",
-    ));
+    let typed = complete_after("int ge", "4");
     assert_eq!(typed["prefix"], "ge");
     let candidates = typed["candidates"].as_array().unwrap();
     assert!(!candidates.is_empty(), "{typed}");
