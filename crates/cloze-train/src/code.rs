@@ -212,6 +212,58 @@ impl CodePretrainer {
         self
     }
 
+    /// Next-token probabilities `[N, V]` at the left-to-right targets of
+    /// `batch` (its `response` positions), inference only. Untyped: the
+    /// softmax of the vocabulary projection. Typed: the token marginal over
+    /// categories, `sum_c P(c) P(token | c)`, every category's conditioned
+    /// prediction weighted by the category head's probability (evaluation
+    /// instead conditions on the most likely category, as CugLM does).
+    pub fn next_token_probs(&self, batch: &TensorBatch) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let input = model_input(batch);
+        let response = batch.response.as_ref().ok_or(Error::ObjectiveInput {
+            objective: "next-token probabilities",
+            problem: "the batch has no left-to-right rows",
+        })?;
+        cloze_models::autocast(self.precision, || {
+            let h = self
+                .model
+                .bert()
+                .forward_t(&input, false)?
+                .last_hidden_state;
+            let flat = h.f_reshape([-1, self.config.hidden_size])?;
+            let states = flat.f_index_select(0, &response.positions)?;
+            if !self.typed {
+                return Ok(self.model.mlm_logits(&states)?.f_softmax(-1, Kind::Float)?);
+            }
+            let c = self.category.num_categories();
+            let cat = self
+                .category
+                .forward(&h)?
+                .f_reshape([-1, c])?
+                .f_index_select(0, &response.positions)?
+                .f_softmax(-1, Kind::Float)?;
+            let n = states.size()[0];
+            let mut total: Option<Tensor> = None;
+            for k in 0..c {
+                let ks = Tensor::f_full([n], k, (Kind::Int64, states.device()))?;
+                let given = self
+                    .model
+                    .mlm_logits(&self.category.condition(&states, &ks)?)?
+                    .f_softmax(-1, Kind::Float)?;
+                let part = given.f_mul(&cat.f_narrow(1, k, 1)?)?;
+                total = Some(match total {
+                    Some(t) => t.f_add(&part)?,
+                    None => part,
+                });
+            }
+            total.ok_or(Error::ObjectiveInput {
+                objective: "next-token probabilities",
+                problem: "the category head has no categories",
+            })
+        })
+    }
+
     /// Hidden states `[N, H]` at `positions` conditioned on their category:
     /// `gold` where it is a category (training), else the head's prediction.
     fn conditioned(

@@ -197,6 +197,85 @@ fn typed_prediction_depends_on_the_category() -> anyhow::Result<()> {
 }
 
 #[test]
+fn next_token_probabilities_marginalise_the_category() -> anyhow::Result<()> {
+    let _g = torch_lock();
+    let m = model(true)?;
+    let b = builder(
+        CodeConfig {
+            mlm: false,
+            ncp: false,
+            ..CodeConfig::default()
+        },
+        6,
+    );
+    let batch = b.batch(&[0, 1], 5, 0);
+    let tb = TensorBatch::from_batch(&batch, Device::Cpu)?;
+    let probs = m.next_token_probs(&tb)?;
+    let n = probs.size()[0];
+    assert_eq!(probs.size(), [n, i64::from(VOCAB)]);
+    let sums = probs.sum_dim_intlist(&[1i64][..], false, tch::Kind::Double);
+    assert!(sums.allclose(&sums.ones_like(), 1e-5, 1e-5, false));
+    // By hand: each category's conditioned prediction (the training path
+    // with every category forced to k; no dropout here), weighted by the
+    // category head's probability at the same positions.
+    let out = m.forward(&tb, false)?;
+    let positions = &tb.response.as_ref().expect("lm rows").positions;
+    let cat = out
+        .token_logits
+        .expect("category logits")
+        .reshape([-1, CATEGORIES])
+        .index_select(0, positions)
+        .softmax(-1, tch::Kind::Float);
+    let mut want = probs.zeros_like();
+    for k in 0..CATEGORIES {
+        let mut forced = batch.clone();
+        for c in forced
+            .targets
+            .tokens
+            .as_mut()
+            .expect("categories")
+            .iter_mut()
+        {
+            if *c != -100 {
+                *c = k;
+            }
+        }
+        let tk = TensorBatch::from_batch(&forced, Device::Cpu)?;
+        let given = m
+            .forward(&tk, true)?
+            .response_logits
+            .expect("lm logits")
+            .softmax(-1, tch::Kind::Float);
+        want += given * cat.narrow(1, k, 1);
+    }
+    assert!(probs.allclose(&want, 1e-5, 1e-6, false));
+    // Untyped: the plain softmax of the left-to-right logits.
+    let untyped = CodePretrainer { typed: false, ..m };
+    let plain = untyped
+        .forward(&tb, false)?
+        .response_logits
+        .expect("lm logits")
+        .softmax(-1, tch::Kind::Float);
+    assert!(untyped
+        .next_token_probs(&tb)?
+        .allclose(&plain, 1e-6, 1e-7, false));
+    // Rows without left-to-right targets are refused.
+    let mlm_only = builder(
+        CodeConfig {
+            ncp: false,
+            lm: false,
+            ..CodeConfig::default()
+        },
+        6,
+    )
+    .batch(&[0], 5, 0);
+    assert!(untyped
+        .next_token_probs(&TensorBatch::from_batch(&mlm_only, Device::Cpu)?)
+        .is_err());
+    Ok(())
+}
+
+#[test]
 fn a_short_run_lowers_the_held_out_losses() -> anyhow::Result<()> {
     let _g = torch_lock();
     tch::set_num_threads(1);

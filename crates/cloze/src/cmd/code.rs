@@ -419,11 +419,10 @@ pub fn complete(a: CompleteArgs) -> Result<()> {
                 .collect::<Vec<_>>();
             let last = rows[0].input_ids.len() as i64 - 1;
             let tb = TensorBatch::from_batch(&b.collate(rows), Device::Cpu)?;
-            let out = model.forward(&tb, false)?;
-            let logits = out.response_logits.context("the model gave no LM logits")?;
             if first_call {
                 first_call = false;
-                let cat = out
+                let cat = model
+                    .forward(&tb, false)?
                     .token_logits
                     .context("the model gave no category logits")?
                     .get(0)
@@ -436,7 +435,8 @@ pub fn complete(a: CompleteArgs) -> Result<()> {
                     }
                 }
             }
-            let probs = logits.f_softmax(-1, Kind::Float)?;
+            // A type-then-token model: the token marginal over categories.
+            let probs = model.next_token_probs(&tb)?;
             Ok(Vec::<Vec<f32>>::try_from(probs)?)
         };
         run().map_err(|e| cloze_eval::Error::InvalidOption {
@@ -483,7 +483,7 @@ pub fn complete(a: CompleteArgs) -> Result<()> {
         return Ok(());
     }
     let note = if info.typed {
-        "tokens predicted given it"
+        "token probabilities summed over every category, each weighted by its probability"
     } else {
         "the model is not type-then-token: tokens do not depend on it"
     };
