@@ -426,8 +426,21 @@ impl Classifier {
         seed: u64,
         device: Device,
     ) -> Result<(Self, cloze_models::LoadReport)> {
-        let mut config = cloze_models::hf::read_config(dir)?;
+        let config = cloze_models::hf::read_config(dir)?;
         crate::bert::refuse_quantised(dir, &config)?;
+        Self::build(dir, config, kind, labels, seed, device)
+    }
+
+    /// [`Classifier::from_pretrained`] without the training-only refusal of
+    /// quantised checkpoints (the loader dequantises their layers).
+    fn build(
+        dir: &Path,
+        mut config: cloze_models::BertConfig,
+        kind: TaskKind,
+        labels: &[String],
+        seed: u64,
+        device: Device,
+    ) -> Result<(Self, cloze_models::LoadReport)> {
         config.set_labels(labels);
         tch::manual_seed(cloze_core::rng::torch_seed(
             seed,
@@ -462,7 +475,9 @@ impl Classifier {
     }
 
     /// Loads a fine-tuned classifier saved by [`PretrainModel::save`] (or by
-    /// transformers); its kind comes from `config.json`'s `architectures`.
+    /// transformers) for inference; its kind comes from `config.json`'s
+    /// `architectures`. A quantised checkpoint (`cloze quantize`) loads with
+    /// its layers dequantised; training one is refused elsewhere.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let config = cloze_models::hf::read_config(dir)?;
         let archs = config.architectures.clone().unwrap_or_default();
@@ -482,7 +497,7 @@ impl Classifier {
             });
         };
         let labels = config.labels()?;
-        let (model, report) = Self::from_pretrained(dir, kind, &labels, 0, device)?;
+        let (model, report) = Self::build(dir, config, kind, &labels, 0, device)?;
         if !report.missing.is_empty() {
             return Err(Error::NotAClassifier {
                 dir: dir.to_owned(),

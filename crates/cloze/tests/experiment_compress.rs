@@ -255,6 +255,153 @@ fn compress_measures_every_variant_and_continues() {
     );
 }
 
+/// Labelled sentences of the test corpus's vocabulary: `defend` for the
+/// sentences that say "must defend", `other` for the rest.
+fn write_labelled(path: &Path, n: usize, offset: usize) {
+    let verbs = ["must defend", "will support", "can improve"];
+    let mut text = String::new();
+    for i in 0..n {
+        let k = i + offset;
+        let verb = verbs[k % 3];
+        let label = if k.is_multiple_of(3) { "defend" } else { "other" };
+        text.push_str(&format!(
+            "{{\"text\": \"the people {verb} the union in the year {}\", \"label\": \"{label}\"}}\n",
+            1800 + k % 50
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn a_fine_tuned_classifier_is_scored_by_its_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path(), 200);
+    let run = tmp.path().join("run");
+    ok(pretrain(&data, &run, 20).output().unwrap(), "pretrain");
+    let (train, test) = (
+        tmp.path().join("train.jsonl"),
+        tmp.path().join("test.jsonl"),
+    );
+    write_labelled(&train, 48, 0);
+    write_labelled(&test, 12, 100);
+    let cls = tmp.path().join("cls");
+    ok(
+        cloze()
+            .args(["finetune", "--task", "sequence", "--model"])
+            .arg(run.join("model"))
+            .arg("--train")
+            .arg(&train)
+            .args([
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--threads",
+                "1",
+                "--out",
+            ])
+            .arg(&cls)
+            .output()
+            .unwrap(),
+        "finetune",
+    );
+    let out = tmp.path().join("exp");
+    let done = ok(
+        cloze()
+            .args(["experiment", "compress", "--model"])
+            .arg(format!("cls={}", cls.join("model").display()))
+            .arg("--data")
+            .arg(&data)
+            .arg("--classify")
+            .arg(format!("cls={}", test.display()))
+            .args([
+                "--samples",
+                "8",
+                "--group-size",
+                "32",
+                "--sentence-count",
+                "8",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap(),
+        "the experiment with a classifier",
+    );
+    // Per variant: made (all but dense and int8), predicted, encoded.
+    assert_eq!(steps_run(&done), 7 + 2 * VARIANTS.len());
+    let r = results(&out);
+    assert_eq!(r["models"][0]["task_examples"], 12);
+    assert_eq!(r["models"][0]["encode_only"], true);
+    // The dense row's accuracy is the share of `cloze predict`'s labels
+    // that match the test file's.
+    let predicted = tmp.path().join("dense.jsonl");
+    ok(
+        cloze()
+            .args(["predict", "--model"])
+            .arg(cls.join("model"))
+            .arg("--input")
+            .arg(&test)
+            .arg("--output")
+            .arg(&predicted)
+            .output()
+            .unwrap(),
+        "predict",
+    );
+    let gold: Vec<Value> = std::fs::read_to_string(&test)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["label"].clone())
+        .collect();
+    let right = std::fs::read_to_string(&predicted)
+        .unwrap()
+        .lines()
+        .zip(&gold)
+        .filter(|(l, g)| serde_json::from_str::<Value>(l).unwrap()["label"] == **g)
+        .count();
+    let rows = rows(&r, "cls");
+    assert_eq!(rows.len(), VARIANTS.len());
+    assert!((f(rows[0].1, "task_accuracy") - right as f64 / 12.0).abs() < 1e-12);
+    for (id, v) in &rows {
+        let acc = f(v, "task_accuracy");
+        assert!((0.0..=1.0).contains(&acc), "{id}: {acc}");
+        assert!(
+            v["mlm_loss"].is_null(),
+            "{id}: a classifier has no MLM score"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("compress.md")).unwrap();
+    assert!(
+        md.contains("task acc. (%)") && md.contains("12 labelled examples"),
+        "{md}"
+    );
+    // A test file without labels is refused before anything is written.
+    std::fs::write(&test, "{\"text\": \"no label here\"}\n").unwrap();
+    fails_with(
+        &cloze()
+            .args(["experiment", "compress", "--model"])
+            .arg(format!("cls={}", cls.join("model").display()))
+            .arg("--data")
+            .arg(&data)
+            .arg("--classify")
+            .arg(format!("cls={}", test.display()))
+            .args([
+                "--samples",
+                "8",
+                "--group-size",
+                "32",
+                "--sentence-count",
+                "8",
+            ])
+            .arg("--out")
+            .arg(tmp.path().join("exp2"))
+            .output()
+            .unwrap(),
+        "no \"label\"",
+    );
+    assert!(!tmp.path().join("exp2").exists());
+}
+
 #[test]
 fn bad_input_is_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();

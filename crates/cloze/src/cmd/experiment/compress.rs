@@ -57,6 +57,13 @@ pub struct CompressArgs {
     /// weights, such as all-MiniLM-L6-v2 (repeatable).
     #[arg(long = "encode-only", value_name = "NAME")]
     pub encode_only: Vec<String>,
+    /// A fine-tuned sequence classifier (by NAME: a `cloze finetune --task
+    /// sequence` RUN/model) scored for every variant by its accuracy on the
+    /// labelled FILE (JSON lines `{"text", "text_pair"?, "label"}`) through
+    /// `cloze predict`; it has no MLM head, so it is also encode-only
+    /// (repeatable).
+    #[arg(long = "classify", value_name = "NAME=FILE")]
+    pub classify: Vec<String>,
     /// Sentences for the embedding cosine, one per line, for every model.
     /// Default: --sentence-count sequences of each model's held-out split,
     /// evenly spaced, decoded with the data's tokenizer.
@@ -207,6 +214,8 @@ struct Model {
     /// Its prepared data.
     data: PathBuf,
     encode_only: bool,
+    /// Labelled examples a classifier is scored on (`--classify`).
+    task: Option<PathBuf>,
 }
 
 /// Whether `name` may name a model (and its files).
@@ -244,6 +253,7 @@ fn parse_models(a: &CompressArgs) -> Result<Vec<Model>> {
             dir: PathBuf::from(dir),
             data: PathBuf::new(),
             encode_only: false,
+            task: None,
         });
     }
     let mut default_data: Option<PathBuf> = None;
@@ -296,7 +306,75 @@ fn parse_models(a: &CompressArgs) -> Result<Vec<Model>> {
         };
         m.encode_only = true;
     }
+    for spec in &a.classify {
+        let Some((name, file)) = spec.split_once('=').filter(|(_, f)| !f.is_empty()) else {
+            bail!("--classify {spec:?}: expected NAME=FILE, e.g. --classify sentiment=test.jsonl");
+        };
+        let Some(m) = models.iter_mut().find(|m| m.name == name) else {
+            bail!(
+                "--classify {spec}: there is no --model named {name} (models: {})",
+                names(&models)
+            );
+        };
+        if m.task.is_some() {
+            bail!("--classify {name}=...: model {name} is given a test file twice");
+        }
+        m.task = Some(PathBuf::from(file));
+        m.encode_only = true;
+    }
     Ok(models)
+}
+
+/// The gold labels of a `--classify` file, one per line.
+fn task_labels(file: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let labels = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let v: Value = serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not a JSON line", file.display(), i + 1))?;
+            match &v["label"] {
+                Value::String(s) => Ok(s.clone()),
+                Value::Null => bail!("{}:{}: no \"label\"", file.display(), i + 1),
+                other => Ok(other.to_string()),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if labels.is_empty() {
+        bail!("{}: no labelled example", file.display());
+    }
+    Ok(labels)
+}
+
+/// The share of `cloze predict`'s labels in `predicted` equal to `gold`.
+fn task_accuracy(gold: &[String], predicted: &Path) -> Result<f64> {
+    let text = std::fs::read_to_string(predicted)
+        .with_context(|| format!("reading {}", predicted.display()))?;
+    let got: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l)
+                .with_context(|| format!("{}: not a JSON line", predicted.display()))?;
+            Ok(match &v["label"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    if got.len() != gold.len() {
+        bail!(
+            "{}: {} predictions for {} examples",
+            predicted.display(),
+            got.len(),
+            gold.len()
+        );
+    }
+    let right = got.iter().zip(gold).filter(|(a, b)| a == b).count();
+    Ok(right as f64 / gold.len() as f64)
 }
 
 fn names(models: &[Model]) -> String {
@@ -396,6 +474,7 @@ fn settings(a: &CompressArgs, models: &[Model]) -> Value {
             "dir": m.dir.display().to_string(),
             "data": m.data.display().to_string(),
             "encode_only": m.encode_only,
+            "task": m.task.as_ref().map(|t| t.display().to_string()),
         })).collect::<Vec<_>>(),
         "variants": VARIANTS.iter().map(|v| v.id).collect::<Vec<_>>(),
         "sentences": a.sentences.as_ref().map(|p| p.display().to_string()),
@@ -412,6 +491,7 @@ fn command_line(a: &CompressArgs) -> String {
     parts.extend(a.models.iter().map(|m| format!("--model {m}")));
     parts.extend(a.data.iter().map(|d| format!("--data {d}")));
     parts.extend(a.encode_only.iter().map(|n| format!("--encode-only {n}")));
+    parts.extend(a.classify.iter().map(|c| format!("--classify {c}")));
     match &a.sentences {
         Some(s) => parts.push(format!("--sentences {}", s.display())),
         None => parts.push(format!("--sentence-count {}", a.sentence_count)),
@@ -513,6 +593,9 @@ pub fn run(a: CompressArgs, threads: Option<usize>) -> Result<()> {
         }
     }
     check_models(&mut models, a.group_size)?;
+    for task in models.iter().filter_map(|m| m.task.as_deref()) {
+        task_labels(task)?;
+    }
     let started = Instant::now();
     let out = a.out.clone();
     let _lock = super::claim_dir(&out, &kind(), FILES, &settings(&a, &models), a.force)?;
@@ -521,7 +604,12 @@ pub fn run(a: CompressArgs, threads: Option<usize>) -> Result<()> {
         .map(|m| {
             VARIANTS
                 .iter()
-                .map(|v| usize::from(v.make.is_some()) + usize::from(!m.encode_only) + 1)
+                .map(|v| {
+                    usize::from(v.make.is_some())
+                        + usize::from(!m.encode_only)
+                        + usize::from(m.task.is_some())
+                        + 1
+                })
                 .sum::<usize>()
         })
         .sum();
@@ -588,6 +676,23 @@ pub fn run(a: CompressArgs, threads: Option<usize>) -> Result<()> {
                         args
                     },
                 )?;
+            }
+            if let Some(task) = &m.task {
+                let predicted = p.results.join("predict.jsonl");
+                let name = format!("{}/{}/predict", m.name, v.id);
+                if predicted.exists() {
+                    steps.skip(&name);
+                } else {
+                    std::fs::create_dir_all(&p.results)
+                        .with_context(|| format!("creating {}", p.results.display()))?;
+                    let mut args = os_args(["predict", "--precision", v.precision, "--model"]);
+                    args.push(p.model.clone().into_os_string());
+                    args.push("--input".into());
+                    args.push(task.clone().into_os_string());
+                    args.push("--output".into());
+                    args.push(predicted.into_os_string());
+                    steps.run(&name, &args, false)?;
+                }
             }
             let name = format!("{}/{}/encode", m.name, v.id);
             if p.embeddings.exists() {
@@ -680,6 +785,7 @@ fn collect(out: &Path, a: &CompressArgs, models: &[Model]) -> Result<Value> {
     let mut entries = Vec::new();
     for m in models {
         let dense = unit_embeddings(&paths(out, m, &VARIANTS[0]).embeddings)?;
+        let gold = m.task.as_deref().map(task_labels).transpose()?;
         let mut rows = Vec::new();
         let mut sentences = 0;
         for v in VARIANTS {
@@ -711,6 +817,10 @@ fn collect(out: &Path, a: &CompressArgs, models: &[Model]) -> Result<Value> {
                 "unigram_accuracy": eval.pointer("/accuracies/unigram"),
                 "cosine_min": cos_min,
                 "cosine_mean": cos_mean,
+                "task_accuracy": gold
+                    .as_deref()
+                    .map(|g| task_accuracy(g, &p.results.join("predict.jsonl")))
+                    .transpose()?,
             }));
         }
         entries.push(json!({
@@ -718,6 +828,8 @@ fn collect(out: &Path, a: &CompressArgs, models: &[Model]) -> Result<Value> {
             "dir": m.dir.display().to_string(),
             "data": m.data.display().to_string(),
             "encode_only": m.encode_only,
+            "task": m.task.as_ref().map(|t| t.display().to_string()),
+            "task_examples": gold.as_ref().map(Vec::len),
             "eval_config": if m.encode_only {
                 Value::Null
             } else {
@@ -765,13 +877,19 @@ fn markdown(r: &Value) -> String {
     );
     for m in r["models"].as_array().into_iter().flatten() {
         let encode_only = m["encode_only"].as_bool().unwrap_or(false);
+        let task = m["task"].as_str();
         text.push_str(&format!(
             "\n## {}\n\n`{}`, data `{}`; {} sentences{}.\n\n",
             m["name"].as_str().unwrap_or(""),
             m["dir"].as_str().unwrap_or(""),
             m["data"].as_str().unwrap_or(""),
             m["sentences"],
-            if encode_only {
+            if let Some(t) = task {
+                format!(
+                    "; a classifier, scored by `cloze predict` on the {} labelled examples of `{t}`",
+                    m["task_examples"]
+                )
+            } else if encode_only {
                 "; encode only (no trained MLM head)".to_string()
             } else {
                 format!(
@@ -782,6 +900,7 @@ fn markdown(r: &Value) -> String {
         ));
         let rows_in = m["variants"].as_array().cloned().unwrap_or_default();
         let dense_loss = rows_in.first().and_then(|d| d["mlm_loss"].as_f64());
+        let dense_task = rows_in.first().and_then(|d| d["task_accuracy"].as_f64());
         let mut rows = Vec::new();
         for v in &rows_in {
             let mut row = vec![v["label"].as_str().unwrap_or("").to_string()];
@@ -799,6 +918,20 @@ fn markdown(r: &Value) -> String {
                     added,
                     pct("mlm_accuracy"),
                     pct("mlm_accuracy_at_mask"),
+                ]);
+            }
+            if task.is_some() {
+                let lost = match (v["task_accuracy"].as_f64(), dense_task) {
+                    (Some(x), Some(d)) if v["variant"] != "dense" => {
+                        format!("{:.2}", (d - x) * 100.0)
+                    }
+                    _ => String::new(),
+                };
+                row.extend([
+                    v["task_accuracy"]
+                        .as_f64()
+                        .map_or_else(|| "-".into(), |x| format!("{:.2}", x * 100.0)),
+                    lost,
                 ]);
             }
             row.extend([
@@ -820,6 +953,9 @@ fn markdown(r: &Value) -> String {
                 "acc. at [MASK] (%)",
             ]);
         }
+        if task.is_some() {
+            header.extend(["task acc. (%)", "points lost"]);
+        }
         header.extend(["cosine mean", "cosine min", "size (MB)", "compress s"]);
         let mut right = vec![true; header.len()];
         right[0] = false;
@@ -838,6 +974,7 @@ mod tests {
             models: models.iter().map(|s| s.to_string()).collect(),
             data: data.iter().map(|s| s.to_string()).collect(),
             encode_only: encode_only.iter().map(|s| s.to_string()).collect(),
+            classify: Vec::new(),
             sentences: None,
             sentence_count: 8,
             samples: 8,
@@ -877,6 +1014,17 @@ mod tests {
         assert!(err(args(&["a=x"], &["b=d"], &[])).contains("no --model named b"));
         assert!(err(args(&["a=x", "b=y"], &["a=d"], &[])).contains("model b has no prepared data"));
         assert!(err(args(&["a=x"], &["d", "e"], &[])).contains("a second data directory"));
+        let classify = |specs: &[&str]| CompressArgs {
+            classify: specs.iter().map(|s| s.to_string()).collect(),
+            ..args(&["a=x"], &["d"], &[])
+        };
+        assert!(err(classify(&["a"])).contains("expected NAME=FILE"));
+        assert!(err(classify(&["a="])).contains("expected NAME=FILE"));
+        assert!(err(classify(&["b=t.jsonl"])).contains("no --model named b"));
+        assert!(err(classify(&["a=t.jsonl", "a=u.jsonl"])).contains("test file twice"));
+        let m = parse_models(&classify(&["a=t.jsonl"])).unwrap();
+        assert_eq!(m[0].task, Some(PathBuf::from("t.jsonl")));
+        assert!(m[0].encode_only, "a classifier has no MLM head");
     }
 
     #[test]
