@@ -263,7 +263,11 @@ fn write_labelled(path: &Path, n: usize, offset: usize) {
     for i in 0..n {
         let k = i + offset;
         let verb = verbs[k % 3];
-        let label = if k.is_multiple_of(3) { "defend" } else { "other" };
+        let label = if k.is_multiple_of(3) {
+            "defend"
+        } else {
+            "other"
+        };
         text.push_str(&format!(
             "{{\"text\": \"the people {verb} the union in the year {}\", \"label\": \"{label}\"}}\n",
             1800 + k % 50
