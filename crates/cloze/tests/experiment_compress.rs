@@ -310,7 +310,7 @@ fn a_fine_tuned_classifier_is_scored_by_its_accuracy() {
         "finetune",
     );
     let out = tmp.path().join("exp");
-    let done = ok(
+    let classify = |out: &Path| {
         cloze()
             .args(["experiment", "compress", "--model"])
             .arg(format!("cls={}", cls.join("model").display()))
@@ -327,11 +327,11 @@ fn a_fine_tuned_classifier_is_scored_by_its_accuracy() {
                 "8",
             ])
             .arg("--out")
-            .arg(&out)
+            .arg(out)
             .output()
-            .unwrap(),
-        "the experiment with a classifier",
-    );
+            .unwrap()
+    };
+    let done = ok(classify(&out), "the experiment with a classifier");
     // Per variant: made (all but dense and int8), predicted, encoded.
     assert_eq!(steps_run(&done), 7 + 2 * VARIANTS.len());
     let r = results(&out);
@@ -381,28 +381,7 @@ fn a_fine_tuned_classifier_is_scored_by_its_accuracy() {
     );
     // A test file without labels is refused before anything is written.
     std::fs::write(&test, "{\"text\": \"no label here\"}\n").unwrap();
-    fails_with(
-        &cloze()
-            .args(["experiment", "compress", "--model"])
-            .arg(format!("cls={}", cls.join("model").display()))
-            .arg("--data")
-            .arg(&data)
-            .arg("--classify")
-            .arg(format!("cls={}", test.display()))
-            .args([
-                "--samples",
-                "8",
-                "--group-size",
-                "32",
-                "--sentence-count",
-                "8",
-            ])
-            .arg("--out")
-            .arg(tmp.path().join("exp2"))
-            .output()
-            .unwrap(),
-        "no \"label\"",
-    );
+    fails_with(&classify(&tmp.path().join("exp2")), "no \"label\"");
     assert!(!tmp.path().join("exp2").exists());
 }
 

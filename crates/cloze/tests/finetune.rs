@@ -153,6 +153,31 @@ fn sequence_classification_beats_the_majority_class_and_predicts() {
     let total = p["neg"].as_f64().expect("p") + p["pos"].as_f64().expect("p");
     assert!((total - 1.0).abs() < 1e-4);
 
+    // The model remembers the length it was trained and tested with (32
+    // tokens, `model_max_length` as transformers reads it), and `cloze
+    // predict` cuts longer inputs there unless told otherwise: a 38-word
+    // text gets the probabilities of its first 32 tokens, not of the 40 the
+    // position embeddings would allow.
+    let tok_config = read_json(&run.join("model/tokenizer_config.json"));
+    assert_eq!(tok_config["model_max_length"], json!(32), "{tok_config}");
+    let long = d.join("long.jsonl");
+    let words: Vec<String> = (0..38).map(|j| filler(7, j)).collect();
+    std::fs::write(&long, json!({"text": words.join(" ")}).to_string() + "\n").expect("write");
+    let predict_long = |max_length: Option<&str>| {
+        let mut c = cloze();
+        c.args(["predict", "--model"])
+            .arg(run.join("model"))
+            .arg("--input")
+            .arg(&long);
+        if let Some(n) = max_length {
+            c.args(["--max-length", n]);
+        }
+        jsonl(&ok(c.output().expect("spawn"), "predict long").stdout)[0]["probabilities"].clone()
+    };
+    let default = predict_long(None);
+    assert_eq!(default, predict_long(Some("32")));
+    assert_ne!(default, predict_long(Some("40")));
+
     // In bf16 the probabilities stay within bf16 rounding of fp32's, and the
     // label is the same wherever fp32 was not near a tie.
     let out = ok(

@@ -473,6 +473,52 @@ pub(crate) fn copy_tokenizer(base: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes the input length a classifier was trained and tested with into
+/// its `tokenizer_config.json` as `model_max_length` (kept with the other
+/// settings when the file exists), where `cloze predict` and transformers'
+/// tokenizers take it as the truncation length: a model fine-tuned on
+/// 128-token inputs then predicts on the same 128 tokens by default, and
+/// its predictions match the test score `finetune --test` reported.
+pub(crate) fn record_max_length(dir: &Path, max_length: usize) -> Result<()> {
+    let path = dir.join("tokenizer_config.json");
+    let mut config = if path.is_file() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str::<serde_json::Value>(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?
+    } else {
+        serde_json::json!({})
+    };
+    let Some(object) = config.as_object_mut() else {
+        bail!("{} is not a JSON object", path.display());
+    };
+    object.insert("model_max_length".into(), max_length.into());
+    cloze_models::hf::write_atomic(
+        &path,
+        (serde_json::to_string_pretty(&config)? + "\n").as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// The `model_max_length` of the `tokenizer_config.json` in `dir`, when it
+/// is a usable length (at least 3 and at most `positions`; HF writes a huge
+/// sentinel for "no limit", which counts as absent).
+pub(crate) fn recorded_max_length(dir: &Path, positions: usize) -> Result<Option<usize>> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    Ok(config
+        .get("model_max_length")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| (3..=positions).contains(&n)))
+}
+
 /// Runs `cloze finetune`.
 pub fn run(a: FinetuneArgs) -> Result<()> {
     let resuming = a.resume.is_some();
@@ -708,6 +754,7 @@ fn finish(
     let chosen = best_checkpoint(run_dir, cfg.task.dev.is_some(), best)?;
     let from = chosen.clone().unwrap_or_else(|| last.to_path_buf());
     let model_dir = export_model(model, run_dir, &from, &cfg.task.base_model)?;
+    record_max_length(&model_dir, cfg.task.max_length)?;
     match (&chosen, best) {
         (Some(_), Some((step, score))) => println!(
             "best dev score {:.4} at step {step}; model (HuggingFace {}, with tokenizer): {}",

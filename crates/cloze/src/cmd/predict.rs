@@ -31,6 +31,8 @@ pub struct PredictArgs {
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Longest input in tokens, special tokens included (default: the
+    /// length the model was fine-tuned with, `model_max_length` in its
+    /// `tokenizer_config.json`, which `cloze finetune` writes; else the
     /// model's position embeddings, at most 512). Longer inputs are cut; a
     /// word cut off gets the label `null`.
     #[arg(long)]
@@ -53,7 +55,11 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let packed = model.prepare_inference(a.precision, smoothing.as_ref())?;
     tracing::info!(precision = %a.precision, packed, "weights ready");
     let labels = model.labels()?;
-    let max_len = a.max_length.unwrap_or(model.max_positions().min(512));
+    let max_len = match a.max_length {
+        Some(n) => n,
+        None => super::finetune::recorded_max_length(&a.model, model.max_positions())?
+            .unwrap_or(model.max_positions().min(512)),
+    };
     let tok = ModelTokenizer::from_dir(&a.model, max_len)?;
     let lines: Vec<Value> = match model.kind() {
         // A classifier is never a seq2seq model (`Classifier` refuses that kind).
