@@ -6,8 +6,9 @@
 //! as a child process of this binary, so every step keeps that command's own
 //! guarantees (checked outputs, atomic publication, checkpoints, Ctrl-C). A
 //! step whose result is already in the experiment directory is skipped, and a
-//! training step cut short is resumed: running the same command again
-//! continues where it stopped. Each step's output goes to `OUT/logs/`.
+//! training step cut short is resumed from its last checkpoint (or started
+//! over when it had none): running the same command again continues where it
+//! stopped. Each step's output goes to `OUT/logs/`.
 //!
 //! Adding an experiment: a module beside [`macbert_ablation`] with its own
 //! `Args` and `run`, one variant in [`Which`].
@@ -327,7 +328,8 @@ pub fn precision_or_default(asked: Option<cloze_models::Precision>) -> cloze_mod
 }
 
 /// The arguments of a training step: `cloze CMD --resume RUN` when `run`
-/// holds a checkpoint (a step cut short), else `start()`.
+/// holds a checkpoint (a step cut short), else `start()` through
+/// [`start_over`].
 pub fn resume_or(
     cmd: &str,
     run: &Path,
@@ -338,8 +340,22 @@ pub fn resume_or(
         v.push(run.as_os_str().to_owned());
         v
     } else {
-        start()
+        start_over(run, start())
     }
+}
+
+/// The arguments that start a training step into `run`, which holds no
+/// checkpoint: with `--force` added when `run` exists anyway, a step killed
+/// before its first checkpoint (settings and metrics only). The directory
+/// lies inside the experiment's own claimed output, so starting it over
+/// loses nothing a checkpoint would have kept; without `--force` the
+/// training command would refuse it and the experiment could not continue.
+pub fn start_over(run: &Path, mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let forced = args.iter().any(|a| a == "--force");
+    if !forced && run.exists() && !has_checkpoint(run) {
+        args.push("--force".into());
+    }
+    args
 }
 
 /// Whether a run directory holds at least one checkpoint to resume from.
@@ -347,4 +363,46 @@ pub fn has_checkpoint(run: &Path) -> bool {
     std::fs::read_dir(run.join("checkpoints"))
         .map(|mut d| d.any(|e| e.is_ok()))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn strs(v: &[OsString]) -> Vec<&str> {
+        v.iter().map(|a| a.to_str().unwrap_or("?")).collect()
+    }
+
+    #[test]
+    fn a_training_step_resumes_or_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let start = || os_args(["finetune", "--out", "RUN"]);
+
+        // Never started: the command as given.
+        assert_eq!(
+            strs(&resume_or("finetune", &run, start)),
+            ["finetune", "--out", "RUN"]
+        );
+
+        // Killed before its first checkpoint: started over with --force.
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("finetune.toml"), "").unwrap();
+        assert_eq!(
+            strs(&resume_or("finetune", &run, start)),
+            ["finetune", "--out", "RUN", "--force"]
+        );
+        // ... and never with --force twice.
+        let forced = start_over(&run, os_args(["pretrain", "--force"]));
+        assert_eq!(strs(&forced), ["pretrain", "--force"]);
+
+        // Cut short after a checkpoint: resumed.
+        std::fs::create_dir_all(run.join("checkpoints").join("step-00000010")).unwrap();
+        let resumed = resume_or("finetune", &run, start);
+        assert_eq!(
+            strs(&resumed),
+            ["finetune", "--resume", run.to_str().unwrap()]
+        );
+    }
 }
