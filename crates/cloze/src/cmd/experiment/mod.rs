@@ -345,14 +345,15 @@ pub fn resume_or(
 }
 
 /// The arguments that start a training step into `run`, which holds no
-/// checkpoint: with `--force` added when `run` exists anyway, a step killed
-/// before its first checkpoint (settings and metrics only). The directory
-/// lies inside the experiment's own claimed output, so starting it over
-/// loses nothing a checkpoint would have kept; without `--force` the
-/// training command would refuse it and the experiment could not continue.
-pub fn start_over(run: &Path, mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+/// checkpoint (the caller checked): with `--force` added when `run` exists
+/// anyway, a step killed before its first checkpoint (settings and metrics
+/// only). The directory lies inside the experiment's own claimed output, so
+/// starting it over loses nothing a checkpoint would have kept; without
+/// `--force` the training command would refuse it and the experiment could
+/// not continue.
+fn start_over(run: &Path, mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let forced = args.iter().any(|a| a == "--force");
-    if !forced && run.exists() && !has_checkpoint(run) {
+    if !forced && run.exists() {
         args.push("--force".into());
     }
     args
