@@ -12,10 +12,11 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{cloze, fails_with, ok, write_corpus};
@@ -69,12 +70,17 @@ fn corpus_and_tokenizer(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// A child process killed when dropped, so a failing test leaves no process
-/// blocked on a pipe.
-struct Running(Option<Child>);
+/// blocked on a pipe. Its stderr is read as it is written, so a test can wait
+/// for a message (see [`Running::wait_for_stderr`]).
+struct Running {
+    child: Option<Child>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -83,32 +89,69 @@ impl Drop for Running {
 
 impl Running {
     fn spawn(mut c: Command) -> Self {
-        Self(Some(
-            c.stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn cloze"),
-        ))
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cloze");
+        let mut pipe = child.stderr.take().expect("stderr piped");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("stderr buffer")
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        Self {
+            child: Some(child),
+            stderr,
+            reader: Some(reader),
+        }
     }
 
     fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("running")
+        self.child.as_mut().expect("running")
     }
 
     fn pid(&self) -> u32 {
-        self.0.as_ref().expect("running").id()
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Waits (at most a minute) until the child has written `needle` to stderr.
+    fn wait_for_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text =
+                String::from_utf8_lossy(&self.stderr.lock().expect("stderr buffer")).into_owned();
+            if text.contains(needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} on stderr: {text}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits for exit (at most a minute) and returns status and output
-    /// (small: the binary runs with `-q`, so the pipes never fill).
+    /// (small: the binary runs with `-q`, so the stdout pipe never fills).
     fn finish(mut self) -> Output {
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.child().try_wait().expect("try_wait").is_none() {
             assert!(Instant::now() < deadline, "cloze did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let child = self.0.take().expect("running");
-        child.wait_with_output().expect("output")
+        let child = self.child.take().expect("running");
+        let mut out = child.wait_with_output().expect("output");
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stderr reader");
+        }
+        out.stderr = std::mem::take(&mut *self.stderr.lock().expect("stderr buffer"));
+        out
     }
 }
 
@@ -416,7 +459,9 @@ fn ctrl_c_during_prepare_removes_the_staging_directory_and_exits_130() {
         let child = Running::spawn(c);
         let staging = wait_for_entry(dir.path(), ".data.partial-");
         sigint(child.pid());
-        // The corpus arrives after the interrupt; the next chunk boundary stops.
+        // The corpus arrives once the interrupt is noted (the handler sets its
+        // flag before printing); the next chunk boundary stops.
+        child.wait_for_stderr("interrupt:");
         feed_fifo(&fifo, &fs::read(&corpus).expect("corpus"));
         let out = child.finish();
         assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));
@@ -454,6 +499,7 @@ fn ctrl_c_during_tokenizer_train_writes_nothing_and_exits_130() {
     // The lock exists once the Ctrl-C handler is installed.
     wait_for_entry(dir.path(), ".tok.lock");
     sigint(child.pid());
+    child.wait_for_stderr("interrupt:");
     feed_fifo(&fifo, &fs::read(&corpus).expect("corpus"));
     let out = child.finish();
     assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));

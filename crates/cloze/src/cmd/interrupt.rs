@@ -46,8 +46,10 @@ pub fn install(first_message: &'static str) -> Result<Arc<AtomicBool>> {
     let flag = stop.clone();
     ctrlc::set_handler(move || {
         if presses.fetch_add(1, Ordering::SeqCst) == 0 {
-            eprintln!("\ninterrupt: {first_message} (press Ctrl-C again to quit now)");
+            // The flag first: once the notice is visible, the work is sure to
+            // see the request at its next check.
             flag.store(true, Ordering::SeqCst);
+            eprintln!("\ninterrupt: {first_message} (press Ctrl-C again to quit now)");
         } else {
             eprintln!("\ninterrupt: quitting now");
             quit_now(EXIT_INTERRUPTED);
