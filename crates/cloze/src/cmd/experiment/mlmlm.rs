@@ -317,7 +317,7 @@ fn steps_for(train: usize, a: &MlmlmArgs) -> u64 {
     steps.clamp(1, cap.max(1))
 }
 
-/// The training triples of `graph`.
+/// The training triples and the entities of `graph`.
 fn graph_size(graph: &str) -> Result<(usize, usize)> {
     let dir = super::super::data::resolve(graph, "graph")?;
     let g = cloze_text::kg::KnowledgeGraph::load(&dir)
