@@ -26,17 +26,21 @@ pub enum Stream {
     ModelInit,
     /// `cloze-eval`: top-k / top-p sampling of generated tokens (per source).
     Sampling,
+    /// `cloze-train`: the distractor a contrastive objective draws for each
+    /// training example (dialogue coherence), per epoch and position.
+    Negatives,
 }
 
 impl Stream {
     /// Every stream, for the registry test.
-    pub const ALL: [Stream; 6] = [
+    pub const ALL: [Stream; 7] = [
         Stream::Holdout,
         Stream::Instances,
         Stream::EpochOrder,
         Stream::Dropout,
         Stream::ModelInit,
         Stream::Sampling,
+        Stream::Negatives,
     ];
 
     /// The salt folded into the seed for this stream.
@@ -48,6 +52,7 @@ impl Stream {
             Stream::Dropout => 0xD80F,
             Stream::ModelInit => 0x1417,
             Stream::Sampling => 0x5A3B,
+            Stream::Negatives => 0x4E6A,
         }
     }
 }

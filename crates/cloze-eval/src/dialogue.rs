@@ -16,6 +16,9 @@
 //!   [`draw_candidates`], and any [`CandidateScorer`] ranks them through
 //!   [`hits_at_1_with`], so the baselines of [`crate::dialogue_baselines`]
 //!   rank exactly the candidate sets the network ranks.
+//! - [`PmiScorer`] ranks by how much the context raised each candidate's
+//!   likelihood, [`CoherenceScorer`] by the pair head of a model trained
+//!   with response coherence estimation (PLATO-2).
 //! - [`DialogueDecoder`]: a [`StepDecoder`] for [`crate::generate`]'s greedy
 //!   and beam search and for [`sample`] (top-k / top-p): the context is
 //!   encoded once into a key/value cache ([`Decoding::Cached`]), then each
@@ -262,6 +265,55 @@ impl CandidateScorer for PmiScorer<'_, '_> {
                 }
             })
             .collect())
+    }
+}
+
+/// Ranks candidates by response coherence estimation (PLATO-2's evaluation
+/// model): each pair is laid out as a [`DialogueBuilder::coherence_row`]
+/// (context and candidate read in both directions) and scored by the pair
+/// head's margin on `[CLS]`, coherent minus incoherent logit. Meaningful for
+/// a model trained with `coherence = true`; the model must have the pair
+/// head (an error otherwise).
+#[derive(Debug)]
+pub struct CoherenceScorer<'m> {
+    /// The model with its pooler and pair head.
+    pub model: &'m BertForPreTraining,
+    /// The row layout the model was trained with.
+    pub builder: &'m DialogueBuilder,
+    /// Pairs scored together.
+    pub batch_size: usize,
+}
+
+impl CandidateScorer for CoherenceScorer<'_> {
+    fn score_candidates(&self, pairs: &[DialogueExample]) -> Result<Vec<f64>> {
+        let _guard = tch::no_grad_guard();
+        let device = self.model.bert().embeddings().word_embeddings().device();
+        let none = Tensor::f_zeros([0], (Kind::Int64, device))?;
+        let mut out = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(self.batch_size.max(1)) {
+            let rows: Vec<DialogueRow> = chunk
+                .iter()
+                .map(|ex| self.builder.coherence_row(ex))
+                .collect();
+            let refs: Vec<&DialogueRow> = rows.iter().collect();
+            let input = input_of(&refs, self.builder)?.to_device(device)?;
+            let Some(logits) = self
+                .model
+                .forward_t(&input, Some(&none), false)?
+                .pair_logits
+            else {
+                return Err(invalid(
+                    "model",
+                    "ranking by coherence needs a model with the pair head: train it with \
+                     dialogue.coherence = true"
+                        .to_owned(),
+                ));
+            };
+            let logits = logits.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?;
+            let margin = logits.f_select(1, 0)?.f_sub(&logits.f_select(1, 1)?)?;
+            out.extend(Vec::<f32>::try_from(margin)?.into_iter().map(f64::from));
+        }
+        Ok(out)
     }
 }
 
@@ -1014,6 +1066,75 @@ mod tests {
         let (hp, np) = hits_at_1_with(&PmiScorer(&scorer), &examples, &groups, &[0, 1, 2], 3, 0)?;
         assert_eq!(np, 3);
         assert!((0.0..=1.0).contains(&hp));
+        Ok(())
+    }
+
+    #[test]
+    fn coherence_scores_are_the_pair_margin_on_rows_read_both_ways() -> Result<()> {
+        let b = builder(RoleScheme::Speaker, DialogueAttention::Unified);
+        let pairs: Vec<DialogueExample> = sources()
+            .into_iter()
+            .zip([vec![15, 16], vec![21], vec![36, 37, 38]])
+            .map(|(ex, response)| DialogueExample { response, ..ex })
+            .collect();
+        // A model without the pair head cannot rank by coherence.
+        let (_vs, plain) = model(true)?;
+        let scorer = CoherenceScorer {
+            model: &plain,
+            builder: &b,
+            batch_size: 3,
+        };
+        assert!(scorer.score_candidates(&pairs).is_err());
+
+        tch::manual_seed(12);
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let config = BertConfig {
+            role_type_size: Some(8),
+            ..plain.config().clone()
+        };
+        let m = BertForPreTraining::new(&vs.root(), &config)?;
+        let together = CoherenceScorer {
+            model: &m,
+            builder: &b,
+            batch_size: 3,
+        }
+        .score_candidates(&pairs)?;
+        let alone = CoherenceScorer {
+            model: &m,
+            builder: &b,
+            batch_size: 1,
+        }
+        .score_candidates(&pairs)?;
+        assert_eq!(together.len(), 3);
+        for (t, a) in together.iter().zip(&alone) {
+            assert!((t - a).abs() < 1e-5, "{together:?} vs {alone:?}");
+        }
+        // By hand for the first pair: its coherence row, the pair logits' margin.
+        let row = b.coherence_row(&pairs[0]);
+        let input = input_of(&[&row], &b)?;
+        let none = Tensor::f_zeros([0], (Kind::Int64, Device::Cpu))?;
+        let logits = m
+            .forward_t(&input, Some(&none), false)?
+            .pair_logits
+            .expect("pair head");
+        let margin = logits.f_double_value(&[0, 0])? - logits.f_double_value(&[0, 1])?;
+        assert!(
+            (together[0] - margin).abs() < 1e-5,
+            "{} vs {margin}",
+            together[0]
+        );
+        // The response is read: another candidate scores differently.
+        let other = DialogueExample {
+            response: vec![30, 31, 32],
+            ..pairs[0].clone()
+        };
+        let changed = CoherenceScorer {
+            model: &m,
+            builder: &b,
+            batch_size: 1,
+        }
+        .score_candidates(&[other])?;
+        assert!((changed[0] - together[0]).abs() > 1e-6);
         Ok(())
     }
 

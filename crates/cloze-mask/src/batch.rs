@@ -38,7 +38,9 @@ pub struct Targets {
     /// token at `pos` predicts `target`, the token that follows it. Sorted by
     /// `(row, pos)`; empty for schemes that generate nothing.
     pub response: Vec<MaskedTarget>,
-    /// NSP/SOP class per row, when every instance has a pair label.
+    /// NSP/SOP class per row, when every instance has a pair label; a
+    /// dialogue batch with coherence rows labels its coherence rows (0
+    /// coherent, 1 not) and gives its other rows [`IGNORED_LABEL`].
     pub pair: Option<Vec<i64>>,
     /// A class label per row (sequence classification), when the data has them.
     pub class: Option<Vec<i64>>,

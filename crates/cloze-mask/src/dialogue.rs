@@ -51,6 +51,14 @@
 //! random ordinary token 10%, kept 10%) into `targets.masked_lm`; the
 //! response then reads the corrupted context. Every draw comes from the
 //! example's stream `example_rng(seed, epoch, index)`.
+//!
+//! **Coherence** (optional, `coherence = true`): PLATO-2's response
+//! coherence estimation. [`DialogueBuilder::batch_with_negatives`] appends,
+//! per sample, two rows in which every token sees every other: the context
+//! with its own response (pair label 0) and with a distractor response the
+//! caller drew from another dialogue (pair label 1). A two-way head on
+//! `[CLS]` learns to tell them apart, and its margin ranks candidate
+//! responses.
 
 use std::collections::HashMap;
 
@@ -140,6 +148,13 @@ pub struct DialogueConfig {
     pub attention: DialogueAttention,
     /// Probability that a context token is an MLM target (0: response loss only).
     pub context_mask_prob: f64,
+    /// Also train PLATO-2's response coherence estimation (RCE): every
+    /// training sample adds two fully bidirectional rows
+    /// ([`DialogueBuilder::coherence_row`]), its context with its own
+    /// response (pair label 0, coherent) and with a response drawn from
+    /// another dialogue (pair label 1), for a two-way head on `[CLS]`.
+    #[serde(default)]
+    pub coherence: bool,
 }
 
 impl Default for DialogueConfig {
@@ -151,6 +166,7 @@ impl Default for DialogueConfig {
             num_roles: 128,
             attention: DialogueAttention::Unified,
             context_mask_prob: 0.0,
+            coherence: false,
         }
     }
 }
@@ -268,7 +284,7 @@ impl DialogueBuilder {
 
     /// Lays out example `index` of `epoch` under `seed`.
     pub fn row(&self, ex: &DialogueExample, seed: u64, epoch: u64, index: u64) -> DialogueRow {
-        self.layout(ex, Some((seed, epoch, index)))
+        self.layout(ex, true, Some((seed, epoch, index)))
     }
 
     /// The row a decoder reads: the context and the response's opening
@@ -276,12 +292,34 @@ impl DialogueBuilder {
     /// closing `[SEP]` and no context MLM; its last position predicts the
     /// next token. The prefix is not cut to `max_response_len`.
     pub fn prompt(&self, ex: &DialogueExample) -> DialogueRow {
-        self.layout(ex, None)
+        self.layout(ex, false, None)
     }
 
-    /// `draw` is `(seed, epoch, index)` for a training row; `None` lays out
-    /// a decoding prompt.
-    fn layout(&self, ex: &DialogueExample, draw: Option<(u64, u64, u64)>) -> DialogueRow {
+    /// The row that response coherence estimation classifies (PLATO-2's
+    /// evaluation model): `ex`'s context and response laid out as a training
+    /// row (response cut to `max_response_len`, closed by `[SEP]` when the
+    /// cut keeps it; same segments and roles), but with every real token
+    /// seeing every other, no response targets and no context MLM.
+    pub fn coherence_row(&self, ex: &DialogueExample) -> DialogueRow {
+        let mut row = self.layout(ex, true, None);
+        let len = row.input_ids.len() as u32;
+        row.blocks = vec![VisibleBlock {
+            queries: Span::new(0, len),
+            keys: vec![Span::new(0, len)],
+        }];
+        row.response_targets.clear();
+        row
+    }
+
+    /// `cut`: lay out a training row (response cut to `max_response_len`
+    /// and closed by `[SEP]`) rather than a decoding prompt; `draw` is the
+    /// `(seed, epoch, index)` of a training row's context MLM.
+    fn layout(
+        &self,
+        ex: &DialogueExample,
+        cut: bool,
+        draw: Option<(u64, u64, u64)>,
+    ) -> DialogueRow {
         let s = &self.specials;
         let (turn_roles, response_role) = self.roles(ex);
         // Newest turns first while they fit; the newest is cut to its end
@@ -317,12 +355,13 @@ impl DialogueBuilder {
         let nc = input_ids.len();
         let max_r = self.config.max_response_len;
         input_ids.push(s.cls);
-        let words = match draw {
-            Some(_) => ex.response.len().min(max_r - 1),
-            None => ex.response.len(),
+        let words = if cut {
+            ex.response.len().min(max_r - 1)
+        } else {
+            ex.response.len()
         };
         input_ids.extend_from_slice(&ex.response[..words]);
-        if draw.is_some() && words + 2 <= max_r {
+        if cut && words + 2 <= max_r {
             input_ids.push(s.sep);
         }
         let len = input_ids.len();
@@ -400,6 +439,48 @@ impl DialogueBuilder {
             .map(|(i, ex)| self.row(ex, seed, epoch, first_index + i as u64))
             .collect();
         self.collate(rows)
+    }
+
+    /// [`DialogueBuilder::batch`] plus response coherence estimation rows:
+    /// the `B` training rows, then for every example its
+    /// [`DialogueBuilder::coherence_row`] (pair label 0), then the same
+    /// context with `negatives[i]` as the response (pair label 1). The
+    /// training rows' pair label is [`crate::batch::IGNORED_LABEL`]. Errors
+    /// when `negatives` does not hold one response per example.
+    pub fn batch_with_negatives(
+        &self,
+        examples: &[DialogueExample],
+        negatives: &[Vec<u32>],
+        seed: u64,
+        epoch: u64,
+        first_index: u64,
+    ) -> Result<Batch> {
+        if negatives.len() != examples.len() {
+            return Err(Error::InvalidValue {
+                field: "negatives".to_owned(),
+                value: format!("{} for {} examples", negatives.len(), examples.len()),
+                expected: "one distractor response per example",
+            });
+        }
+        let mut rows: Vec<DialogueRow> = examples
+            .par_iter()
+            .enumerate()
+            .map(|(i, ex)| self.row(ex, seed, epoch, first_index + i as u64))
+            .collect();
+        let b = rows.len();
+        rows.extend(examples.iter().map(|ex| self.coherence_row(ex)));
+        rows.extend(examples.iter().zip(negatives).map(|(ex, neg)| {
+            self.coherence_row(&DialogueExample {
+                response: neg.clone(),
+                ..ex.clone()
+            })
+        }));
+        let mut batch = self.collate(rows);
+        let mut labels = vec![crate::batch::IGNORED_LABEL; b];
+        labels.resize(2 * b, 0);
+        labels.resize(3 * b, 1);
+        batch.targets.pair = Some(labels);
+        Ok(batch)
     }
 
     /// Pads laid-out rows into a batch.
@@ -507,6 +588,52 @@ mod tests {
         // Each response token predicts the next one; [SEP] predicts nothing.
         assert_eq!(row.response_targets, vec![(6, 13), (7, 14), (8, 3)]);
         assert!(row.mlm_targets.is_empty());
+    }
+
+    #[test]
+    fn a_coherence_row_is_the_training_row_read_both_ways() {
+        let b = builder(DialogueConfig {
+            context_mask_prob: 1.0,
+            ..DialogueConfig::default()
+        });
+        let row = b.coherence_row(&example());
+        // The training row's tokens, segments and roles, uncorrupted...
+        assert_eq!(row.input_ids, vec![2, 10, 11, 3, 12, 3, 2, 13, 14, 3]);
+        assert_eq!(row.segment_ids, vec![0, 0, 0, 0, 0, 0, 1, 1, 1, 1]);
+        assert_eq!(row.role_ids, vec![0, 0, 0, 0, 1, 1, 0, 0, 0, 0]);
+        // ...every token sees every token, and nothing is predicted.
+        assert_eq!(row.dense(), vec![vec![1u8; 10]; 10]);
+        assert!(row.response_targets.is_empty());
+        assert!(row.mlm_targets.is_empty());
+    }
+
+    #[test]
+    fn coherence_rows_follow_the_training_rows_with_their_labels() {
+        let b = builder(DialogueConfig {
+            coherence: true,
+            ..DialogueConfig::default()
+        });
+        let mut other = example();
+        other.response = vec![20, 21, 22];
+        let examples = [example(), other];
+        let negatives = vec![vec![30], vec![31, 32]];
+        let batch = b
+            .batch_with_negatives(&examples, &negatives, 1, 0, 0)
+            .expect("one negative each");
+        assert_eq!(batch.batch_size, 6);
+        assert_eq!(batch.targets.pair, Some(vec![-100, -100, 0, 0, 1, 1]));
+        // The first two rows are the plain training batch.
+        let plain = b.batch(&examples, 1, 0, 0);
+        assert_eq!(batch.targets.response, plain.targets.response);
+        let l = batch.seq_len;
+        assert_eq!(&batch.input_ids[..l], &plain.input_ids[..l]);
+        // Row 4 is example 0's context with the first distractor, padded.
+        let row4: Vec<i64> = batch.row(4).iter().copied().filter(|&t| t != 0).collect();
+        assert_eq!(row4, vec![2, 10, 11, 3, 12, 3, 2, 30, 3]);
+        assert_eq!(batch.row(3)[..10], [2, 10, 11, 3, 12, 3, 2, 20, 21, 22][..]);
+        assert!(b
+            .batch_with_negatives(&examples, &negatives[..1], 1, 0, 0)
+            .is_err());
     }
 
     #[test]

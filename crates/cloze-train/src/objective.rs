@@ -189,11 +189,12 @@ pub const OBJECTIVES: &[ObjectiveEntry] = &[
     },
     ObjectiveEntry {
         name: "dialogue",
-        about: "PLATO-style dialogue: the response's next tokens given the context (plus mlm_weight x context MLM when the rows have it)",
+        about: "PLATO-style dialogue: the response's next tokens given the context (plus mlm_weight x context MLM and pair_weight x response coherence when the rows have them)",
         pair_task: None,
         build: |c| {
             Box::new(crate::dialogue::DialogueLoss {
                 mlm_weight: c.mlm_weight,
+                coherence_weight: c.pair_weight,
             })
         },
     },

@@ -1,8 +1,9 @@
 //! The dialogue flow end to end on hand-made samples: `cloze dialogue init`
 //! from the plato-tiny preset, `cloze finetune --task dialogue` (roles,
-//! attention, resume-safe run directory), `cloze dialogue eval` (of the
-//! model, and of the unigram and retrieval baselines), and `cloze chat
-//! --json` fed from standard input.
+//! attention, resume-safe run directory, coherence training), `cloze
+//! dialogue eval` (of the model ranked by likelihood, PMI or coherence, and
+//! of the unigram and retrieval baselines), and `cloze chat --json` fed
+//! from standard input.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -238,6 +239,87 @@ fn init_train_eval_and_chat() {
         .output()
         .unwrap();
     fails_with(&not_dialogue, "not a dialogue model");
+}
+
+/// PLATO-2's response coherence estimation: `--set dialogue.coherence=true`
+/// trains the pair head beside the response loss, the model is saved with
+/// it (`BertForPreTraining`), and `dialogue eval --rank-by coherence` ranks
+/// with it; a model without the head is refused.
+#[test]
+fn coherence_training_and_ranking() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (train, valid, _tok, init) = small_plays(d);
+    let eval = |model: &Path| {
+        cloze()
+            .args(["dialogue", "eval", "--model"])
+            .arg(model)
+            .arg("--data")
+            .arg(&valid)
+            .args([
+                "--candidates",
+                "3",
+                "--generate",
+                "0",
+                "--rank-by",
+                "coherence",
+                "--json",
+            ])
+            .output()
+            .unwrap()
+    };
+    fails_with(&eval(&init), "no trained coherence head");
+    let run = d.join("run");
+    ok(
+        cloze()
+            .args(["finetune", "--task", "dialogue", "--model"])
+            .arg(&init)
+            .arg("--train")
+            .arg(&train)
+            .args([
+                "--max-steps",
+                "12",
+                "--lr",
+                "3e-3",
+                "--batch-size",
+                "4",
+                "--max-length",
+                "64",
+                "--set",
+                "dialogue.coherence=true",
+                "--out",
+            ])
+            .arg(&run)
+            .output()
+            .unwrap(),
+        "finetune --task dialogue with coherence",
+    );
+    let model = run.join("model");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["dialogue"]["coherence"], true);
+    assert_eq!(config["architectures"][0], "BertForPreTraining");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let train_lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "train")
+        .collect();
+    assert!(!train_lines.is_empty(), "{metrics}");
+    for v in &train_lines {
+        // 4 samples a step: 4 coherent and 4 distractor rows, summed over
+        // the steps of the logging window.
+        let rows = v["counts"]["coherence"].as_u64().unwrap();
+        assert!(rows > 0 && rows % 8 == 0, "{v}");
+        assert!(v["losses"]["coherence"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(v["losses"]["response"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    let out = ok(eval(&model), "dialogue eval --rank-by coherence");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rank_by"], "coherence");
+    assert_eq!(v["ranked"], 16);
+    assert!((0.0..=1.0).contains(&v["hits_at_1"].as_f64().unwrap()));
+    assert!(v["perplexity"].as_f64().unwrap() > 1.0);
 }
 
 /// `cloze dialogue eval --baseline unigram|retrieval`: fitted on the

@@ -20,8 +20,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use cloze_core::SpecialTokens;
 use cloze_eval::dialogue::{
-    distinct, hits_at_1_with, perplexity, sample, Decoding, DialogueDecoder, DialogueScorer,
-    PmiScorer, Sampling,
+    distinct, hits_at_1_with, perplexity, sample, CoherenceScorer, Decoding, DialogueDecoder,
+    DialogueScorer, PmiScorer, Sampling,
 };
 use cloze_eval::dialogue_baselines::{RetrievalBaseline, UnigramBaseline};
 use cloze_eval::generate::{beam_search, greedy, GenerateOptions};
@@ -175,6 +175,8 @@ pub struct Loaded {
     pub tok: ModelTokenizer,
     /// The row layout it was trained with.
     pub builder: DialogueBuilder,
+    /// Whether the checkpoint held the coherence (pair) head.
+    pub pair_head: cloze_models::HeadStatus,
 }
 
 /// Loads `dir` as a dialogue model (refusing a model with no `dialogue` layout).
@@ -187,6 +189,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         model: loaded.model,
         tok,
         builder,
+        pair_head: loaded.report.pair_head,
     })
 }
 
@@ -259,6 +262,9 @@ pub enum RankBy {
     Likelihood,
     /// That minus the same with no context (`cloze_eval::dialogue::PmiScorer`).
     Pmi,
+    /// The pair head's coherence margin over context and candidate read both
+    /// ways (a model trained with `dialogue.coherence = true`).
+    Coherence,
 }
 
 impl RankBy {
@@ -267,6 +273,7 @@ impl RankBy {
         match self {
             RankBy::Likelihood => "likelihood",
             RankBy::Pmi => "pmi",
+            RankBy::Coherence => "coherence",
         }
     }
 }
@@ -326,8 +333,10 @@ struct EvalArgs {
     #[arg(long, default_value_t = 32, conflicts_with = "baseline")]
     max_len: usize,
     /// How the model ranks hits@1 candidates: `likelihood` (mean
-    /// log-likelihood per token given the context) or `pmi` (that minus the
-    /// same without the context: how much the context raised it).
+    /// log-likelihood per token given the context), `pmi` (that minus the
+    /// same without the context: how much the context raised it) or
+    /// `coherence` (the pair head of a model trained with
+    /// `dialogue.coherence = true`).
     #[arg(long, value_enum, default_value_t = RankBy::Likelihood, conflicts_with = "baseline")]
     rank_by: RankBy,
     /// Samples scored together.
@@ -420,6 +429,14 @@ fn eval(a: EvalArgs) -> Result<()> {
         return eval_baseline(&a, baseline);
     }
     let m = load(&a.model)?;
+    if a.rank_by == RankBy::Coherence && m.pair_head != cloze_models::HeadStatus::Loaded {
+        bail!(
+            "{} has no trained coherence head (cls.seq_relationship): train it with \
+             `cloze finetune --task dialogue --set dialogue.coherence=true`, or rank by \
+             likelihood or pmi",
+            a.model.display()
+        );
+    }
     let set = read_samples(&a.data, &m.tok)?;
     let scorer = DialogueScorer {
         model: &m.model,
@@ -439,6 +456,18 @@ fn eval(a: EvalArgs) -> Result<()> {
         }
         RankBy::Pmi => hits_at_1_with(
             &PmiScorer(&scorer),
+            &set.examples,
+            &set.groups,
+            &which,
+            a.candidates,
+            a.seed,
+        )?,
+        RankBy::Coherence => hits_at_1_with(
+            &CoherenceScorer {
+                model: &m.model,
+                builder: &m.builder,
+                batch_size: a.batch_size,
+            },
             &set.examples,
             &set.groups,
             &which,

@@ -66,12 +66,24 @@ fn load_base(
         }
     }
     store_layout(&mut config, layout)?;
-    config.architectures = Some(vec!["BertForMaskedLM".to_owned()]);
+    // Coherence training needs the pooler and the two-way pair head
+    // (HF's BertForPreTraining layout); a base without them starts them
+    // from HF's initialisation.
+    type Build = fn(
+        &tch::nn::Path<'_>,
+        &cloze_models::BertConfig,
+    ) -> cloze_models::Result<BertForPreTraining>;
+    let (architecture, build): (&str, Build) = if layout.coherence {
+        ("BertForPreTraining", BertForPreTraining::new)
+    } else {
+        ("BertForMaskedLM", BertForPreTraining::new_masked_lm)
+    };
+    config.architectures = Some(vec![architecture.to_owned()]);
     Ok(cloze_models::hf::load_tensors_with(
         config,
         tensors,
         Device::Cpu,
-        BertForPreTraining::new_masked_lm,
+        build,
     )?)
 }
 
@@ -126,6 +138,12 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
             base.display()
         );
     }
+    let n_train = train.examples.len();
+    let eval = dev
+        .as_ref()
+        .map(|d| DialogueEval::new(&d.examples, &builder, cfg.run.seed, cfg.eval.batch_size));
+    let source =
+        DialogueSource::new(train.examples, builder, cfg.run.seed).with_groups(train.groups)?;
     let model = BertPretrainer {
         vs: loaded.vs,
         model: loaded.model,
@@ -139,18 +157,19 @@ pub fn run(s: Started, test: Option<&Path>) -> Result<()> {
     }
     eprintln!(
         "training a dialogue model on {} samples for {} steps (roles {}, {} attention, context up \
-         to {} tokens, responses up to {})",
-        train.examples.len(),
+         to {} tokens, responses up to {}{})",
+        n_train,
         loop_cfg.run.max_steps,
         layout.roles.name(),
         layout.attention.name(),
         layout.max_context_len,
-        layout.max_response_len
+        layout.max_response_len,
+        if layout.coherence {
+            "; plus response coherence rows"
+        } else {
+            ""
+        }
     );
-    let eval = dev
-        .as_ref()
-        .map(|d| DialogueEval::new(&d.examples, &builder, cfg.run.seed, cfg.eval.batch_size));
-    let source = DialogueSource::new(train.examples, builder, cfg.run.seed);
     let result = train_and_export(
         &model,
         loop_cfg,
