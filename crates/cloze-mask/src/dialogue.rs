@@ -155,6 +155,14 @@ pub struct DialogueConfig {
     /// another dialogue (pair label 1), for a two-way head on `[CLS]`.
     #[serde(default)]
     pub coherence: bool,
+    /// Weight of the coherence loss against the response loss (1 by
+    /// default): the shared encoder follows the sum of their gradients.
+    #[serde(default = "one")]
+    pub coherence_weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for DialogueConfig {
@@ -167,6 +175,7 @@ impl Default for DialogueConfig {
             attention: DialogueAttention::Unified,
             context_mask_prob: 0.0,
             coherence: false,
+            coherence_weight: 1.0,
         }
     }
 }
@@ -242,6 +251,14 @@ impl DialogueBuilder {
                 field: "dialogue.context_mask_prob".into(),
                 value: p,
             });
+        }
+        let w = config.coherence_weight;
+        if !(w.is_finite() && w >= 0.0) {
+            return invalid(
+                "dialogue.coherence_weight",
+                w.to_string(),
+                "a finite weight of at least 0",
+            );
         }
         let set = SpecialSet::new(&specials)?;
         Ok(Self {
@@ -817,6 +834,14 @@ mod tests {
             },
             DialogueConfig {
                 context_mask_prob: 1.5,
+                ..DialogueConfig::default()
+            },
+            DialogueConfig {
+                coherence_weight: -1.0,
+                ..DialogueConfig::default()
+            },
+            DialogueConfig {
+                coherence_weight: f64::NAN,
                 ..DialogueConfig::default()
             },
         ] {

@@ -7,7 +7,8 @@
 //!   response before it (PLATO-XL's loss), reported as `response` with its
 //!   accuracy; plus `objective.mlm_weight` times the context MLM loss,
 //!   reported as `mlm`, when the rows have context MLM targets; plus
-//!   `objective.pair_weight` times PLATO-2's response coherence estimation
+//!   `objective.pair_weight` (a fine-tuning run's
+//!   `dialogue.coherence_weight`) times PLATO-2's response coherence estimation
 //!   loss, reported as `coherence`, when the batch has coherence rows (the
 //!   two-way cross-entropy of the pair head on the rows with a pair label).
 //! - [`DialogueSource`]: a [`DataSource`] of encoded samples; example `i` of

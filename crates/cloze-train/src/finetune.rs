@@ -367,6 +367,8 @@ impl FinetuneConfig {
             run,
             objective: ObjectiveConfig {
                 kind: self.task.kind.objective().to_string(),
+                // A dialogue run's coherence loss is the objective's pair term.
+                pair_weight: self.dialogue.as_ref().map_or(1.0, |d| d.coherence_weight),
                 ..ObjectiveConfig::default()
             },
             optimizer: self.optimizer.clone(),

@@ -287,6 +287,8 @@ fn coherence_training_and_ranking() {
                 "64",
                 "--set",
                 "dialogue.coherence=true",
+                "--set",
+                "dialogue.coherence_weight=2",
                 "--out",
             ])
             .arg(&run)
@@ -298,6 +300,7 @@ fn coherence_training_and_ranking() {
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["dialogue"]["coherence"], true);
+    assert_eq!(config["dialogue"]["coherence_weight"], 2.0);
     assert_eq!(config["architectures"][0], "BertForPreTraining");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let train_lines: Vec<serde_json::Value> = metrics
@@ -311,8 +314,10 @@ fn coherence_training_and_ranking() {
         // the steps of the logging window.
         let rows = v["counts"]["coherence"].as_u64().unwrap();
         assert!(rows > 0 && rows % 8 == 0, "{v}");
-        assert!(v["losses"]["coherence"].as_f64().unwrap() > 0.0, "{v}");
-        assert!(v["losses"]["response"].as_f64().unwrap() > 0.0, "{v}");
+        let response = v["losses"]["response"].as_f64().unwrap();
+        let coherence = v["losses"]["coherence"].as_f64().unwrap();
+        let total = v["loss"].as_f64().unwrap();
+        assert!((total - (response + 2.0 * coherence)).abs() < 1e-3, "{v}");
     }
     let out = ok(eval(&model), "dialogue eval --rank-by coherence");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
