@@ -6,8 +6,10 @@
 //! layout: roles, attention, lengths, context MLM), `metrics.jsonl`,
 //! checkpoints, `--resume`, Ctrl-C. The run ends with `model/`: the
 //! checkpoint with the lowest dev response loss (the last step without
-//! `--dev`) as an HF `BertForMaskedLM` whose `config.json` records the
-//! layout, ready for `cloze chat` and `cloze dialogue eval`.
+//! `--dev`) as an HF `BertForMaskedLM` (`BertForPreTraining`, with the
+//! pooler and the coherence head, when the layout trains coherence) whose
+//! `config.json` records the layout, ready for `cloze chat` and `cloze
+//! dialogue eval`.
 //!
 //! The base model is any BERT with a masked-LM head (a `cloze dialogue
 //! init` model, a `cloze pretrain` run's model); a base without the role
