@@ -58,13 +58,7 @@ impl Objective for DialogueLoss {
                     .to_owned(),
             ));
         };
-        let loss = logits.f_cross_entropy_loss::<Tensor>(
-            &response.targets,
-            None,
-            Reduction::Mean,
-            -100,
-            0.0,
-        )?;
+        let loss = mean_cross_entropy(logits, &response.targets)?;
         let mut report = Report::new()
             .loss("response", scalar(&loss)?)
             .accuracy("response", accuracy(logits, &response.targets)?)
@@ -74,13 +68,7 @@ impl Objective for DialogueLoss {
             count: labelled(&response.targets)?,
         }];
         if batch.num_masked() > 0 && self.mlm_weight > 0.0 {
-            let mlm = out.mlm_logits.f_cross_entropy_loss::<Tensor>(
-                &batch.targets,
-                None,
-                Reduction::Mean,
-                -100,
-                0.0,
-            )?;
+            let mlm = mean_cross_entropy(&out.mlm_logits, &batch.targets)?;
             report = report
                 .loss("mlm", scalar(&mlm)?)
                 .accuracy("mlm", accuracy(&out.mlm_logits, &batch.targets)?)
@@ -104,13 +92,7 @@ impl Objective for DialogueLoss {
             );
             let rows = wanted.size()[0].max(0) as u64;
             if rows > 0 && self.coherence_weight > 0.0 {
-                let loss = logits.f_cross_entropy_loss::<Tensor>(
-                    &wanted,
-                    None,
-                    Reduction::Mean,
-                    -100,
-                    0.0,
-                )?;
+                let loss = mean_cross_entropy(&logits, &wanted)?;
                 report = report
                     .loss("coherence", scalar(&loss)?)
                     .accuracy("coherence", accuracy(&logits, &wanted)?)
@@ -123,6 +105,11 @@ impl Objective for DialogueLoss {
         }
         Losses::of_parts(parts, report)
     }
+}
+
+/// Mean cross-entropy of `logits` against `targets`, `-100` ignored.
+fn mean_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    Ok(logits.f_cross_entropy_loss::<Tensor>(targets, None, Reduction::Mean, -100, 0.0)?)
 }
 
 /// Encoded dialogue samples as training batches.

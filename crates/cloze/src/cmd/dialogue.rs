@@ -20,8 +20,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use cloze_core::SpecialTokens;
 use cloze_eval::dialogue::{
-    distinct, hits_at_1_with, perplexity, sample, CoherenceScorer, Decoding, DialogueDecoder,
-    DialogueScorer, PmiScorer, Sampling,
+    distinct, hits_at_1_with, perplexity, sample, CandidateScorer, CoherenceScorer, Decoding,
+    DialogueDecoder, DialogueScorer, PmiScorer, Sampling,
 };
 use cloze_eval::dialogue_baselines::{RetrievalBaseline, UnigramBaseline};
 use cloze_eval::generate::{beam_search, greedy, GenerateOptions};
@@ -450,31 +450,27 @@ fn eval(a: EvalArgs) -> Result<()> {
     let ppl = perplexity(&scores);
     bar.set_message(format!("ranking among {} candidates", a.candidates));
     let which = ranked_samples(a.rank_samples, set.examples.len());
-    let (hits, ranked) = match a.rank_by {
-        RankBy::Likelihood => {
-            scorer.hits_at_1_of(&set.examples, &set.groups, &which, a.candidates, a.seed)?
-        }
-        RankBy::Pmi => hits_at_1_with(
-            &PmiScorer(&scorer),
-            &set.examples,
-            &set.groups,
-            &which,
-            a.candidates,
-            a.seed,
-        )?,
-        RankBy::Coherence => hits_at_1_with(
-            &CoherenceScorer {
-                model: &m.model,
-                builder: &m.builder,
-                batch_size: a.batch_size,
-            },
-            &set.examples,
-            &set.groups,
-            &which,
-            a.candidates,
-            a.seed,
-        )?,
+    let (pmi, coherence) = (
+        PmiScorer(&scorer),
+        CoherenceScorer {
+            model: &m.model,
+            builder: &m.builder,
+            batch_size: a.batch_size,
+        },
+    );
+    let ranker: &dyn CandidateScorer = match a.rank_by {
+        RankBy::Likelihood => &scorer,
+        RankBy::Pmi => &pmi,
+        RankBy::Coherence => &coherence,
     };
+    let (hits, ranked) = hits_at_1_with(
+        ranker,
+        &set.examples,
+        &set.groups,
+        &which,
+        a.candidates,
+        a.seed,
+    )?;
     let n = a.generate.min(set.examples.len());
     let (d1, d2, generated) = if n > 0 {
         bar.set_message(format!("generating {n} responses"));
