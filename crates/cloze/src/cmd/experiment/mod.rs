@@ -65,10 +65,11 @@ pub enum Which {
     /// against frequency, DistMult and ComplEx baselines on UMLS, Nations,
     /// Kinships and a WN18RR-style graph (with a zero-shot split).
     Mlmlm(mlmlm::MlmlmArgs),
-    /// Compression of trained encoders: every model pruned (magnitude,
-    /// SparseGPT, 2:4), quantised (GPTQ 4/3-bit, RTN 4-bit) and run in int8
-    /// (with and without SmoothQuant), each variant scored by held-out MLM
-    /// loss and accuracy, embedding cosine to the dense model and size.
+    /// Compression of trained encoders: every model pruned (magnitude and
+    /// SparseGPT, 50% and 2:4), quantised (GPTQ and RTN, 4 and 3 bits) and
+    /// run in int8 (with and without SmoothQuant), each variant scored by
+    /// held-out MLM loss and accuracy, embedding cosine to the dense model
+    /// and size.
     Compress(compress::CompressArgs),
     /// PLATO-style dialogue: no roles vs two alternating roles vs
     /// per-speaker roles, and the unified vs a fully causal mask, on the
