@@ -55,13 +55,36 @@ fn builder(context_mask_prob: f64) -> DialogueBuilder {
     .expect("valid layout")
 }
 
+/// The model of `cfg` with four role ids (padding and three speakers).
+fn with_roles(cfg: &cloze_train::TrainConfig) -> cloze_models::BertConfig {
+    let mut bc = cloze_train::bert::bert_config(&cfg.model, VOCAB, 0);
+    bc.role_type_size = Some(4);
+    bc
+}
+
+/// A dialogue run of `steps` steps in batches of 16, with no evaluation or
+/// checkpoints along the way.
+fn short_run_config(steps: u64) -> anyhow::Result<cloze_train::TrainConfig> {
+    let mut cfg = config(steps).with_overrides(&[
+        "eval.every_steps=0".into(),
+        "checkpoint.every_steps=0".into(),
+        "data.batch_size=16".into(),
+        "data.grad_accum=1".into(),
+    ])?;
+    cfg.objective.kind = "dialogue".into();
+    Ok(cfg)
+}
+
 #[test]
 fn the_loss_adds_weighted_context_mlm_to_the_response_nll() -> anyhow::Result<()> {
     let _g = torch_lock();
     let cfg = config(1).with_overrides(&["model.hidden_dropout_prob=0.0".into()])?;
-    let mut bc = cloze_train::bert::bert_config(&cfg.model, VOCAB, 0);
-    bc.role_type_size = Some(4);
-    let m = cloze_train::BertPretrainer::new_masked_lm(bc, 1, &cfg.init, tch::Device::Cpu)?;
+    let m = cloze_train::BertPretrainer::new_masked_lm(
+        with_roles(&cfg),
+        1,
+        &cfg.init,
+        tch::Device::Cpu,
+    )?;
     let batch = builder(0.5).batch(&scenes(8), 3, 0, 0);
     assert!(batch.role_ids.is_some() && !batch.targets.masked_lm.is_empty());
     let tb = TensorBatch::from_batch(&batch, tch::Device::Cpu)?;
@@ -99,16 +122,13 @@ fn a_short_run_lowers_the_held_out_response_loss() -> anyhow::Result<()> {
     let _g = torch_lock();
     tch::set_num_threads(1);
     let dir = tempfile::tempdir()?;
-    let mut cfg = config(120).with_overrides(&[
-        "eval.every_steps=0".into(),
-        "checkpoint.every_steps=0".into(),
-        "data.batch_size=16".into(),
-        "data.grad_accum=1".into(),
-    ])?;
-    cfg.objective.kind = "dialogue".into();
-    let mut bc = cloze_train::bert::bert_config(&cfg.model, VOCAB, 0);
-    bc.role_type_size = Some(4);
-    let m = cloze_train::BertPretrainer::new_masked_lm(bc, 1, &cfg.init, tch::Device::Cpu)?;
+    let cfg = short_run_config(120)?;
+    let m = cloze_train::BertPretrainer::new_masked_lm(
+        with_roles(&cfg),
+        1,
+        &cfg.init,
+        tch::Device::Cpu,
+    )?;
     let eval = DialogueEval::new(&scenes(32), &builder(0.0), 0, 16);
     let before = eval.evaluate(&m, tch::Device::Cpu)?.losses["response"];
     let source = DialogueSource::new(scenes(400), builder(0.0), cfg.run.seed);
@@ -164,9 +184,7 @@ fn coherence_accuracy(m: &cloze_train::BertPretrainer, batch: &cloze_mask::Batch
 fn the_coherence_loss_is_the_pair_cross_entropy_of_the_labelled_rows() -> anyhow::Result<()> {
     let _g = torch_lock();
     let cfg = config(1).with_overrides(&["model.hidden_dropout_prob=0.0".into()])?;
-    let mut bc = cloze_train::bert::bert_config(&cfg.model, VOCAB, 0);
-    bc.role_type_size = Some(4);
-    let m = cloze_train::BertPretrainer::new(bc, 1, &cfg.init, tch::Device::Cpu)?;
+    let m = cloze_train::BertPretrainer::new(with_roles(&cfg), 1, &cfg.init, tch::Device::Cpu)?;
     let examples = scenes(6);
     let negatives: Vec<Vec<u32>> = (0..6).map(|i| scenes(12)[i + 6].response.clone()).collect();
     let batch = coherence_builder().batch_with_negatives(&examples, &negatives, 3, 0, 0)?;
@@ -267,16 +285,8 @@ fn a_short_run_learns_to_tell_a_scene_s_reply_from_another_s() -> anyhow::Result
     let _g = torch_lock();
     tch::set_num_threads(1);
     let dir = tempfile::tempdir()?;
-    let mut cfg = config(600).with_overrides(&[
-        "eval.every_steps=0".into(),
-        "checkpoint.every_steps=0".into(),
-        "data.batch_size=16".into(),
-        "data.grad_accum=1".into(),
-    ])?;
-    cfg.objective.kind = "dialogue".into();
-    let mut bc = cloze_train::bert::bert_config(&cfg.model, VOCAB, 0);
-    bc.role_type_size = Some(4);
-    let m = cloze_train::BertPretrainer::new(bc, 1, &cfg.init, tch::Device::Cpu)?;
+    let cfg = short_run_config(600)?;
+    let m = cloze_train::BertPretrainer::new(with_roles(&cfg), 1, &cfg.init, tch::Device::Cpu)?;
     let n = 400;
     let held_out =
         DialogueSource::new(scenes(n), coherence_builder(), 99).with_groups(scene_groups(n))?;

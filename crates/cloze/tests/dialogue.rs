@@ -80,6 +80,27 @@ fn small_plays(d: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     (train, heldout, tok, init)
 }
 
+/// `cloze dialogue eval` ranking three candidates per sample by `rank_by`,
+/// generating nothing, as JSON.
+fn rank_only(model: &Path, data: &Path, rank_by: &str) -> std::process::Output {
+    cloze()
+        .args(["dialogue", "eval", "--model"])
+        .arg(model)
+        .arg("--data")
+        .arg(data)
+        .args([
+            "--candidates",
+            "3",
+            "--generate",
+            "0",
+            "--rank-by",
+            rank_by,
+            "--json",
+        ])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn init_train_eval_and_chat() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,22 +189,7 @@ fn init_train_eval_and_chat() {
     assert_eq!(v["rank_by"], "likelihood");
     // Ranking by PMI: the same perplexity; nothing generated, so no distinct-n.
     let pmi = ok(
-        cloze()
-            .args(["dialogue", "eval", "--model"])
-            .arg(&model)
-            .arg("--data")
-            .arg(&valid)
-            .args([
-                "--candidates",
-                "3",
-                "--generate",
-                "0",
-                "--rank-by",
-                "pmi",
-                "--json",
-            ])
-            .output()
-            .unwrap(),
+        rank_only(&model, &valid, "pmi"),
         "dialogue eval --rank-by pmi",
     );
     let p: serde_json::Value = serde_json::from_slice(&pmi.stdout).unwrap();
@@ -250,24 +256,7 @@ fn coherence_training_and_ranking() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (train, valid, _tok, init) = small_plays(d);
-    let eval = |model: &Path| {
-        cloze()
-            .args(["dialogue", "eval", "--model"])
-            .arg(model)
-            .arg("--data")
-            .arg(&valid)
-            .args([
-                "--candidates",
-                "3",
-                "--generate",
-                "0",
-                "--rank-by",
-                "coherence",
-                "--json",
-            ])
-            .output()
-            .unwrap()
-    };
+    let eval = |model: &Path| rank_only(model, &valid, "coherence");
     fails_with(&eval(&init), "no trained coherence head");
     let run = d.join("run");
     ok(
